@@ -1,0 +1,168 @@
+"""Wiring: builds settings and adapters for the current invocation (lazily).
+
+The only CLI module that touches adapters, and only inside functions, so that
+`dbops --help` never imports boto3, psycopg or supabase.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dbops.errors import ConfigError, DbopsError, MissingExtraError
+from dbops.ports import Queues, Store
+from dbops.settings import SECRET_FIELDS, Settings, load_settings, parse_env_text
+
+
+def state() -> Any:
+    from dbops.cli.main import State
+
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx else None
+    if root is None or not isinstance(root.obj, State):
+        return State(None, False, None)
+    return root.obj
+
+
+def _cached(key: str, build: Any) -> Any:
+    st = state()
+    if key not in st.cache:
+        st.cache[key] = build()
+    return st.cache[key]
+
+
+def _env_file_values() -> dict[str, Any]:
+    path = state().env_file
+    if not path:
+        return {}
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).expanduser().read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read --env-file {path}: {exc.strerror}") from None
+    return parse_env_text(text)
+
+
+def settings_and_origins() -> tuple[Settings, dict[str, str]]:
+    return _cached(  # type: ignore[no-any-return]
+        "settings",
+        lambda: load_settings(profile=state().profile, env_file_values=_env_file_values()),
+    )
+
+
+def settings() -> Settings:
+    return settings_and_origins()[0]
+
+
+def secret_values() -> list[str]:
+    """Every configured secret (and DSN passwords), for scrubbing free text."""
+    try:
+        current = settings()
+    except DbopsError:
+        return []
+    values: list[str] = []
+    for name in SECRET_FIELDS:
+        secret = getattr(current, name)
+        if secret is not None and secret.get_secret_value():
+            values.append(secret.get_secret_value())
+    if current.database_url is not None:
+        match = re.search(r"://[^:/@]*:([^@]+)@", current.database_url.get_secret_value())
+        if match:
+            values.append(match.group(1))
+    return [v for v in values if len(v) >= 4]
+
+
+def safe_text(text: str) -> str:
+    text = " ".join(text.split())
+    for value in secret_values():
+        text = text.replace(value, "****")
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]+@", r"\1****@", text)
+
+
+def store(*, required: bool = True) -> Store:
+    def build() -> Store:
+        current = settings()
+        transport = current.effective_transport
+        if transport == "postgres":
+            assert current.database_url is not None
+            from dbops.adapters.postgres import PostgresStore
+
+            built: Store = PostgresStore(
+                current.database_url.get_secret_value(),
+                connect_timeout=current.connect_timeout_seconds,
+                statement_timeout_ms=current.statement_timeout_ms,
+            )
+        elif transport == "supabase":
+            assert current.supabase_url and current.supabase_service_role_key
+            from dbops.adapters.supabase import SupabaseStore
+
+            built = SupabaseStore(
+                current.supabase_url, current.supabase_service_role_key.get_secret_value()
+            )
+        else:
+            raise ConfigError(
+                "no database configured",
+                hint="set DATABASE_URL, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY, "
+                "or use --profile sandbox after `dbops sandbox up`",
+            )
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None:
+            ctx.find_root().call_on_close(built.close)
+        return built
+
+    return _cached("store", build)  # type: ignore[no-any-return]
+
+
+def queues() -> Queues:
+    def build() -> Queues:
+        current = settings()
+        from dbops.adapters.sqs import SqsQueues
+
+        return SqsQueues(
+            region=current.aws_region,
+            endpoint=current.aws_endpoint_url_sqs,
+            profile=current.aws_profile,
+            sandbox=current.sandbox,
+        )
+
+    return _cached("queues", build)  # type: ignore[no-any-return]
+
+
+def main_queue_url() -> str:
+    url = settings().sqs_queue_url
+    if not url:
+        raise ConfigError("no main queue configured", hint="set SQS_QUEUE_URL or use a profile")
+    return url
+
+
+def dlq_url() -> str:
+    url = settings().sqs_dlq_url
+    if not url:
+        raise ConfigError("no dead-letter queue configured", hint="set SQS_DLQ_URL or use --queue")
+    return url
+
+
+def operator() -> str:
+    import getpass
+
+    configured = settings().operator
+    if configured:
+        return configured
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def require_sandbox_extra() -> None:
+    try:
+        import moto  # noqa: F401
+        import pgserver  # noqa: F401
+    except ImportError:
+        raise MissingExtraError(
+            "the sandbox needs the 'sandbox' extra",
+            hint="install with `pip install 'dbops[sandbox]'` or `uv sync`",
+        ) from None

@@ -1,0 +1,56 @@
+"""`dbops db`: install and inspect dbops' own SQL objects."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from dbops.cli import _deps
+from dbops.cli._common import DryRunOpt
+from dbops.cli.output import Output, OutputOpt, message, render, write
+from dbops.services import migrations
+
+app = typer.Typer(help="Install and inspect dbops' SQL objects (migrations).", no_args_is_help=True)
+
+
+@app.command("migrate")
+def migrate(
+    print_sql: Annotated[
+        bool, typer.Option("--print", help="Print the SQL (for the Supabase SQL editor).")
+    ] = False,
+    dry_run: DryRunOpt = False,
+    output: OutputOpt = "table",  # type: ignore[assignment]
+) -> None:
+    """Apply pending dbops migrations (idempotent; safe to re-run).
+
+    Example:
+        dbops db migrate --dry-run
+        dbops db migrate --print > dbops.sql
+    """
+    if print_sql:
+        write(migrations.render_script())
+        return
+    result = migrations.migrate(store=_deps.store(), dry_run=dry_run)
+    if output is Output.table:
+        verb = "would apply" if dry_run else "applied"
+        if result.applied:
+            message(f"{verb} {len(result.applied)} migration(s): {', '.join(result.applied)}")
+        else:
+            message(f"up to date ({result.already_applied} applied)")
+        return
+    render(result, output)
+
+
+@app.command("status")
+def status(output: OutputOpt = "table") -> None:  # type: ignore[assignment]
+    """Show each dbops migration as applied, pending or changed.
+
+    Example:
+        dbops db status -o json
+    """
+    render(
+        migrations.status(store=_deps.store()),
+        output,
+        columns=["version", "name", "status", "applied_at"],
+    )

@@ -1,0 +1,156 @@
+"""The `dbops` root command: global options, subcommand groups, and the error boundary."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from dbops.errors import DbopsError, ExitCode
+
+GLOBAL_HELP = """\
+Global options (accepted anywhere on the command line):
+  --profile NAME   configuration profile (or DBOPS_PROFILE)
+  --debug          show tracebacks (or DBOPS_DEBUG=1)
+  --env-file PATH  read KEY=VALUE settings, secrets included, from a file ('-' = stdin)
+"""
+
+
+class State:
+    """Per-invocation state shared by every command (kept on the root click context)."""
+
+    def __init__(self, profile: str | None, debug: bool, env_file: str | None) -> None:
+        self.profile = profile
+        self.debug = debug
+        self.env_file = env_file
+        self.cache: dict[str, Any] = {}
+
+
+def _extract_globals(args: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """Pull --profile/--debug/--env-file out of args wherever they appear (before `--`)."""
+    rest: list[str] = []
+    found: dict[str, Any] = {"profile": None, "debug": False, "env_file": None}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        name, eq, value = arg.partition("=")
+        if name in ("--profile", "--env-file"):
+            key = name[2:].replace("-", "_")
+            if eq:
+                found[key] = value
+            elif i + 1 < len(args):
+                found[key] = args[i + 1]
+                i += 1
+            else:
+                raise click.UsageError(f"option {name} requires a value")
+        elif arg == "--debug":
+            found["debug"] = True
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, found
+
+
+def _debug_enabled() -> bool:
+    ctx = click.get_current_context(silent=True)
+    state = ctx.find_root().obj if ctx else None
+    if isinstance(state, State) and state.debug:
+        return True
+    return os.environ.get("DBOPS_DEBUG", "") not in ("", "0", "false")
+
+
+def fail(code: int, text: str) -> None:
+    sys.stderr.write(f"Error: {text}\n")
+    sys.stderr.flush()
+    raise SystemExit(code)
+
+
+class RootGroup(TyperGroup):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest, found = _extract_globals(list(args))
+        ctx.obj = State(found["profile"], found["debug"], found["env_file"])
+        return super().parse_args(ctx, rest)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        formatter.write("\n" + GLOBAL_HELP)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """The one error boundary: DbopsError -> one line + its exit code."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
+            raise
+        except DbopsError as exc:
+            if _debug_enabled():
+                traceback.print_exc()
+            fail(int(exc.exit_code), exc.one_line())
+        except KeyboardInterrupt:
+            fail(int(ExitCode.INTERRUPTED), "interrupted")
+        except BrokenPipeError:
+            raise SystemExit(0) from None
+        except Exception as exc:
+            if _debug_enabled():
+                traceback.print_exc()
+            from dbops.cli._deps import safe_text
+
+            fail(
+                int(ExitCode.UNEXPECTED),
+                f"unexpected {type(exc).__name__}: {safe_text(str(exc))} "
+                "(re-run with --debug for the traceback)",
+            )
+
+
+app = typer.Typer(
+    name="dbops",
+    cls=RootGroup,
+    help="On-call toolkit for the SQS + Postgres/Supabase job backend.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from dbops import __version__
+
+        typer.echo(f"dbops {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """On-call toolkit for the SQS + Postgres/Supabase job backend."""
+
+
+def _register() -> None:
+    from dbops.cli import config_cmd, db_cmd, demo_cmd, doctor_cmd, log_cmd, sandbox_cmd
+
+    app.add_typer(config_cmd.app, name="config")
+    app.add_typer(db_cmd.app, name="db")
+    app.add_typer(sandbox_cmd.app, name="sandbox")
+    app.command("doctor")(doctor_cmd.doctor)
+    app.command("log")(log_cmd.log)
+    app.command("demo")(demo_cmd.demo)
+
+
+_register()
+
+
+def run() -> None:
+    app(prog_name="dbops")

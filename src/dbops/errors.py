@@ -1,0 +1,66 @@
+"""Exit codes and the error hierarchy.
+
+Every failure dbops expects is a `DbopsError` subclass carrying its exit code; the CLI
+boundary (`dbops.cli.main`) turns it into one line on stderr and that exit code.
+Messages must never contain a secret: adapters build them from safe parts only.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    UNEXPECTED = 1
+    USAGE = 2
+    CONFIG = 3
+    NOT_FOUND = 4
+    REMOTE = 5
+    REFUSED = 6
+    INTERRUPTED = 130
+
+
+class DbopsError(Exception):
+    """Base class: an expected failure with a one-line, secret-free message."""
+
+    exit_code: ExitCode = ExitCode.UNEXPECTED
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        text = " ".join(self.message.split())
+        if self.hint:
+            text = f"{text} ({' '.join(self.hint.split())})"
+        return text
+
+
+class UsageError(DbopsError):
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(DbopsError):
+    exit_code = ExitCode.CONFIG
+
+
+class NotFoundError(DbopsError):
+    exit_code = ExitCode.NOT_FOUND
+
+
+class RemoteError(DbopsError):
+    """SQS, Postgres or PostgREST failed or could not be reached."""
+
+    exit_code = ExitCode.REMOTE
+
+
+class RefusedError(DbopsError):
+    """A destructive action was not confirmed, or a safety guard tripped."""
+
+    exit_code = ExitCode.REFUSED
+
+
+class MissingExtraError(ConfigError):
+    """An optional dependency (the `sandbox` extra) is not installed."""

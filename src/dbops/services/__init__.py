@@ -1,0 +1,1 @@
+"""Use cases. Plain Python: take ports, return pydantic models, raise DbopsError."""

@@ -1,0 +1,118 @@
+"""The operator action log: one row per invocation of a mutating command."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from dbops.errors import DbopsError, RefusedError
+from dbops.ports import Store
+from dbops.services.redact import redact_arguments, redact_text
+
+
+class ActionLogEntry(BaseModel):
+    """One row of `dbops log -o json`."""
+
+    id: int
+    operator: str
+    caller_arn: str | None = None
+    command: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    dry_run: bool
+    counts: dict[str, Any] = Field(default_factory=dict)
+    outcome: str
+    error: str | None = None
+    started_at: datetime
+    finished_at: datetime
+
+
+class ActionRecorder:
+    """Context manager: records the outcome of one mutating command.
+
+    `counts` is filled in by the service as it works; the row is written on exit
+    whatever happened (ok, dry_run, refused, interrupted, error). When the database is
+    unreachable the row goes to a local JSONL file instead, so it is never lost.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store | None,
+        command: str,
+        arguments: dict[str, Any],
+        operator: str,
+        dry_run: bool = False,
+        caller_arn: str | None = None,
+        fallback_file: Path | None = None,
+    ) -> None:
+        self.store = store
+        self.command = command
+        self.arguments = redact_arguments(arguments)
+        self.operator = operator
+        self.dry_run = dry_run
+        self.caller_arn = caller_arn
+        self.fallback_file = fallback_file
+        self.counts: dict[str, Any] = {}
+        self.started_at = datetime.now(UTC)
+        self.written_to: str | None = None
+
+    def __enter__(self) -> ActionRecorder:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            outcome, error = ("dry_run" if self.dry_run else "ok"), None
+        elif isinstance(exc, RefusedError):
+            outcome, error = "refused", exc.one_line()
+        elif isinstance(exc, KeyboardInterrupt):
+            outcome, error = "interrupted", "interrupted by operator"
+        elif isinstance(exc, DbopsError):
+            outcome, error = "error", exc.one_line()
+        else:
+            outcome, error = "error", type(exc).__name__
+        self.write(outcome, error)
+
+    def write(self, outcome: str, error: str | None) -> None:
+        params = {
+            "p_operator": self.operator,
+            "p_caller_arn": self.caller_arn,
+            "p_command": self.command,
+            "p_arguments": self.arguments,
+            "p_dry_run": self.dry_run,
+            "p_counts": self.counts,
+            "p_outcome": outcome,
+            "p_error": redact_text(error) if error else None,
+            "p_started_at": self.started_at,
+        }
+        if self.store is not None:
+            try:
+                self.store.call("dbops_action_log_write", params)
+                self.written_to = "database"
+                return
+            except DbopsError:
+                pass
+        if self.fallback_file is not None:
+            self.fallback_file.parent.mkdir(parents=True, exist_ok=True)
+            record = {k[2:]: v for k, v in params.items()}
+            record["started_at"] = self.started_at.isoformat()
+            record["finished_at"] = datetime.now(UTC).isoformat()
+            with self.fallback_file.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            self.written_to = str(self.fallback_file)
+
+
+def list_entries(*, store: Store, since_seconds: int, limit: int) -> list[ActionLogEntry]:
+    rows = store.call(
+        "dbops_action_log_list", {"p_since_seconds": since_seconds, "p_limit": limit}
+    )
+    return [ActionLogEntry.model_validate(r) for r in rows]

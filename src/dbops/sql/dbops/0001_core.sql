@@ -1,0 +1,59 @@
+-- dbops core: health ping, migration listing, and the operator action log.
+
+create or replace function dbops_ping() returns table (ok boolean, server_time timestamptz)
+language sql stable as $$ select true, now() $$;
+
+create or replace function dbops_migrations_applied()
+returns table (version text, checksum text, applied_at timestamptz)
+language sql stable as $$
+    select version, checksum, applied_at from dbops_schema_migrations order by version
+$$;
+
+create table if not exists dbops_action_log (
+    id bigserial primary key,
+    operator text not null,
+    caller_arn text,
+    command text not null,
+    arguments jsonb not null default '{}'::jsonb,
+    dry_run boolean not null default false,
+    counts jsonb not null default '{}'::jsonb,
+    outcome text not null check (outcome in ('ok', 'error', 'refused', 'interrupted', 'dry_run')),
+    error text,
+    started_at timestamptz not null,
+    finished_at timestamptz not null default now()
+);
+create index if not exists dbops_action_log_started_idx on dbops_action_log (started_at desc);
+
+create or replace function dbops_action_log_write(
+    p_operator text,
+    p_caller_arn text,
+    p_command text,
+    p_arguments jsonb,
+    p_dry_run boolean,
+    p_counts jsonb,
+    p_outcome text,
+    p_error text,
+    p_started_at timestamptz
+) returns table (id bigint)
+language sql volatile as $$
+    insert into dbops_action_log
+        (operator, caller_arn, command, arguments, dry_run, counts, outcome, error, started_at)
+    values
+        (p_operator, p_caller_arn, p_command, coalesce(p_arguments, '{}'::jsonb), p_dry_run,
+         coalesce(p_counts, '{}'::jsonb), p_outcome, p_error, p_started_at)
+    returning dbops_action_log.id
+$$;
+
+create or replace function dbops_action_log_list(p_since_seconds int, p_limit int)
+returns table (
+    id bigint, operator text, caller_arn text, command text, arguments jsonb, dry_run boolean,
+    counts jsonb, outcome text, error text, started_at timestamptz, finished_at timestamptz
+)
+language sql stable as $$
+    select id, operator, caller_arn, command, arguments, dry_run, counts, outcome, error,
+           started_at, finished_at
+    from dbops_action_log
+    where started_at >= now() - make_interval(secs => p_since_seconds)
+    order by started_at desc, id desc
+    limit p_limit
+$$;
