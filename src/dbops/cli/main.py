@@ -139,8 +139,27 @@ def root(
 
 
 def _register() -> None:
-    from dbops.cli import config_cmd, db_cmd, demo_cmd, doctor_cmd, log_cmd, sandbox_cmd
+    from dbops.cli import (
+        audit_cmd,
+        config_cmd,
+        db_cmd,
+        demo_cmd,
+        dlq_cmd,
+        doctor_cmd,
+        jobs_cmd,
+        log_cmd,
+        queue_cmd,
+        ratelimit_cmd,
+        runbook_cmd,
+        sandbox_cmd,
+    )
 
+    app.add_typer(jobs_cmd.app, name="jobs")
+    app.add_typer(dlq_cmd.app, name="dlq")
+    app.add_typer(queue_cmd.app, name="queue")
+    app.add_typer(ratelimit_cmd.app, name="ratelimit")
+    app.add_typer(audit_cmd.app, name="audit")
+    app.add_typer(runbook_cmd.app, name="runbook")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(db_cmd.app, name="db")
     app.add_typer(sandbox_cmd.app, name="sandbox")

@@ -1,6 +1,5 @@
 -- The backend's application schema (DESIGN.md section 3). Used by the sandbox and the
 -- tests only: dbops never creates these tables in a real deployment.
-create extension if not exists pgcrypto;
 
 create table if not exists jobs (
     id uuid primary key default gen_random_uuid(),

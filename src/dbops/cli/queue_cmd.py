@@ -1,0 +1,7 @@
+"""`dbops queue` (placeholder: being built)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="(not built yet)", no_args_is_help=True)

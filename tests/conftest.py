@@ -1,0 +1,232 @@
+"""Session-wide real services and per-test isolation.
+
+- PostgreSQL: embedded via pgserver, or DBOPS_TEST_DATABASE_URL. A template database
+  holds the app schema and every dbops migration; each test gets a fresh copy.
+- SQS over real HTTP: moto's ThreadedMotoServer, or DBOPS_TEST_SQS_ENDPOINT
+  (e.g. LocalStack). Each test gets uniquely named queues.
+- Every test runs with a temporary config/data folder and fake AWS credentials.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psycopg
+import pytest
+from psycopg import sql
+
+from dbops.adapters.postgres import PostgresStore
+from dbops.services import migrations
+from tests.helpers import free_port
+
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp/dbops-runtime")
+os.makedirs(os.environ["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
+
+ENV_TO_CLEAR = [
+    "DATABASE_URL", "DBOPS_DATABASE_URL", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY",
+    "SUPABASE_SERVICE_KEY", "SQS_QUEUE_URL", "SQS_DLQ_URL", "AWS_PROFILE",
+    "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL", "SLACK_WEBHOOK_URL", "STALE_THRESHOLD_MINUTES",
+    "DLQ_ALERT_THRESHOLD", "DBOPS_PROFILE", "DBOPS_OPERATOR", "DBOPS_DEBUG", "DBOPS_TRANSPORT",
+    "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+]
+
+
+# --------------------------------------------------------------------------- postgres
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("DBOPS_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
+    server.psql("alter system set max_connections = 300;")
+    yield server.get_uri()
+
+
+def _with_db(url: str, dbname: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
+
+
+def _admin(url: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(url, autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server_url: str) -> Iterator[str]:
+    name = f"dbops_tpl_{uuid.uuid4().hex[:8]}"
+    with _admin(pg_server_url) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    url = _with_db(pg_server_url, name)
+    store = PostgresStore(url)
+    migrations.migrate(store=store, which="app")
+    migrations.migrate(store=store, which="dbops")
+    store.close()
+    yield name
+    with _admin(pg_server_url) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def database_url(pg_server_url: str, pg_template: str) -> Iterator[str]:
+    """A fresh database with the app schema and all dbops migrations applied."""
+    name = f"dbops_t_{uuid.uuid4().hex[:10]}"
+    with _admin(pg_server_url) as conn:
+        conn.execute(
+            sql.SQL("create database {} template {}").format(
+                sql.Identifier(name), sql.Identifier(pg_template)
+            )
+        )
+    yield _with_db(pg_server_url, name)
+    with _admin(pg_server_url) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def empty_database_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh database with nothing installed."""
+    name = f"dbops_e_{uuid.uuid4().hex[:10]}"
+    with _admin(pg_server_url) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    yield _with_db(pg_server_url, name)
+    with _admin(pg_server_url) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A direct connection to the test database, for arranging and asserting."""
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+# --------------------------------------------------------------------------- sqs
+@pytest.fixture(scope="session")
+def sqs_endpoint() -> Iterator[str]:
+    external = os.environ.get("DBOPS_TEST_SQS_ENDPOINT")
+    if external:
+        yield external.rstrip("/")
+        return
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sqs_client(sqs_endpoint: str) -> Any:
+    return boto3.client(
+        "sqs",
+        endpoint_url=sqs_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@dataclass
+class QueuePair:
+    main_url: str
+    dlq_url: str
+    main_name: str
+    dlq_name: str
+    client: Any
+
+    def visible(self, url: str) -> int:
+        attrs = self.client.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"])
+
+    def drain(self, url: str, *, limit: int = 10000) -> list[dict[str, Any]]:
+        """Receive (and delete) every message: for asserting what a queue holds."""
+        seen: list[dict[str, Any]] = []
+        empty = 0
+        while len(seen) < limit and empty < 2:
+            got = self.client.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0 if empty == 0 else 1,
+                MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"],
+                VisibilityTimeout=60,
+            ).get("Messages", [])
+            if not got:
+                empty += 1
+                continue
+            empty = 0
+            seen.extend(got)
+            self.client.delete_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)],
+            )
+        return seen
+
+
+@pytest.fixture
+def queues(sqs_client: Any) -> QueuePair:
+    suffix = uuid.uuid4().hex[:10]
+    dlq_name, main_name = f"t-{suffix}-dlq", f"t-{suffix}"
+    dlq_url = sqs_client.create_queue(
+        QueueName=dlq_name, Attributes={"MessageRetentionPeriod": "1209600"}
+    )["QueueUrl"]
+    dlq_arn = sqs_client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    main_url = sqs_client.create_queue(
+        QueueName=main_name,
+        Attributes={
+            "VisibilityTimeout": "300",
+            "RedrivePolicy": f'{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"3"}}',
+        },
+    )["QueueUrl"]
+    return QueuePair(main_url, dlq_url, main_name, dlq_name, sqs_client)
+
+
+# --------------------------------------------------------------------------- environment
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Temp config and data folders, no real credentials, for every test."""
+    for name in ENV_TO_CLEAR:
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "config"
+    monkeypatch.setenv("DBOPS_CONFIG_DIR", str(config))
+    monkeypatch.setenv("DBOPS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    monkeypatch.setenv("DBOPS_OPERATOR", "test-operator")
+    return config
+
+
+@pytest.fixture
+def env(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, queues: QueuePair, sqs_endpoint: str
+) -> QueuePair:
+    """A fully configured environment: database, main queue, DLQ, SQS endpoint."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("SQS_QUEUE_URL", queues.main_url)
+    monkeypatch.setenv("SQS_DLQ_URL", queues.dlq_url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", sqs_endpoint)
+    return queues
+
+
+@pytest.fixture
+def db_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> str:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    return database_url

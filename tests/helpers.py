@@ -1,0 +1,61 @@
+"""Test helpers: one `invoke()` around CliRunner, plus small utilities."""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from typer.testing import CliRunner
+
+from dbops.cli.main import app
+
+
+@dataclass
+class Invocation:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    @property
+    def jsonl(self) -> list[Any]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+
+def invoke(args: list[str], code: int | None = 0, input: str | None = None) -> Invocation:
+    """Run `dbops ARGS` in-process; assert the exit code (unless code is None)."""
+    runner = CliRunner()
+    result = runner.invoke(app, args, input=input, catch_exceptions=True, prog_name="dbops")
+    stderr = result.stderr if result.stderr_bytes is not None else ""
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        import traceback
+
+        tb = "".join(traceback.format_exception(result.exception))
+        raise AssertionError(f"dbops {' '.join(args)} raised:\n{tb}\nstderr:\n{stderr}")
+    outcome = Invocation(result.exit_code, result.stdout, stderr)
+    if code is not None:
+        assert result.exit_code == code, (
+            f"dbops {' '.join(args)} exited {result.exit_code}, expected {code}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{stderr}"
+        )
+    return outcome
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def one_line_error(stderr: str) -> str:
+    """Assert stderr is a single `Error: ...` line with no traceback; return it."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{stderr}"
+    assert "Traceback" not in stderr
+    assert lines[0].startswith("Error: "), lines[0]
+    return lines[0]
