@@ -29,11 +29,25 @@ os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp/dbops-runtime")
 os.makedirs(os.environ["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
 
 ENV_TO_CLEAR = [
-    "DATABASE_URL", "DBOPS_DATABASE_URL", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY",
-    "SUPABASE_SERVICE_KEY", "SQS_QUEUE_URL", "SQS_DLQ_URL", "AWS_PROFILE",
-    "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL", "SLACK_WEBHOOK_URL", "STALE_THRESHOLD_MINUTES",
-    "DLQ_ALERT_THRESHOLD", "DBOPS_PROFILE", "DBOPS_OPERATOR", "DBOPS_DEBUG", "DBOPS_TRANSPORT",
-    "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+    "DATABASE_URL",
+    "DBOPS_DATABASE_URL",
+    "SUPABASE_URL",
+    "SUPABASE_SERVICE_ROLE_KEY",
+    "SUPABASE_SERVICE_KEY",
+    "SQS_QUEUE_URL",
+    "SQS_DLQ_URL",
+    "AWS_PROFILE",
+    "AWS_ENDPOINT_URL_SQS",
+    "AWS_ENDPOINT_URL",
+    "SLACK_WEBHOOK_URL",
+    "STALE_THRESHOLD_MINUTES",
+    "DLQ_ALERT_THRESHOLD",
+    "DBOPS_PROFILE",
+    "DBOPS_OPERATOR",
+    "DBOPS_DEBUG",
+    "DBOPS_TRANSPORT",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
 ]
 
 
@@ -73,7 +87,9 @@ def pg_template(pg_server_url: str) -> Iterator[str]:
     store.close()
     yield name
     with _admin(pg_server_url) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture
@@ -88,7 +104,9 @@ def database_url(pg_server_url: str, pg_template: str) -> Iterator[str]:
         )
     yield _with_db(pg_server_url, name)
     with _admin(pg_server_url) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture
@@ -99,7 +117,9 @@ def empty_database_url(pg_server_url: str) -> Iterator[str]:
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     yield _with_db(pg_server_url, name)
     with _admin(pg_server_url) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture
@@ -159,8 +179,11 @@ class QueuePair:
         empty = 0
         while len(seen) < limit and empty < 2:
             got = self.client.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0 if empty == 0 else 1,
-                MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"],
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=0 if empty == 0 else 1,
+                MessageAttributeNames=["All"],
+                MessageSystemAttributeNames=["All"],
                 VisibilityTimeout=60,
             ).get("Messages", [])
             if not got:
@@ -170,7 +193,9 @@ class QueuePair:
             seen.extend(got)
             self.client.delete_message_batch(
                 QueueUrl=url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)],
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)
+                ],
             )
         return seen
 

@@ -128,9 +128,7 @@ class SqsQueues:
         if queue.startswith(("http://", "https://")):
             return queue
         if queue not in self._url_cache:
-            response = _guard(
-                f"queue {queue}", lambda: self.client.get_queue_url(QueueName=queue)
-            )
+            response = _guard(f"queue {queue}", lambda: self.client.get_queue_url(QueueName=queue))
             self._url_cache[queue] = response["QueueUrl"]
         return self._url_cache[queue]
 
@@ -243,7 +241,9 @@ class SqsQueues:
         return _batch_result(response, id_key=None)
 
     def purge(self, queue_url: str) -> None:
-        _guard(f"purge {queue_name(queue_url)}", lambda: self.client.purge_queue(QueueUrl=queue_url))
+        _guard(
+            f"purge {queue_name(queue_url)}", lambda: self.client.purge_queue(QueueUrl=queue_url)
+        )
 
     # -- identity, metrics, move tasks -------------------------------------------
     def caller_identity(self) -> str | None:
@@ -271,14 +271,17 @@ class SqsQueues:
         points = sorted(response.get("Datapoints", []), key=lambda p: p["Timestamp"])
         return float(points[-1]["Maximum"]) if points else None
 
-    def start_move_task(self, source_arn: str, destination_arn: str | None, rate: int | None) -> str:
+    def start_move_task(
+        self, source_arn: str, destination_arn: str | None, rate: int | None
+    ) -> str:
         kwargs: dict[str, Any] = {"SourceArn": source_arn}
         if destination_arn:
             kwargs["DestinationArn"] = destination_arn
         if rate:
             kwargs["MaxNumberOfMessagesPerSecond"] = rate
-        response = _guard("start message move task",
-                          lambda: self.client.start_message_move_task(**kwargs))
+        response = _guard(
+            "start message move task", lambda: self.client.start_message_move_task(**kwargs)
+        )
         return str(response["TaskHandle"])
 
     def list_move_tasks(self, source_arn: str) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 import uuid
@@ -70,11 +71,14 @@ class SupabaseStore:
             return create_client(
                 self._url,
                 self._key,
-                options=ClientOptions(postgrest_client_timeout=self._timeout, auto_refresh_token=False),
+                options=ClientOptions(
+                    postgrest_client_timeout=self._timeout, auto_refresh_token=False
+                ),
             )
         except Exception as exc:
-            raise ConfigError(f"invalid Supabase configuration: {type(exc).__name__}",
-                              hint="check SUPABASE_URL") from None
+            raise ConfigError(
+                f"invalid Supabase configuration: {type(exc).__name__}", hint="check SUPABASE_URL"
+            ) from None
 
     def call(self, function: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         payload = {k: _jsonable(v) for k, v in (params or {}).items()}
@@ -96,7 +100,5 @@ class SupabaseStore:
 
     def close(self) -> None:
         if "client" in self.__dict__:
-            try:
+            with contextlib.suppress(Exception):
                 self.client.postgrest.session.close()
-            except Exception:
-                pass

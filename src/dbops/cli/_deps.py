@@ -24,7 +24,7 @@ def state() -> Any:
     ctx = click.get_current_context(silent=True)
     root = ctx.find_root() if ctx else None
     if root is None or not isinstance(root.obj, State):
-        return State(None, False, None)
+        return State()
     return root.obj
 
 
@@ -49,7 +49,11 @@ def _env_file_values() -> dict[str, Any]:
 def settings_and_origins() -> tuple[Settings, dict[str, str]]:
     return _cached(  # type: ignore[no-any-return]
         "settings",
-        lambda: load_settings(profile=state().profile, env_file_values=_env_file_values()),
+        lambda: load_settings(
+            profile=state().profile,
+            flags=state().setting_flags,
+            env_file_values=_env_file_values(),
+        ),
     )
 
 

@@ -19,7 +19,7 @@ def _table(report: DoctorReport) -> None:
         line = f"{_MARK[check.status]}  {escape(check.name)}: {escape(check.detail)}"
         if check.hint and check.status == "fail":
             line += f"  [dim]-> {escape(check.hint)}[/]"
-        console.print(line)
+        console.print(line, soft_wrap=True)
 
 
 def doctor(output: OutputOpt = Output.table) -> None:

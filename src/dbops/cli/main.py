@@ -18,23 +18,46 @@ Global options (accepted anywhere on the command line):
   --profile NAME   configuration profile (or DBOPS_PROFILE)
   --debug          show tracebacks (or DBOPS_DEBUG=1)
   --env-file PATH  read KEY=VALUE settings, secrets included, from a file ('-' = stdin)
+  --region REGION  AWS region (overrides AWS_REGION)
+  --endpoint-url URL  SQS endpoint (overrides AWS_ENDPOINT_URL_SQS), e.g. LocalStack
 """
+
+# Global options that take a value -> the State attribute they fill.
+_VALUE_OPTIONS = {
+    "--profile": "profile",
+    "--env-file": "env_file",
+    "--region": "region",
+    "--endpoint-url": "endpoint_url",
+}
 
 
 class State:
     """Per-invocation state shared by every command (kept on the root click context)."""
 
-    def __init__(self, profile: str | None, debug: bool, env_file: str | None) -> None:
+    def __init__(
+        self,
+        profile: str | None = None,
+        debug: bool = False,
+        env_file: str | None = None,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+    ) -> None:
         self.profile = profile
         self.debug = debug
         self.env_file = env_file
+        self.region = region
+        self.endpoint_url = endpoint_url
         self.cache: dict[str, Any] = {}
+
+    @property
+    def setting_flags(self) -> dict[str, Any]:
+        return {"aws_region": self.region, "aws_endpoint_url_sqs": self.endpoint_url}
 
 
 def _extract_globals(args: list[str]) -> tuple[list[str], dict[str, Any]]:
-    """Pull --profile/--debug/--env-file out of args wherever they appear (before `--`)."""
+    """Pull the global options out of args wherever they appear (before `--`)."""
     rest: list[str] = []
-    found: dict[str, Any] = {"profile": None, "debug": False, "env_file": None}
+    found: dict[str, Any] = {"debug": False}
     i = 0
     while i < len(args):
         arg = args[i]
@@ -42,8 +65,8 @@ def _extract_globals(args: list[str]) -> tuple[list[str], dict[str, Any]]:
             rest.extend(args[i:])
             break
         name, eq, value = arg.partition("=")
-        if name in ("--profile", "--env-file"):
-            key = name[2:].replace("-", "_")
+        if name in _VALUE_OPTIONS:
+            key = _VALUE_OPTIONS[name]
             if eq:
                 found[key] = value
             elif i + 1 < len(args):
@@ -76,7 +99,7 @@ def fail(code: int, text: str) -> None:
 class RootGroup(TyperGroup):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         rest, found = _extract_globals(list(args))
-        ctx.obj = State(found["profile"], found["debug"], found["env_file"])
+        ctx.obj = State(**found)
         return super().parse_args(ctx, rest)
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -11,14 +11,14 @@ import io
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel
 
 
-class Output(str, Enum):
+class Output(StrEnum):
     table = "table"
     json = "json"
     jsonl = "jsonl"

@@ -112,7 +112,5 @@ class ActionRecorder:
 
 
 def list_entries(*, store: Store, since_seconds: int, limit: int) -> list[ActionLogEntry]:
-    rows = store.call(
-        "dbops_action_log_list", {"p_since_seconds": since_seconds, "p_limit": limit}
-    )
+    rows = store.call("dbops_action_log_list", {"p_since_seconds": since_seconds, "p_limit": limit})
     return [ActionLogEntry.model_validate(r) for r in rows]

@@ -29,6 +29,8 @@ def describe(*, settings: Settings, origins: dict[str, str]) -> list[ConfigValue
             ConfigValue(name=name, value=value, source=origins.get(name, "default"), secret=secret)
         )
     rows.append(
-        ConfigValue(name="transport (effective)", value=settings.effective_transport, source="derived")
+        ConfigValue(
+            name="transport (effective)", value=settings.effective_transport, source="derived"
+        )
     )
     return rows

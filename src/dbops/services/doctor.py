@@ -44,8 +44,13 @@ def run_checks(
 ) -> DoctorReport:
     checks: list[DoctorCheck] = []
 
-    def add(name: str, status: CheckStatus, detail: str, hint: str | None = None,
-            kind: Literal["config", "remote", "info"] = "remote") -> None:
+    def add(
+        name: str,
+        status: CheckStatus,
+        detail: str,
+        hint: str | None = None,
+        kind: Literal["config", "remote", "info"] = "remote",
+    ) -> None:
         checks.append(DoctorCheck(name=name, status=status, detail=detail, hint=hint, kind=kind))
 
     missing = []
@@ -56,12 +61,20 @@ def run_checks(
     if not settings.sqs_dlq_url:
         missing.append("SQS_DLQ_URL")
     if missing:
-        add("configuration", "fail", "missing: " + ", ".join(missing),
-            "set them in the environment or a profile (`dbops sandbox up` writes one)", "config")
+        add(
+            "configuration",
+            "fail",
+            "missing: " + ", ".join(missing),
+            "set them in the environment or a profile (`dbops sandbox up` writes one)",
+            "config",
+        )
     else:
-        add("configuration", "pass",
+        add(
+            "configuration",
+            "pass",
             f"transport {settings.effective_transport}, profile {settings.profile or 'default'}",
-            kind="config")
+            kind="config",
+        )
 
     # Database
     if settings.effective_transport is None:
@@ -76,14 +89,20 @@ def run_checks(
                 states = migrations.status(store=store)
                 pending = [s.version for s in states if s.status != "applied"]
                 if pending:
-                    add("dbops migrations", "fail", f"{len(pending)} pending: {', '.join(pending)}",
-                        "run `dbops db migrate`")
+                    add(
+                        "dbops migrations",
+                        "fail",
+                        f"{len(pending)} pending: {', '.join(pending)}",
+                        "run `dbops db migrate`",
+                    )
                 else:
                     add("dbops migrations", "pass", f"{len(states)} applied")
             except DbopsError as exc:
                 add("dbops migrations", "fail", exc.one_line(), "run `dbops db migrate`")
         except DbopsError as exc:
-            kind: Literal["config", "remote"] = "config" if isinstance(exc, ConfigError) else "remote"
+            kind: Literal["config", "remote"] = (
+                "config" if isinstance(exc, ConfigError) else "remote"
+            )
             add("database reachable", "fail", exc.one_line(), exc.hint, kind)
             add("dbops migrations", "skip", "database unreachable")
 
@@ -96,8 +115,10 @@ def run_checks(
         except DbopsError as exc:
             add("SQS", "fail", exc.one_line(), exc.hint)
             queues = None
-        for label, url in (("SQS main queue", settings.sqs_queue_url),
-                           ("SQS dead-letter queue", settings.sqs_dlq_url)):
+        for label, url in (
+            ("SQS main queue", settings.sqs_queue_url),
+            ("SQS dead-letter queue", settings.sqs_dlq_url),
+        ):
             if queues is None:
                 break
             if not url:
@@ -105,27 +126,36 @@ def run_checks(
                 continue
             try:
                 attrs = queues.get_attributes(url)
-                add(label, "pass",
-                    f"{_queue_label(url)}: {attrs.get('ApproximateNumberOfMessages', '?')} visible")
+                add(
+                    label,
+                    "pass",
+                    f"{_queue_label(url)}: {attrs.get('ApproximateNumberOfMessages', '?')} visible",
+                )
                 if label == "SQS main queue" and attrs.get("RedrivePolicy"):
                     redrive_target = json.loads(attrs["RedrivePolicy"]).get("deadLetterTargetArn")
                 if label == "SQS dead-letter queue":
                     dlq_arn = attrs.get("QueueArn")
             except DbopsError as exc:
-                add(label, "fail", f"{_queue_label(url)}: {exc.one_line()}",
-                    "check the queue URL and region")
+                add(label, "fail", exc.one_line(), "check the queue URL and region")
         if settings.sqs_queue_url and settings.sqs_dlq_url and queues is not None:
             if redrive_target is None:
                 main_ok = any(c.name == "SQS main queue" and c.status == "pass" for c in checks)
                 if main_ok:
-                    add("redrive policy", "fail", "the main queue has no redrive policy",
-                        "attach the DLQ with maxReceiveCount 3")
+                    add(
+                        "redrive policy",
+                        "fail",
+                        "the main queue has no redrive policy",
+                        "attach the DLQ with maxReceiveCount 3",
+                    )
                 else:
                     add("redrive policy", "skip", "main queue unreachable")
             elif dlq_arn and redrive_target != dlq_arn:
-                add("redrive policy", "fail",
+                add(
+                    "redrive policy",
+                    "fail",
                     f"points at {_queue_label(redrive_target)}, not {_queue_label(dlq_arn)}",
-                    "fix SQS_DLQ_URL or the queue's redrive policy")
+                    "fix SQS_DLQ_URL or the queue's redrive policy",
+                )
             elif dlq_arn:
                 add("redrive policy", "pass", f"main queue -> {_queue_label(dlq_arn)}")
             else:

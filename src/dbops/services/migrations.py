@@ -146,9 +146,7 @@ def _record(m: Migration) -> str:
     )
 
 
-def migrate(
-    *, store: Store, which: MigrationSet = "dbops", dry_run: bool = False
-) -> MigrateResult:
+def migrate(*, store: Store, which: MigrationSet = "dbops", dry_run: bool = False) -> MigrateResult:
     if not hasattr(store, "execute_script"):
         raise ConfigError(
             "migrations need a direct Postgres connection (DATABASE_URL)",

@@ -1,0 +1,60 @@
+from dbops.settings import config_path, write_profile
+from tests.helpers import invoke
+
+
+def test_config_path_honours_dbops_config_dir(isolated_env):
+    assert invoke(["config", "path"]).stdout.strip() == str(isolated_env / "config.toml")
+    assert config_path() == isolated_env / "config.toml"
+
+
+def test_config_show_masks_secrets_and_names_sources(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://admin:hunter2-very-secret@db.example.com/app")
+    monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiJ9.service.KEYX")
+    write_profile("ops", {"slack_webhook_url": "https://hooks.slack.com/services/T0/B0/zzzzSECRET"})
+    result = invoke(["config", "show", "--profile", "ops", "-o", "json"])
+    rows = {r["name"]: r for r in result.json}
+    assert rows["database_url"]["value"] == "****/app"
+    assert rows["database_url"]["source"] == "env:DATABASE_URL"
+    assert rows["database_url"]["secret"] is True
+    assert rows["supabase_service_role_key"]["value"] == "****KEYX"
+    assert rows["slack_webhook_url"]["value"] == "****CRET"
+    assert rows["slack_webhook_url"]["source"] == "profile:ops"
+    assert rows["transport (effective)"]["value"] == "postgres"
+    for secret in ("hunter2", "service.KEYX", "zzzzSECRET", "hooks.slack.com"):
+        assert secret not in result.stdout
+        assert secret not in result.stderr
+
+
+def test_config_show_table_and_csv_and_md(monkeypatch):
+    monkeypatch.setenv("SQS_QUEUE_URL", "http://localhost:4566/000000000000/jobs")
+    table = invoke(["config", "show"]).stdout
+    assert "sqs_queue_url" in table and "env:SQS_QUEUE_URL" in table
+    csv_out = invoke(["config", "show", "-o", "csv"]).stdout.splitlines()
+    assert csv_out[0] == "name,value,source"
+    assert "sqs_queue_url,http://localhost:4566/000000000000/jobs,env:SQS_QUEUE_URL" in csv_out
+    md = invoke(["config", "show", "-o", "md"]).stdout
+    assert md.splitlines()[0].startswith("| name")
+    jsonl = invoke(["config", "show", "-o", "jsonl"]).jsonl
+    assert {r["name"] for r in jsonl} >= {"sqs_queue_url", "database_url"}
+
+
+def test_env_file_from_stdin_supplies_secrets_without_flags(database_url):
+    result = invoke(
+        ["--env-file", "-", "config", "show", "-o", "json"],
+        input=f"DATABASE_URL={database_url}\n",
+    )
+    rows = {r["name"]: r for r in result.json}
+    assert rows["database_url"]["source"] == "env-file"
+    assert rows["transport (effective)"]["value"] == "postgres"
+
+
+def test_env_file_missing_is_a_config_error(tmp_path):
+    result = invoke(["--env-file", str(tmp_path / "nope.env"), "config", "show"], code=3)
+    assert "cannot read --env-file" in result.stderr
+
+
+def test_broken_config_file_is_a_config_error(isolated_env):
+    isolated_env.mkdir(parents=True, exist_ok=True)
+    (isolated_env / "config.toml").write_text("[profiles\n")
+    result = invoke(["config", "show"], code=3)
+    assert "cannot read" in result.stderr

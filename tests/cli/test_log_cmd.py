@@ -1,0 +1,70 @@
+from dbops.adapters.postgres import PostgresStore
+from dbops.errors import RefusedError
+from dbops.services.actionlog import ActionRecorder
+from tests.helpers import invoke
+
+
+def test_log_lists_recorded_actions_with_secrets_redacted(db_env, db):
+    store = PostgresStore(db_env)
+    with ActionRecorder(
+        store=store,
+        command="dlq redrive",
+        arguments={
+            "max": 5,
+            "webhook_url": "https://hooks.slack.com/x/SECRETHOOK",
+            "identifier": "api_key:sk_live_0123456789abcdef",
+        },
+        operator="alice",
+        caller_arn="arn:aws:iam::123456789012:user/alice",
+    ) as rec:
+        rec.counts = {"moved": 5}
+    try:
+        with ActionRecorder(store=store, command="jobs recover", arguments={}, operator="bob"):
+            raise RefusedError("not confirmed")
+    except RefusedError:
+        pass
+    entries = invoke(["log", "-o", "json"]).json
+    assert [e["command"] for e in entries] == ["jobs recover", "dlq redrive"]
+    refused, redrive = entries
+    assert refused["outcome"] == "refused" and refused["error"] == "not confirmed"
+    assert redrive["outcome"] == "ok" and redrive["counts"] == {"moved": 5}
+    assert redrive["operator"] == "alice"
+    assert redrive["caller_arn"].endswith(":user/alice")
+    assert redrive["arguments"]["webhook_url"] == "****"
+    assert redrive["arguments"]["identifier"] == "api_key:****cdef"
+    raw = str(db.execute("select arguments::text as a from dbops_action_log").fetchall())
+    assert "SECRETHOOK" not in raw and "sk_live_0123456789abcdef" not in raw
+
+
+def test_log_since_filters_old_rows(db_env, db):
+    db.execute(
+        "insert into dbops_action_log (operator, command, outcome, started_at) values "
+        "('old', 'x', 'ok', now() - interval '3 days'), ('new', 'y', 'ok', now())"
+    )
+    assert [e["operator"] for e in invoke(["log", "-o", "json"]).json] == ["new"]
+    assert len(invoke(["log", "--since", "7d", "-o", "json"]).json) == 2
+    assert len(invoke(["log", "--since", "7d", "--limit", "1", "-o", "json"]).json) == 1
+
+
+def test_log_bad_input(db_env):
+    assert "--since" in invoke(["log", "--since", "yesterday"], code=2).stderr
+    invoke(["log", "--limit", "0"], code=2)
+
+
+def test_recorder_falls_back_to_a_local_file_when_the_database_is_down(tmp_path):
+    import json
+
+    store = PostgresStore("postgresql://u:pw@127.0.0.1:1/x", connect_timeout=1)
+    target = tmp_path / "log.jsonl"
+    with ActionRecorder(
+        store=store,
+        command="dlq purge",
+        arguments={"yes": True},
+        operator="carol",
+        fallback_file=target,
+    ) as rec:
+        rec.counts = {"purged": 3}
+    assert rec.written_to == str(target)
+    row = json.loads(target.read_text())
+    assert row["command"] == "dlq purge" and row["counts"] == {"purged": 3}
+    assert row["outcome"] == "ok"
