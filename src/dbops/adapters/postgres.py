@@ -187,7 +187,8 @@ class PostgresStore:
 
 def _split_statements(script: str) -> list[str]:
     """Split a no-transaction script on lines that end with `;` (no $$ bodies there)."""
-    statements, current = [], []
+    statements: list[str] = []
+    current: list[str] = []
     for line in script.splitlines():
         if line.strip().startswith("--") and not current:
             continue

@@ -121,7 +121,7 @@ class SqsQueues:
         quick = Config(
             retries={"mode": "standard", "max_attempts": 1}, connect_timeout=2, read_timeout=5
         )
-        return self._session.client(service, endpoint_url=self.endpoint, config=quick)
+        return self._session.client(service, endpoint_url=self.endpoint, config=quick)  # type: ignore[call-overload]
 
     # -- queues ----------------------------------------------------------------
     def resolve_url(self, queue: str) -> str:

@@ -47,7 +47,7 @@ def _env_file_values() -> dict[str, Any]:
 
 
 def settings_and_origins() -> tuple[Settings, dict[str, str]]:
-    return _cached(  # type: ignore[no-any-return]
+    return _cached(
         "settings",
         lambda: load_settings(
             profile=state().profile,
@@ -117,7 +117,7 @@ def store(*, required: bool = True) -> Store:
             ctx.find_root().call_on_close(built.close)
         return built
 
-    return _cached("store", build)  # type: ignore[no-any-return]
+    return _cached("store", build)
 
 
 def queues() -> Queues:
@@ -132,7 +132,7 @@ def queues() -> Queues:
             sandbox=current.sandbox,
         )
 
-    return _cached("queues", build)  # type: ignore[no-any-return]
+    return _cached("queues", build)
 
 
 def main_queue_url() -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 import typer
+import typer.core
 from typer.core import TyperGroup
 
 from dbops.errors import DbopsError, ExitCode
@@ -29,6 +30,24 @@ _VALUE_OPTIONS = {
     "--region": "region",
     "--endpoint-url": "endpoint_url",
 }
+
+
+# Help is plain click formatting (rich_markup_mode=None). Typer still routes option
+# defaults through rich's escaping when rich is importable, which prints `\[default: x]`
+# and imports rich on every --help; telling it rich is absent keeps help plain and fast.
+typer.core.HAS_RICH = False
+
+_click_format_help_text = click.Command.format_help_text
+
+
+def _format_help_text(self: click.Command, ctx: click.Context, formatter: Any) -> None:
+    # Keep `Example:` blocks as written: click re-wraps paragraphs unless they start with \b.
+    if self.help and "Example:" in self.help and "\b\nExample:" not in self.help:
+        self.help = self.help.replace("Example:", "\b\nExample:")
+    _click_format_help_text(self, ctx, formatter)
+
+
+click.Command.format_help_text = _format_help_text  # type: ignore[method-assign]
 
 
 class State:
