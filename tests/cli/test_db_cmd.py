@@ -18,7 +18,8 @@ def test_migrate_dry_run_then_apply_then_idempotent(monkeypatch, empty_database_
     assert dry["applied"] == expected and dry["dry_run"] is True
     assert {s["status"] for s in invoke(["db", "status", "-o", "json"]).json} == {"pending"}
 
-    applied = invoke(["db", "migrate", "-o", "json"]).json
+    invoke(["db", "migrate", "-o", "json"], code=6)  # not confirmed off a TTY
+    applied = invoke(["db", "migrate", "--yes", "-o", "json"]).json
     assert applied["applied"] == expected and applied["dry_run"] is False
     status = invoke(["db", "status", "-o", "json"]).json
     assert [s["status"] for s in status] == ["applied"] * len(expected)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dbops.cli import _deps
-from dbops.cli._common import DryRunOpt
+from dbops.cli._common import DryRunOpt, YesOpt, confirm, recorder
 from dbops.cli.output import Output, OutputOpt, message, render, write
 from dbops.services import migrations
 
@@ -20,9 +20,13 @@ def migrate(
         bool, typer.Option("--print", help="Print the SQL (for the Supabase SQL editor).")
     ] = False,
     dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
     output: OutputOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Apply pending dbops migrations (idempotent; safe to re-run).
+
+    Shows the pending migrations, asks on a terminal (--yes to skip), and logs the run
+    to the action log.
 
     Example:
         dbops db migrate --dry-run
@@ -31,7 +35,17 @@ def migrate(
     if print_sql:
         write(migrations.render_script())
         return
-    result = migrations.migrate(store=_deps.store(), dry_run=dry_run)
+    store = _deps.store()
+    pending = migrations.pending(store=store)
+    if pending and not dry_run:
+        message("pending: " + ", ".join(f"{m.version}_{m.name}" for m in pending))
+        confirm(f"apply {len(pending)} migration(s)", yes=yes, dry_run=dry_run)
+    if pending:
+        with recorder("db migrate", {"dry_run": dry_run}, dry_run=dry_run) as rec:
+            result = migrations.migrate(store=store, dry_run=dry_run)
+            rec.counts = {"applied": len(result.applied)}
+    else:
+        result = migrations.migrate(store=store, dry_run=dry_run)
     if output is Output.table:
         verb = "would apply" if dry_run else "applied"
         if result.applied:
