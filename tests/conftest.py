@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,15 +54,24 @@ ENV_TO_CLEAR = [
 
 # --------------------------------------------------------------------------- postgres
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     external = os.environ.get("DBOPS_TEST_DATABASE_URL")
     if external:
         yield external
         return
     import pgserver
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
+    # Not under pytest's tmp folder: a concurrent pytest session resets that to 0700,
+    # locking out the `pgserver` user postgres runs as when we are root.
+    server = pgserver.get_server(
+        Path(tempfile.mkdtemp(prefix="dbops-test-pg-")), cleanup_mode="delete"
+    )
     server.psql("alter system set max_connections = 300;")
+    # max_connections only takes effect after a restart (concurrency tests open 150+).
+    from pgserver._commands import pg_ctl
+
+    pg_ctl(["-w", "stop"], pgdata=server.pgdata, user=server.system_user)
+    server.ensure_postgres_running()
     yield server.get_uri()
 
 
@@ -255,3 +265,168 @@ def env(
 def db_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> str:
     monkeypatch.setenv("DATABASE_URL", database_url)
     return database_url
+
+
+# --------------------------------------------------------------------------- supabase (stub)
+# The Supabase transport runs through supabase-py over real HTTP against a PostgREST-style
+# stub (tests/postgrest_stub.py) that executes each RPC in the per-test database.
+SUPABASE_TEST_KEY = "sb-test-service-role-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session")
+def postgrest_stub() -> Iterator[Any]:
+    """The session's PostgREST stub server (a `tests.postgrest_stub.PostgrestStub`)."""
+    from tests.postgrest_stub import PostgrestStub
+
+    stub = PostgrestStub(SUPABASE_TEST_KEY).start()
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture(scope="session")
+def postgrest_url(postgrest_stub: Any) -> str:
+    """The stub server's root URL (use `supabase_url` for a project bound to a database)."""
+    return str(postgrest_stub.url)
+
+
+@pytest.fixture
+def supabase_key() -> str:
+    """The service-role key the stub accepts."""
+    return SUPABASE_TEST_KEY
+
+
+@pytest.fixture
+def supabase_url(postgrest_stub: Any, database_url: str) -> Iterator[str]:
+    """A SUPABASE_URL whose RPC calls run in this test's database (`database_url`)."""
+    with postgrest_stub.project(database_url) as url:
+        yield url
+
+
+@pytest.fixture
+def supabase_env(monkeypatch: pytest.MonkeyPatch, supabase_url: str) -> str:
+    """SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY set (and no DATABASE_URL): the CLI uses
+    the Supabase transport against this test's database."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("DBOPS_DATABASE_URL", raising=False)
+    monkeypatch.setenv("SUPABASE_URL", supabase_url)
+    monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", SUPABASE_TEST_KEY)
+    return supabase_url
+
+
+@pytest.fixture(params=["postgres", "supabase"])
+def store(request: pytest.FixtureRequest, database_url: str) -> Iterator[Any]:
+    """A Store on this test's database, once per transport (PostgresStore, SupabaseStore)."""
+    built: Any
+    if request.param == "postgres":
+        built = PostgresStore(database_url)
+    else:
+        from dbops.adapters.supabase import SupabaseStore
+
+        built = SupabaseStore(request.getfixturevalue("supabase_url"), SUPABASE_TEST_KEY)
+    yield built
+    built.close()
+
+
+# --------------------------------------------------------------------------- jobs (issue 3)
+class JobSeed:
+    """Arranges application rows for `dbops jobs` tests: jobs, heartbeats, history, results.
+
+    Ages are seconds before now(); every method returns the new row's id.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def job(
+        self,
+        *,
+        status: str = "in_progress",
+        idle: float = 3600,
+        customer: str = "cust-1",
+        priority: int = 3,
+        package_size: int | None = 5,
+        metadata: dict[str, Any] | None = None,
+        created: float | None = None,
+        started: float | None = None,
+        completed: float | None = None,
+        error: str | None = None,
+    ) -> str:
+        from psycopg.types.json import Jsonb
+
+        created = max(created if created is not None else idle, idle)
+        row = self.conn.execute(
+            """insert into jobs (customer_id, package_size, priority_level, status, created_at,
+                   updated_at, started_at, completed_at, error_message, metadata)
+               values (%s, %s, %s, %s, now() - make_interval(secs => %s),
+                   now() - make_interval(secs => %s),
+                   now() - make_interval(secs => %s), now() - make_interval(secs => %s),
+                   %s, %s)
+               returning id""",
+            [
+                customer,
+                package_size,
+                priority,
+                status,
+                created,
+                idle,
+                started,
+                completed,
+                error,
+                Jsonb(metadata or {}),
+            ],
+        ).fetchone()
+        return str(row["id"] if isinstance(row, dict) else row[0])
+
+    def many(
+        self,
+        count: int,
+        *,
+        status: str = "in_progress",
+        idle: float = 3600,
+        customer_prefix: str = "cust-",
+    ) -> list[str]:
+        rows = self.conn.execute(
+            """insert into jobs (customer_id, package_size, status, created_at, updated_at,
+                   started_at)
+               select %s || g, g, %s, now() - make_interval(secs => %s + 60),
+                      now() - make_interval(secs => %s), now() - make_interval(secs => %s + 30)
+               from generate_series(1, %s) g
+               returning id""",
+            [customer_prefix, status, idle, idle, idle, count],
+        ).fetchall()
+        return [str(r["id"] if isinstance(r, dict) else r[0]) for r in rows]
+
+    def heartbeat(self, job_id: str | None, *, age: float, status: str = "running") -> str:
+        row = self.conn.execute(
+            """insert into worker_heartbeats (worker_id, queue_name, status, current_job_id,
+                   last_heartbeat)
+               values (gen_random_uuid(), 'jobs', %s, %s, now() - make_interval(secs => %s))
+               returning worker_id""",
+            [status, job_id, age],
+        ).fetchone()
+        return str(row["worker_id"] if isinstance(row, dict) else row[0])
+
+    def event(
+        self, job_id: str, event: str, *, age: float = 0, details: dict[str, Any] | None = None
+    ) -> None:
+        from psycopg.types.json import Jsonb
+
+        self.conn.execute(
+            """insert into queue_history (job_id, event, details, created_at)
+               values (%s, %s, %s, now() - make_interval(secs => %s))""",
+            [job_id, event, Jsonb(details or {}), age],
+        )
+
+    def result(self, job_id: str, status: str, *, age: float = 0, directory: str = "dir") -> None:
+        self.conn.execute(
+            """insert into job_results (job_id, directory_name, status, created_at, updated_at)
+               values (%s, %s, %s, now() - make_interval(secs => %s),
+                       now() - make_interval(secs => %s))""",
+            [job_id, directory, status, age, age],
+        )
+
+
+@pytest.fixture
+def job_seed(db: Any) -> JobSeed:
+    """A `JobSeed` on this test's database (see `db`)."""
+    return JobSeed(db)

@@ -58,3 +58,11 @@ def test_broken_config_file_is_a_config_error(isolated_env):
     (isolated_env / "config.toml").write_text("[profiles\n")
     result = invoke(["config", "show"], code=3)
     assert "cannot read" in result.stderr
+
+
+def test_environment_overriding_an_explicit_profile_is_warned(monkeypatch):
+    write_profile("sandbox", {"sqs_queue_url": "http://127.0.0.1:9/q", "aws_region": "x"})
+    monkeypatch.setenv("SQS_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/1/prod-jobs")
+    result = invoke(["config", "show", "--profile", "sandbox", "-o", "json"])
+    assert "SQS_QUEUE_URL from the environment override profile 'sandbox'" in result.stderr
+    assert "warning" not in invoke(["config", "show", "-o", "json"]).stderr

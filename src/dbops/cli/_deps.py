@@ -47,14 +47,49 @@ def _env_file_values() -> dict[str, Any]:
 
 
 def settings_and_origins() -> tuple[Settings, dict[str, str]]:
-    return _cached(
-        "settings",
-        lambda: load_settings(
+    def build() -> tuple[Settings, dict[str, str]]:
+        loaded = load_settings(
             profile=state().profile,
             flags=state().setting_flags,
             env_file_values=_env_file_values(),
-        ),
-    )
+        )
+        _warn_profile_overridden(loaded[1])
+        return loaded
+
+    return _cached("settings", build)
+
+
+_CONNECTION_FIELDS = (
+    "database_url",
+    "supabase_url",
+    "sqs_queue_url",
+    "sqs_dlq_url",
+    "aws_endpoint_url_sqs",
+)
+
+
+def _warn_profile_overridden(origins: dict[str, str]) -> None:
+    """An explicit --profile whose connection settings the environment overrides is a
+    classic way to hit production while meaning the sandbox: say so, loudly."""
+    profile = state().profile
+    if not profile:
+        return
+    from dbops.settings import profile_values
+
+    mine = profile_values(profile)
+    overridden = [
+        origins[f].removeprefix("env:")
+        for f in _CONNECTION_FIELDS
+        if f in mine and origins.get(f, "").startswith("env:")
+    ]
+    if overridden:
+        from dbops.cli.output import message
+
+        message(
+            f"warning: {', '.join(overridden)} from the environment override profile "
+            f"'{profile}' (unset them to use the profile's values)",
+            style="yellow",
+        )
 
 
 def settings() -> Settings:
@@ -147,6 +182,20 @@ def dlq_url() -> str:
     if not url:
         raise ConfigError("no dead-letter queue configured", hint="set SQS_DLQ_URL or use --queue")
     return url
+
+
+def slack_notifier() -> Any:
+    """The Slack webhook notifier (a `dbops.services.slack.Notifier`); exit 3 when unset."""
+    secret = settings().slack_webhook_url
+    url = secret.get_secret_value().strip() if secret is not None else ""
+    if not url:
+        raise ConfigError(
+            "--notify slack needs SLACK_WEBHOOK_URL",
+            hint="set it in the environment, a profile or --env-file (never as a flag)",
+        )
+    from dbops.adapters.webhook import WebhookNotifier
+
+    return WebhookNotifier(url, name="Slack webhook")
 
 
 def operator() -> str:

@@ -1,0 +1,667 @@
+"""Start, stop and inspect the sandbox: embedded PostgreSQL (pgserver) + moto's SQS server.
+
+Everything lives in `dbops.settings.data_dir() / "sandbox"`:
+
+    state.json   pids, port, URIs of the running servers (written by `up`)
+    pgdata/      the PostgreSQL cluster (owned by the `pgserver` system user when root)
+    moto.log     the SQS server's output
+    run/         a private XDG_RUNTIME_DIR, used when none is set
+    .lock        serialises up/down/seed between processes
+
+Postgres is started with `cleanup_mode=None` and moto in its own session, so both keep
+running after the command that started them exits. Heavy imports (pgserver, psycopg,
+boto3 via the adapters) happen inside functions only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from dbops.errors import ConfigError, DbopsError, RemoteError
+from dbops.sandbox import DLQ, MAIN_QUEUE, PROFILE, REGION
+from dbops.settings import Settings, data_dir, profile_values, write_profile
+
+if TYPE_CHECKING:
+    from dbops.adapters.postgres import PostgresStore
+    from dbops.adapters.sqs import SqsQueues
+
+MOTO_START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+POLL_INTERVAL = 0.1
+
+# Attributes of the sandbox queues (DESIGN.md section 3).
+DLQ_ATTRIBUTES = {"MessageRetentionPeriod": "1209600"}
+MAIN_ATTRIBUTES = {"VisibilityTimeout": "300", "ReceiveMessageWaitTimeSeconds": "20"}
+MAX_RECEIVE_COUNT = 3
+
+# moto processes started by this Python process: kept so they can be reaped (no zombies,
+# no "still running" ResourceWarning) when `down` runs in the same process (tests).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+# --------------------------------------------------------------------------- models
+class SandboxState(BaseModel):
+    """Contents of `state.json`."""
+
+    pgdata: str
+    database_url: str | None = None
+    postgres_pid: int | None = None
+    moto_pid: int | None = None
+    moto_port: int | None = None
+    sqs_endpoint: str | None = None
+    main_queue_url: str | None = None
+    dlq_url: str | None = None
+    region: str = REGION
+    started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+class ServiceStatus(BaseModel):
+    name: str
+    running: bool
+    pid: int | None = None
+    detail: str = ""
+
+
+class SandboxStatus(BaseModel):
+    """`dbops sandbox status -o json`."""
+
+    running: bool
+    folder: str
+    profile: str = PROFILE
+    postgres: ServiceStatus
+    sqs: ServiceStatus
+    main_queue_url: str | None = None
+    dlq_url: str | None = None
+
+
+class UpResult(BaseModel):
+    """`dbops sandbox up -o json`."""
+
+    already_running: bool
+    started: list[str]
+    migrations_applied: list[str]
+    profile_written: bool
+    profile_path: str
+    status: SandboxStatus
+
+
+class DownResult(BaseModel):
+    """`dbops sandbox down -o json`."""
+
+    stopped: list[str]
+    not_running: list[str]
+
+
+# --------------------------------------------------------------------------- folders
+def sandbox_dir() -> Path:
+    return data_dir() / "sandbox"
+
+
+def state_path() -> Path:
+    return sandbox_dir() / "state.json"
+
+
+def pgdata_path() -> Path:
+    return sandbox_dir() / "pgdata"
+
+
+def moto_log_path() -> Path:
+    return sandbox_dir() / "moto.log"
+
+
+def prepare_environment() -> Path:
+    """Create the sandbox folder; point XDG_RUNTIME_DIR at a private folder if unset.
+
+    Must run before pgserver is imported: it reads the runtime folder at import time.
+    """
+    folder = sandbox_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        runtime = folder / "run"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        runtime.chmod(0o700)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    return folder
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Serialise up/down/seed across processes (best effort where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with (folder / ".lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def load_state() -> SandboxState | None:
+    path = state_path()
+    if not path.exists():
+        return None
+    try:
+        return SandboxState.model_validate_json(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _save_state(state: SandboxState) -> None:
+    path = state_path()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(state.model_dump_json(indent=2) + "\n")
+    tmp.replace(path)
+
+
+# --------------------------------------------------------------------------- processes
+def _alive(pid: int | None) -> bool:
+    """The process exists and is not a zombie."""
+    if not pid:
+        return False
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil comes with pgserver
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    try:
+        proc = psutil.Process(pid)
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        import psutil
+
+        return list(psutil.Process(pid).cmdline())
+    except Exception:
+        return []
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    child = _CHILDREN.get(pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child is not None and child.poll() is not None:
+            _CHILDREN.pop(pid, None)
+            return True
+        if child is None and not _alive(pid):
+            return True
+        time.sleep(POLL_INTERVAL)
+    return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+# --------------------------------------------------------------------------- postgres
+@dataclass
+class _Postmaster:
+    pid: int
+    port: int | None
+    socket_dir: Path | None
+
+
+def _postmaster(pgdata: Path) -> _Postmaster | None:
+    """What `postmaster.pid` says, if the file exists and its process runs."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0].strip())
+    except (OSError, ValueError, IndexError):
+        return None
+    if not _alive(pid):
+        return None
+    port = int(lines[3]) if len(lines) > 3 and lines[3].strip().isdigit() else None
+    sock = Path(lines[4].strip()) if len(lines) > 4 and lines[4].strip() else None
+    return _Postmaster(pid=pid, port=port, socket_dir=sock)
+
+
+def _dsn(info: _Postmaster) -> str:
+    # The same form as pgserver's `get_uri()`: a unix socket, user postgres, no password.
+    if info.socket_dir is not None:
+        return f"postgresql://postgres:@/postgres?host={info.socket_dir}"
+    return f"postgresql://postgres:@127.0.0.1:{info.port or 5432}/postgres"
+
+
+def _pg_answers(dsn: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=3, autocommit=True) as conn:
+            conn.execute("select 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+def _system_user() -> str | None:
+    # As root, pgserver runs postgres as the `pgserver` system user (pg refuses root).
+    return "pgserver" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+
+
+def _start_postgres(pgdata: Path) -> tuple[int, str]:
+    import pgserver
+
+    resolved = pgdata.expanduser().resolve()
+    # pgserver caches one handle per folder per process; a handle whose server was
+    # stopped since would be returned as is, so always build a fresh one.
+    _forget_handle(resolved)
+    try:
+        server = pgserver.get_server(resolved, cleanup_mode=None)
+    except Exception as exc:
+        log = resolved / "log"
+        raise RemoteError(
+            f"embedded PostgreSQL failed to start ({type(exc).__name__})",
+            hint=f"see {log}" if log.exists() else "re-run with --debug",
+        ) from None
+    pid = server.get_pid()
+    info = _postmaster(resolved)
+    if pid is None or info is None:
+        raise RemoteError("embedded PostgreSQL did not report a running server")
+    return int(pid), _dsn(info)
+
+
+def _stop_postgres(pgdata: Path, info: _Postmaster) -> None:
+    from pgserver import _commands
+
+    # pgserver generates its command wrappers at import time.
+    try:
+        _commands.pg_ctl(  # type: ignore[attr-defined]
+            ["-w", "-m", "fast", "stop"],
+            pgdata=pgdata,
+            user=_system_user(),
+            timeout=STOP_TIMEOUT,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError):
+        # pg_ctl failed: ask the postmaster for a fast shutdown, then an immediate one.
+        for sig in (signal.SIGINT, signal.SIGQUIT):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(info.pid, sig)
+            if _wait_gone(info.pid, STOP_TIMEOUT / 2):
+                break
+    if not _wait_gone(info.pid, STOP_TIMEOUT):
+        raise RemoteError(
+            f"embedded PostgreSQL (pid {info.pid}) did not stop",
+            hint=f"stop it by hand: kill {info.pid}",
+        )
+    _forget_handle(pgdata.expanduser().resolve())
+
+
+def _forget_handle(resolved: Path) -> None:
+    """Drop this process's cached pgserver handle for `resolved`, and its exit hook."""
+    import atexit
+
+    import pgserver
+
+    handle = pgserver.PostgresServer._instances.pop(resolved, None)
+    if handle is not None:
+        atexit.unregister(handle._cleanup)
+
+
+# --------------------------------------------------------------------------- moto
+def _endpoint(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+def _http_answers(endpoint: str, timeout: float = 1.0) -> bool:
+    import urllib.error
+    import urllib.request
+
+    # Bypass any HTTP(S)_PROXY: the server is on loopback.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"{endpoint}/moto-api/", timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answered, whatever it said
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _is_moto(pid: int | None, port: int | None) -> bool:
+    if not pid or not port or not _alive(pid):
+        return False
+    cmd = _cmdline(pid)
+    # A command line without moto.server means the pid was reused by something else.
+    return not cmd or any("moto.server" in part for part in cmd)
+
+
+def _moto_running(state: SandboxState | None) -> bool:
+    if state is None or not _is_moto(state.moto_pid, state.moto_port):
+        return False
+    assert state.moto_port is not None
+    return _http_answers(_endpoint(state.moto_port))
+
+
+def _start_moto(folder: Path, preferred_port: int | None) -> tuple[int, int]:
+    """Start `python -m moto.server` detached; wait (bounded) until it answers."""
+    last_error = "did not start"
+    for attempt in range(3):
+        use_preferred = attempt == 0 and preferred_port and _port_free(preferred_port)
+        port = preferred_port if use_preferred and preferred_port else _free_port()
+        log_path = moto_log_path()
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=folder,
+            )
+        _CHILDREN[proc.pid] = proc
+        deadline = time.monotonic() + MOTO_START_TIMEOUT
+        while time.monotonic() < deadline:
+            code = proc.poll()
+            if code is not None:
+                _CHILDREN.pop(proc.pid, None)
+                last_error = f"exited with code {code}"
+                break  # most likely the port was taken meanwhile: try another
+            if _http_answers(_endpoint(port), timeout=0.5):
+                return proc.pid, port
+            time.sleep(POLL_INTERVAL)
+        else:
+            _terminate(proc.pid)
+            raise RemoteError(
+                f"SQS server (moto) did not answer within {MOTO_START_TIMEOUT:.0f} s",
+                hint=f"see {log_path}",
+            )
+    raise RemoteError(f"SQS server (moto) {last_error}", hint=f"see {moto_log_path()}")
+
+
+def _terminate(pid: int) -> bool:
+    """SIGTERM, bounded wait, then SIGKILL. True when the process is gone."""
+    child = _CHILDREN.get(pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if _wait_gone(pid, STOP_TIMEOUT / 3):
+        return True
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=STOP_TIMEOUT / 3)
+    return _wait_gone(pid, STOP_TIMEOUT / 3)
+
+
+def _queues_client(endpoint: str) -> SqsQueues:
+    from dbops.adapters.sqs import SqsQueues
+
+    return SqsQueues(region=REGION, endpoint=endpoint, sandbox=True)
+
+
+def _create_queues(endpoint: str) -> tuple[str, str]:
+    sqs = _queues_client(endpoint)
+    dlq_url = sqs.create_queue(DLQ, DLQ_ATTRIBUTES)
+    dlq_arn = sqs.get_attributes(dlq_url)["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT})
+    main_url = sqs.create_queue(MAIN_QUEUE, {**MAIN_ATTRIBUTES, "RedrivePolicy": redrive})
+    return main_url, dlq_url
+
+
+# --------------------------------------------------------------------------- profile
+def profile_settings(state: SandboxState) -> dict[str, Any]:
+    return {
+        "database_url": state.database_url,
+        "sqs_queue_url": state.main_queue_url,
+        "sqs_dlq_url": state.dlq_url,
+        "aws_endpoint_url_sqs": state.sqs_endpoint,
+        "aws_region": state.region,
+        "sandbox": True,
+    }
+
+
+def _ensure_profile(state: SandboxState, *, force: bool) -> bool:
+    wanted = profile_settings(state)
+    if not force:
+        try:
+            if profile_values(PROFILE) == wanted:
+                return False
+        except DbopsError:
+            pass
+    write_profile(PROFILE, wanted)
+    return True
+
+
+def _migrate(dsn: str, *, only_if_pending: bool) -> list[str]:
+    from dbops.adapters.postgres import PostgresStore
+    from dbops.services import migrations
+
+    store = PostgresStore(dsn)
+    try:
+        applied: list[str] = []
+        for which in ("app", "dbops"):
+            if only_if_pending and not migrations.pending(store=store, which=which):
+                continue
+            applied += migrations.migrate(store=store, which=which).applied
+        return applied
+    finally:
+        store.close()
+
+
+# --------------------------------------------------------------------------- commands
+def up() -> UpResult:
+    """Start whatever is not running; create queues, migrate, write the profile."""
+    folder = prepare_environment()
+    with _locked(folder):
+        state = load_state()
+        pg_info = _postmaster(pgdata_path())
+        pg_running = pg_info is not None and _pg_answers(_dsn(pg_info))
+        moto_running = _moto_running(state)
+        if state is not None and pg_running and moto_running and state.database_url:
+            applied = _migrate(state.database_url, only_if_pending=True)
+            written = _ensure_profile(state, force=False)
+            from dbops.settings import config_path
+
+            return UpResult(
+                already_running=True,
+                started=[],
+                migrations_applied=applied,
+                profile_written=written,
+                profile_path=str(config_path()),
+                status=status(),
+            )
+
+        started: list[str] = []
+        pgdata = pgdata_path()
+        pg_pid, dsn = _start_postgres(pgdata)
+        if not pg_running:
+            started.append("postgres")
+
+        if moto_running and state is not None and state.moto_pid and state.moto_port:
+            moto_pid, port = state.moto_pid, state.moto_port
+        else:
+            if state is not None and state.moto_pid and _is_moto(state.moto_pid, state.moto_port):
+                _terminate(state.moto_pid)  # alive but not answering: replace it
+            moto_pid, port = _start_moto(folder, state.moto_port if state else None)
+            started.append("sqs")
+        endpoint = _endpoint(port)
+        try:
+            main_url, dlq_url = _create_queues(endpoint)
+            applied = _migrate(dsn, only_if_pending=False)
+        except BaseException:
+            # Not recorded in state.json yet, so `down` could not find it: stop it now.
+            # (Postgres is found again through its postmaster.pid.)
+            if "sqs" in started:
+                _terminate(moto_pid)
+            raise
+        new_state = SandboxState(
+            pgdata=str(pgdata),
+            database_url=dsn,
+            postgres_pid=pg_pid,
+            moto_pid=moto_pid,
+            moto_port=port,
+            sqs_endpoint=endpoint,
+            main_queue_url=main_url,
+            dlq_url=dlq_url,
+        )
+        _save_state(new_state)
+        written = _ensure_profile(new_state, force=True)
+        from dbops.settings import config_path
+
+        return UpResult(
+            already_running=False,
+            started=started,
+            migrations_applied=applied,
+            profile_written=written,
+            profile_path=str(config_path()),
+            status=status(),
+        )
+
+
+def down() -> DownResult:
+    """Stop both servers (data in pgdata is kept; moto's queues are in memory only)."""
+    folder = prepare_environment()
+    stopped: list[str] = []
+    not_running: list[str] = []
+    with _locked(folder):
+        state = load_state()
+        pgdata = pgdata_path()
+        info = _postmaster(pgdata)
+        if info is not None:
+            _stop_postgres(pgdata, info)
+            stopped.append(f"postgres (pid {info.pid}, data {pgdata})")
+        else:
+            not_running.append("postgres")
+        if state is not None and state.moto_pid and _is_moto(state.moto_pid, state.moto_port):
+            if not _terminate(state.moto_pid):
+                raise RemoteError(
+                    f"SQS server (moto pid {state.moto_pid}) did not stop",
+                    hint=f"stop it by hand: kill -9 {state.moto_pid}",
+                )
+            stopped.append(f"sqs (moto pid {state.moto_pid}, port {state.moto_port})")
+        else:
+            not_running.append("sqs")
+        if state is not None:
+            state_path().unlink(missing_ok=True)
+    return DownResult(stopped=stopped, not_running=not_running)
+
+
+def status() -> SandboxStatus:
+    folder = sandbox_dir()
+    state = load_state()
+    info = _postmaster(pgdata_path())
+    if info is not None:
+        answers = _pg_answers(_dsn(info))
+        where = f"socket {info.socket_dir}" if info.socket_dir else f"port {info.port}"
+        pg = ServiceStatus(
+            name="postgres",
+            running=answers,
+            pid=info.pid,
+            detail=where if answers else f"process {info.pid} runs but does not answer",
+        )
+    else:
+        pg = ServiceStatus(name="postgres", running=False, detail="not running")
+    if state is not None and _is_moto(state.moto_pid, state.moto_port):
+        assert state.sqs_endpoint is not None
+        answers = _http_answers(state.sqs_endpoint)
+        sqs = ServiceStatus(
+            name="sqs",
+            running=answers,
+            pid=state.moto_pid,
+            detail=state.sqs_endpoint if answers else "process runs but does not answer",
+        )
+    else:
+        sqs = ServiceStatus(name="sqs", running=False, detail="not running")
+    running = pg.running and sqs.running
+    return SandboxStatus(
+        running=running,
+        folder=str(folder),
+        postgres=pg,
+        sqs=sqs,
+        main_queue_url=state.main_queue_url if state and running else None,
+        dlq_url=state.dlq_url if state and running else None,
+    )
+
+
+def require_running() -> SandboxState:
+    """The state of a running sandbox, or a ConfigError saying how to start it."""
+    state = load_state()
+    info = _postmaster(pgdata_path())
+    if state is None or info is None or not _moto_running(state) or not state.database_url:
+        raise ConfigError("the sandbox is not running", hint="run `dbops sandbox up`")
+    return state
+
+
+def env_vars(state: SandboxState) -> dict[str, str]:
+    """Shell environment for the sandbox (its DSN has no password; the keys are dummies)."""
+    values = {
+        "DBOPS_PROFILE": PROFILE,
+        "DATABASE_URL": state.database_url or "",
+        "SQS_QUEUE_URL": state.main_queue_url or "",
+        "SQS_DLQ_URL": state.dlq_url or "",
+        "AWS_ENDPOINT_URL_SQS": state.sqs_endpoint or "",
+        "AWS_REGION": state.region,
+        # moto accepts any credentials; these let boto3/aws-cli talk to it.
+        "AWS_ACCESS_KEY_ID": "sandbox",
+        "AWS_SECRET_ACCESS_KEY": "sandbox",
+    }
+    return values
+
+
+def sandbox_settings(state: SandboxState) -> Settings:
+    """Settings for the sandbox alone, whatever DATABASE_URL etc. say in the environment."""
+    return Settings.model_validate({**profile_settings(state), "profile": PROFILE})
+
+
+@dataclass
+class Connection:
+    state: SandboxState
+    store: PostgresStore
+    queues: SqsQueues
+
+
+@contextlib.contextmanager
+def connected() -> Iterator[Connection]:
+    """Adapters bound to the running sandbox (never to the configured environment)."""
+    from dbops.adapters.postgres import PostgresStore
+
+    state = require_running()
+    assert state.database_url and state.sqs_endpoint
+    store = PostgresStore(state.database_url, application_name="dbops-sandbox")
+    try:
+        yield Connection(state=state, store=store, queues=_queues_client(state.sqs_endpoint))
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def locked() -> Iterator[None]:
+    with _locked(prepare_environment()):
+        yield
