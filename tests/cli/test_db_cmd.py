@@ -38,13 +38,22 @@ def test_functions_are_executable_by_service_role_only(db_env, db):
     rows = db.execute(
         """select p.proname,
                   has_function_privilege('service_role', p.oid, 'execute') as service,
-                  has_function_privilege('public', p.oid, 'execute') as anyone
+                  has_function_privilege('anon', p.oid, 'execute') as anon,
+                  has_function_privilege('authenticated', p.oid, 'execute') as authed
            from pg_proc p join pg_namespace n on n.oid = p.pronamespace
            where n.nspname = 'public' and p.proname like 'dbops\\_%'"""
     ).fetchall()
     assert rows
     assert all(r["service"] for r in rows)
-    assert not any(r["anyone"] for r in rows)
+    assert not any(r["anon"] or r["authed"] for r in rows)
+    tables = db.execute(
+        """select c.relname, c.relrowsecurity,
+                  has_table_privilege('anon', c.oid, 'select') as anon
+           from pg_class c join pg_namespace n on n.oid = c.relnamespace
+           where n.nspname = 'public' and c.relkind = 'r' and c.relname like 'dbops\\_%'"""
+    ).fetchall()
+    assert tables
+    assert all(t["relrowsecurity"] and not t["anon"] for t in tables)
 
 
 def test_print_emits_a_rerunnable_script_without_concurrently(empty_database_url, db):

@@ -24,11 +24,15 @@ create table if not exists dbops_schema_migrations (
 """
 
 # Every dbops_* function is callable by the service role only (DESIGN.md section 1).
+# Supabase grants new objects to `anon` and `authenticated` by default, which would
+# expose them through PostgREST with the public key: revoke those too, and turn on RLS
+# (no policies) so the tables stay closed even if a grant slips back.
 FINALIZE = """
 do $$
 declare
     fn regprocedure;
     tbl regclass;
+    r text;
     has_service boolean := exists (select 1 from pg_roles where rolname = 'service_role');
 begin
     for fn in
@@ -36,6 +40,11 @@ begin
         where n.nspname = 'public' and p.proname like 'dbops\\_%'
     loop
         execute format('revoke all on function %s from public', fn);
+        foreach r in array array['anon', 'authenticated'] loop
+            if exists (select 1 from pg_roles where rolname = r) then
+                execute format('revoke all on function %s from %I', fn, r);
+            end if;
+        end loop;
         if has_service then
             execute format('grant execute on function %s to service_role', fn);
         end if;
@@ -45,8 +54,16 @@ begin
         where n.nspname = 'public' and c.relname like 'dbops\\_%' and c.relkind in ('r', 'S')
     loop
         execute format('revoke all on %s from public', tbl);
+        foreach r in array array['anon', 'authenticated'] loop
+            if exists (select 1 from pg_roles where rolname = r) then
+                execute format('revoke all on %s from %I', tbl, r);
+            end if;
+        end loop;
         if has_service then
             execute format('grant all on %s to service_role', tbl);
+        end if;
+        if (select relkind from pg_class where oid = tbl) = 'r' then
+            execute format('alter table %s enable row level security', tbl);
         end if;
     end loop;
 end;

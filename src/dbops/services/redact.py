@@ -7,6 +7,7 @@ from typing import Any
 
 _SECRET_KEY = re.compile(r"(secret|password|passwd|token|api_?key|service_?key|webhook|dsn)", re.I)
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
+_MASKED = re.compile(r"\*{4}[^*]{0,4}")
 
 
 def mask(value: str) -> str:
@@ -18,6 +19,8 @@ def mask_identifier(identifier: str) -> str:
     """`api_key:<key>` -> `api_key:****abcd`; other identifiers unchanged."""
     kind, sep, rest = identifier.partition(":")
     if sep and kind == "api_key":
+        if _MASKED.fullmatch(rest):  # already masked: keep it (masking is idempotent)
+            return identifier
         return f"api_key:{mask(rest)}"
     return identifier
 

@@ -68,10 +68,18 @@ create table if not exists rate_limit_requests (
 create index if not exists rate_limit_requests_lookup_idx
     on rate_limit_requests (identifier, endpoint, created_at desc);
 
+-- Supabase's API roles, so the sandbox and tests see the same grants as a project.
 do $$
+declare
+    r text;
 begin
-    if not exists (select 1 from pg_roles where rolname = 'service_role') then
-        create role service_role nologin;
-    end if;
+    foreach r in array array['service_role', 'anon', 'authenticated'] loop
+        if not exists (select 1 from pg_roles where rolname = r) then
+            execute format('create role %I nologin', r);
+        end if;
+    end loop;
 end;
 $$;
+-- What Supabase does for every new object in public (the reason dbops revokes).
+alter default privileges in schema public grant all on tables to anon, authenticated;
+alter default privileges in schema public grant all on functions to anon, authenticated;

@@ -1,0 +1,554 @@
+"""`dbops dlq redrive`, `dbops dlq redrive-status`, `dbops dlq redrive-cancel`.
+
+Registered on the `dlq` app by `dlq_cmd.py` through `register(app)`.
+
+Test-only hooks (inert unless set; never use them in production):
+- `DBOPS_TEST_PAUSE_AT=<point>:<n>` with `DBOPS_TEST_PAUSE_MARKER=<file>`: at the n-th
+  time the redrive reaches <point> (`after_receive`, `after_send`, `mid_batch`,
+  `after_delete`) it writes the marker file and blocks until the file is removed (or the
+  process is killed), so reliability tests can kill or interrupt it at a known point.
+- `DBOPS_TEST_REDRIVE_LEASE=<seconds>`: a shorter visibility lease, so that a test can see
+  messages held by a killed process come back without waiting five minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dbops.cli import _deps
+from dbops.cli._common import DryRunOpt, YesOpt, confirm, duration, is_interactive, recorder
+from dbops.cli.output import (
+    Output,
+    OutputOpt,
+    err_console,
+    key_values,
+    message,
+    print_table,
+    render,
+)
+from dbops.durations import format_duration, parse_duration
+from dbops.errors import DbopsError, RefusedError, UsageError
+from dbops.services import redrive as svc
+from dbops.services.messages import MessageFilter, parse_match
+
+
+class Method(StrEnum):
+    copy = "copy"
+    native = "native"
+
+
+QueueOpt = Annotated[
+    str | None,
+    typer.Option("--queue", "-q", help="DLQ name or URL (default: SQS_DLQ_URL)."),
+]
+
+
+# --------------------------------------------------------------------------- test hooks
+def _test_checkpoint() -> svc.Checkpoint | None:
+    spec = os.environ.get("DBOPS_TEST_PAUSE_AT", "")
+    marker = os.environ.get("DBOPS_TEST_PAUSE_MARKER", "")
+    point, _, nth = spec.partition(":")
+    if (
+        not point
+        or not marker
+        or point
+        not in {
+            "after_receive",
+            "after_send",
+            "mid_batch",
+            "after_delete",
+        }
+    ):
+        return None
+    target = int(nth) if nth.isdigit() and int(nth) > 0 else 1
+    lock = threading.Lock()
+    seen = {"n": 0}
+
+    def checkpoint(name: str) -> None:
+        if name != point:
+            return
+        with lock:
+            seen["n"] += 1
+            hit = seen["n"] == target
+        if not hit:
+            return
+        path = Path(marker)
+        path.write_text(f"{os.getpid()} {name}:{target}\n")
+        while path.exists():  # blocks until the test removes the marker or kills us
+            time.sleep(0.02)
+
+    return checkpoint
+
+
+def _lease_seconds() -> int:
+    override = os.environ.get("DBOPS_TEST_REDRIVE_LEASE", "")
+    return int(override) if override.isdigit() else svc.LEASE_SECONDS
+
+
+# --------------------------------------------------------------------------- rendering
+def _name(url: str) -> str:
+    return svc.queue_name(url)
+
+
+def _render_preview(preview: svc.RedrivePreview, *, what: str) -> None:
+    message(
+        f"Redrive ({preview.method}) from {_name(preview.source)} to {_name(preview.target)}"
+        f"{' (FIFO)' if preview.target_fifo else ''}: {preview.visible} visible in the DLQ, "
+        f"{preview.in_flight} in flight; {what}."
+    )
+    scan = preview.scan
+    if scan is None:
+        return
+    message(
+        f"Scan: {scan.matched} of {scan.scanned} messages match"
+        + (f" ({scan.skipped_completed} skipped: job completed)" if scan.skipped_completed else "")
+        + (f"; {len(scan.not_found)} manifest ids not in the DLQ" if scan.not_found else "")
+        + "."
+    )
+    if scan.sample:
+        from rich.table import Table
+
+        grid = Table(title="sample", title_justify="left", header_style="bold")
+        for column in ("message_id", "job_id", "customer_id", "reason", "age", "size"):
+            grid.add_column(column, overflow="fold")
+        for row in scan.sample:
+            grid.add_row(
+                row.message_id,
+                row.job_id or "",
+                row.customer_id or "",
+                row.reason or "",
+                format_duration(row.age_seconds),
+                str(row.size),
+            )
+        err_console().print(grid)
+
+
+def _summary_table(result: svc.RedriveResult) -> None:
+    data: dict[str, Any] = {
+        "method": result.method,
+        "dry_run": result.dry_run,
+        "source": _name(result.source),
+        "target": _name(result.target),
+        "scanned": result.scanned,
+        "matched": result.matched,
+        "moved": result.moved,
+        "failed": result.failed,
+        "released": result.released,
+        "stopped": result.stopped,
+        "duration": format_duration(result.duration_seconds)
+        if result.duration_seconds >= 1
+        else f"{result.duration_seconds:.2f}s",
+    }
+    if result.skipped_completed:
+        data["skipped_completed"] = result.skipped_completed
+    if result.duplicates_possible:
+        data["duplicates_possible"] = result.duplicates_possible
+    if result.task_handle:
+        data["task_handle"] = result.task_handle
+        data["task_status"] = result.task_status
+    if result.canary is not None:
+        data["canary"] = f"{result.canary.moved} moved, " + (
+            "passed" if result.canary.passed else f"{len(result.canary.came_back)} came back"
+        )
+    key_values(data, title="dlq redrive")
+    if result.failures:
+        print_table(
+            [f.model_dump() for f in result.failures],
+            ["message_id", "job_id", "stage", "reason"],
+            title="not moved",
+        )
+
+
+def _warnings(result: svc.RedriveResult) -> None:
+    if result.failed and not result.dry_run:
+        message(
+            f"{result.failed} message(s) not moved: they stay in the DLQ "
+            "(see `failures`; fix the cause and re-run)."
+        )
+    if result.duplicates_possible:
+        message(
+            f"{result.duplicates_possible} message(s) were sent but could not be deleted from "
+            "the DLQ: they may be processed twice."
+        )
+    if result.not_found:
+        message(f"{len(result.not_found)} manifest message id(s) were not found in the DLQ.")
+    if result.stopped == "unsettled":
+        message(
+            f"The DLQ still reports {result.remaining_visible} visible message(s) that could "
+            "not be received (FIFO groups held, or counts lagging): re-run to pick them up."
+        )
+
+
+@contextmanager
+def _progress_bar(enabled: bool) -> Iterator[svc.ProgressFn | None]:
+    console = err_console()
+    if not enabled or not console.is_terminal:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("redrive", total=None)
+
+        def update(p: svc.RedriveProgress) -> None:
+            total = max(p.total or 0, p.scanned) or None
+            bar.update(
+                task,
+                total=total,
+                completed=p.scanned if p.scanned else p.moved,
+                description=f"moved {p.moved}, failed {p.failed}; scanned",
+            )
+
+        yield update
+
+
+# --------------------------------------------------------------------------- commands
+def _dlq(queue: str | None) -> str:
+    return _deps.queues().resolve_url(queue or _deps.dlq_url())
+
+
+def redrive(
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Target queue (default: the DLQ's single source queue)."),
+    ] = None,
+    job_id: Annotated[
+        list[str] | None, typer.Option("--job-id", help="Only these job ids (repeatable).")
+    ] = None,
+    customer: Annotated[
+        list[str] | None, typer.Option("--customer", help="Only these customers (repeatable).")
+    ] = None,
+    match: Annotated[
+        list[str] | None,
+        typer.Option("--match", help="KEY=VALUE on a top-level body field (repeatable)."),
+    ] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option("--reason", help="Text in _dlq_reason (or in a non-JSON body)."),
+    ] = None,
+    older_than: Annotated[
+        str | None, typer.Option("--older-than", help="Only messages older than D (e.g. 2h).")
+    ] = None,
+    newer_than: Annotated[
+        str | None, typer.Option("--newer-than", help="Only messages newer than D.")
+    ] = None,
+    skip_completed_jobs: Annotated[
+        bool,
+        typer.Option(
+            "--skip-completed-jobs", help="Leave messages whose job already completed (database)."
+        ),
+    ] = False,
+    max_messages: Annotated[
+        int | None, typer.Option("--max", help="Move at most N messages.")
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option("--rate", help="At most this many messages per second.")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Parallel receive/send/delete loops.")
+    ] = 1,
+    manifest: Annotated[
+        Path | None,
+        typer.Option("--manifest", help="Redrive exactly the MessageIds in this export file."),
+    ] = None,
+    canary: Annotated[
+        int | None,
+        typer.Option("--canary", help="Move N first, wait --canary-wait, stop if they return."),
+    ] = None,
+    canary_wait: Annotated[
+        str, typer.Option("--canary-wait", help="How long to watch the canary (e.g. 2m).")
+    ] = "60s",
+    method: Annotated[
+        Method,
+        typer.Option(
+            "--method",
+            help="copy (filtered, crash-safe) or native (AWS move task).",
+            case_sensitive=False,
+        ),
+    ] = Method.copy,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    queue: QueueOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Move DLQ messages back to a work queue: send first, delete only what was sent.
+
+    Matching messages are copied (body and attributes kept, FIFO group ids kept) and
+    deleted from the DLQ only once the send succeeded; others stay invisible until the scan
+    ends and are then released. A crash never loses a message (at worst, one is
+    duplicated). Ctrl-C stops after the batch in flight (exit 130).
+
+    Example:
+        dbops dlq redrive --customer acme --older-than 1h --dry-run
+        dbops dlq redrive --canary 5 --canary-wait 2m --rate 50 --yes -o json
+    """
+    svc.validate(
+        max_messages=max_messages,
+        rate=rate,
+        workers=workers,
+        lease_seconds=_lease_seconds(),
+        canary=canary,
+    )
+    canary_wait_seconds = parse_duration(canary_wait, option="--canary-wait", allow_zero=True)
+    flt = MessageFilter(
+        job_ids=list(job_id or []),
+        customers=list(customer or []),
+        matches=parse_match(list(match or [])),
+        reason=reason,
+        older_than_seconds=duration(older_than, "--older-than"),
+        newer_than_seconds=duration(newer_than, "--newer-than"),
+    )
+    if method is Method.native:
+        refused = [
+            name
+            for name, given in (
+                ("filters", not flt.is_empty),
+                ("--skip-completed-jobs", skip_completed_jobs),
+                ("--manifest", manifest is not None),
+                ("--canary", canary is not None),
+                ("--max", max_messages is not None),
+                ("--workers", workers != 1),
+            )
+            if given
+        ]
+        if refused:
+            raise UsageError(
+                f"--method native moves the whole DLQ: {', '.join(refused)} cannot be used with it",
+                hint="use --method copy (the default)",
+            )
+    if manifest is not None:
+        flt.message_ids = svc.read_manifest(manifest)
+    queues = _deps.queues()
+    dlq_url = _dlq(queue)
+    target_url = svc.resolve_target(queues=queues, dlq_url=dlq_url, to=to)
+    store = _deps.store() if skip_completed_jobs else None
+    lease = _lease_seconds()
+    if method is Method.native:
+        svc.check_native(queues=queues, dlq_url=dlq_url)
+    filtered = not flt.is_empty or skip_completed_jobs
+    full_scan = filtered and not dry_run and not yes and is_interactive()
+    preview = svc.preview(
+        queues=queues,
+        dlq_url=dlq_url,
+        target_url=target_url,
+        method=method.value,
+        message_filter=flt,
+        skip_completed_jobs=skip_completed_jobs,
+        store=store,
+        max_messages=max_messages,
+        full_scan=full_scan,
+        workers=workers,
+        lease_seconds=lease,
+    )
+    what = _describe(flt, skip_completed_jobs, max_messages, rate, workers, canary, canary_wait)
+    if preview.scan is not None and preview.scan.interrupted:
+        raise KeyboardInterrupt  # Ctrl-C during the preview scan: everything was released
+    _render_preview(preview, what=what)
+    count = (
+        preview.scan.matched
+        if preview.scan is not None
+        else (min(preview.visible, max_messages) if max_messages else preview.visible)
+    )
+    noun = "matching messages" if filtered and preview.scan is None else f"{count} messages"
+    confirm(
+        f"redrive {noun} from {_name(dlq_url)} to {_name(target_url)}", yes=yes, dry_run=dry_run
+    )
+    arguments: dict[str, Any] = {
+        "queue": _name(dlq_url),
+        "to": _name(target_url),
+        "method": method.value,
+        "job_id": list(job_id or []),
+        "customer": list(customer or []),
+        "match": list(match or []),
+        "reason": reason,
+        "older_than": older_than,
+        "newer_than": newer_than,
+        "skip_completed_jobs": skip_completed_jobs,
+        "max": max_messages,
+        "rate": rate,
+        "workers": workers,
+        "manifest": str(manifest) if manifest else None,
+        "manifest_ids": len(flt.message_ids) if flt.message_ids is not None else None,
+        "canary": canary,
+        "canary_wait": canary_wait if canary else None,
+    }
+    with recorder("dlq redrive", arguments, dry_run=dry_run) as rec:
+        try:
+            with _progress_bar(output is Output.table) as progress:
+                if method is Method.native:
+                    result = svc.native_redrive(
+                        queues=queues,
+                        dlq_url=dlq_url,
+                        target_url=target_url,
+                        rate=rate,
+                        dry_run=dry_run,
+                        progress=progress,
+                    )
+                else:
+                    result = svc.copy_redrive(
+                        queues=queues,
+                        dlq_url=dlq_url,
+                        target_url=target_url,
+                        message_filter=flt,
+                        dry_run=dry_run,
+                        max_messages=max_messages,
+                        rate=rate,
+                        workers=workers,
+                        store=store,
+                        skip_completed_jobs=skip_completed_jobs,
+                        canary=canary,
+                        canary_wait_seconds=canary_wait_seconds,
+                        lease_seconds=lease,
+                        progress=progress,
+                        checkpoint=_test_checkpoint(),
+                    )
+        except DbopsError as exc:
+            partial = getattr(exc, "partial_result", None)
+            if isinstance(partial, svc.RedriveResult):
+                rec.counts = _counts(partial)
+                if output in (Output.json, Output.jsonl):
+                    render(partial, output)
+            raise
+        rec.counts = _counts(result)
+        render(result, output, table=_summary_table)
+        _warnings(result)
+        if result.interrupted:
+            message(
+                f"Interrupted: moved {result.moved}, released {result.released}; "
+                "nothing in flight was lost."
+            )
+            raise KeyboardInterrupt
+        if result.canary is not None and not result.canary.passed:
+            raise RefusedError(
+                f"canary failed: {len(result.canary.came_back)} of {result.canary.moved} "
+                f"redriven message(s) came back to {_name(dlq_url)} within "
+                f"{format_duration(result.canary.wait_seconds)}; stopped, the rest stay in the DLQ",
+                hint="inspect with `dbops dlq list` before retrying",
+            )
+
+
+def _counts(result: svc.RedriveResult) -> dict[str, Any]:
+    return {
+        "scanned": result.scanned,
+        "matched": result.matched,
+        "moved": result.moved,
+        "failed": result.failed,
+        "released": result.released,
+        "skipped_completed": result.skipped_completed,
+        "duplicates_possible": result.duplicates_possible,
+        "method": result.method,
+        "stopped": result.stopped,
+    }
+
+
+def _describe(
+    flt: MessageFilter,
+    skip_completed: bool,
+    max_messages: int | None,
+    rate: float | None,
+    workers: int,
+    canary: int | None,
+    canary_wait: str,
+) -> str:
+    parts: list[str] = []
+    if flt.job_ids:
+        parts.append(f"job ids {', '.join(flt.job_ids[:5])}")
+    if flt.customers:
+        parts.append(f"customers {', '.join(flt.customers[:5])}")
+    parts.extend(f"{k}={v}" for k, v in flt.matches.items())
+    if flt.reason:
+        parts.append(f"reason contains {flt.reason!r}")
+    if flt.older_than_seconds:
+        parts.append(f"older than {format_duration(flt.older_than_seconds)}")
+    if flt.newer_than_seconds:
+        parts.append(f"newer than {format_duration(flt.newer_than_seconds)}")
+    if flt.message_ids is not None:
+        parts.append(f"{len(flt.message_ids)} manifest ids")
+    if skip_completed:
+        parts.append("skipping completed jobs")
+    text = ("messages matching " + "; ".join(parts)) if parts else "all messages"
+    extras = []
+    if max_messages:
+        extras.append(f"at most {max_messages}")
+    if rate:
+        extras.append(f"{rate:g}/s")
+    if workers > 1:
+        extras.append(f"{workers} workers")
+    if canary:
+        extras.append(f"canary {canary}, wait {canary_wait}")
+    return text + (f" ({', '.join(extras)})" if extras else "")
+
+
+def redrive_status(queue: QueueOpt = None, output: OutputOpt = Output.table) -> None:
+    """Show the DLQ's recent AWS message move tasks (native redrives) and their progress.
+
+    Example:
+        dbops dlq redrive-status -o json
+    """
+    queues = _deps.queues()
+    tasks = svc.list_move_tasks(queues=queues, dlq_url=_dlq(queue))
+    render(
+        tasks,
+        output,
+        columns=["task_handle", "status", "moved", "to_move", "rate", "failure_reason"],
+        empty="no message move tasks for this queue",
+    )
+
+
+def redrive_cancel(
+    task_handle: Annotated[
+        str | None,
+        typer.Argument(help="Task to cancel (default: the DLQ's running move task)."),
+    ] = None,
+    queue: QueueOpt = None,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Cancel a running native redrive (AWS message move task); moved messages stay moved.
+
+    Example:
+        dbops dlq redrive-cancel --yes
+    """
+    queues = _deps.queues()
+    dlq_url = _dlq(queue)
+    handle = task_handle or svc.running_task(queues=queues, dlq_url=dlq_url).task_handle
+    assert handle is not None
+    message(f"Cancel message move task on {_name(dlq_url)}: {handle}")
+    confirm(f"cancel the move task on {_name(dlq_url)}", yes=yes, dry_run=dry_run)
+    with recorder(
+        "dlq redrive-cancel", {"queue": _name(dlq_url), "task_handle": handle}, dry_run=dry_run
+    ) as rec:
+        result = svc.cancel_move_task(
+            queues=queues, dlq_url=dlq_url, task_handle=handle, dry_run=dry_run
+        )
+        rec.counts = {"moved_before_cancel": result.moved_before_cancel}
+    render(result, output)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `redrive`, `redrive-status` and `redrive-cancel` to the `dlq` app."""
+    app.command("redrive")(redrive)
+    app.command("redrive-status")(redrive_status)
+    app.command("redrive-cancel")(redrive_cancel)

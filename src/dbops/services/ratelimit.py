@@ -1,0 +1,503 @@
+"""Rate limiting: rules, overrides, blocks, traffic, and the API's atomic check.
+
+All logic lives in the `dbops_ratelimit_*` / `dbops_rate_limit_hit` SQL functions
+(`sql/dbops/0005_ratelimit.sql`); this module validates input, masks identifiers and
+shapes rows into models. API keys inside identifiers are secrets: every model carries the
+masked form (`api_key:****abcd`); the raw identifier is only ever passed to the store.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from dbops.errors import NotFoundError, UsageError
+from dbops.ports import Store
+from dbops.services.redact import mask_identifier, redact_text
+
+DEFAULT_BATCH = 10_000
+IDENTIFIER_FORMS = "ip:<IPv4 or IPv6 address> or api_key:<key>"
+
+BatchCallback = Callable[[int, int], None]  # (batch number, rows deleted so far)
+
+
+# --------------------------------------------------------------------------- identifiers
+def parse_identifier(text: str) -> str:
+    """The identifier, validated: `ip:<IPv4/IPv6>` or `api_key:<key>`; else a UsageError.
+
+    The identifier is returned as given (matching is literal); the error message never
+    contains the key.
+    """
+    raw = text if isinstance(text, str) else ""
+    kind, sep, rest = raw.partition(":")
+    if sep and kind == "ip":
+        try:
+            ipaddress.ip_address(rest)
+        except ValueError:
+            raise UsageError(
+                f"invalid identifier {raw!r}: not an IPv4 or IPv6 address",
+                hint=f"use {IDENTIFIER_FORMS}",
+            ) from None
+        return raw
+    if sep and kind == "api_key":
+        if not rest or "\x00" in rest:
+            raise UsageError(
+                "invalid identifier: the API key after 'api_key:' is empty or has a NUL byte",
+                hint=f"use {IDENTIFIER_FORMS}",
+            )
+        return raw
+    # Never echo an unrecognised value: it may well be a bare API key.
+    prefix = f" starting {kind + ':'!r}" if sep and len(kind) <= 16 and kind.isidentifier() else ""
+    raise UsageError(f"invalid identifier{prefix}", hint=f"use {IDENTIFIER_FORMS}")
+
+
+def parse_endpoint(text: str | None) -> str | None:
+    if text is None:
+        return None
+    if text == "" or "\x00" in text:
+        raise UsageError("invalid --endpoint: empty or contains a NUL byte")
+    return text
+
+
+def clean_reason(text: str | None) -> str | None:
+    """A free-text reason as stored and shown: API keys (and other secrets) redacted."""
+    if text is None:
+        return None
+    return redact_text(" ".join(text.split()))
+
+
+def _masked(row: dict[str, Any], key: str = "identifier") -> dict[str, Any]:
+    out = dict(row)
+    if isinstance(out.get(key), str):
+        out[key] = mask_identifier(out[key])
+    return out
+
+
+# --------------------------------------------------------------------------- models
+class RateLimitRule(BaseModel):
+    """One row of `dbops ratelimit list -o json`: the effective rule, override applied."""
+
+    name: str
+    endpoint_pattern: str
+    identifier_kind: str
+    precedence: int
+    enabled: bool
+    limit: int
+    window_seconds: int
+    base_limit: int
+    base_window_seconds: int
+    override_limit: int | None = None
+    override_window_seconds: int | None = None
+    override_expires_at: datetime | None = None
+    override_reason: str | None = None
+    override_created_by: str | None = None
+    updated_by: str
+    updated_at: datetime
+
+
+class RuleChange(BaseModel):
+    """`dbops ratelimit set|enable|disable -o json`."""
+
+    name: str
+    change: Literal["base", "override", "enable", "disable"]
+    dry_run: bool
+    before: RateLimitRule
+    after: RateLimitRule | None = None
+    limit: int | None = None
+    window_seconds: int | None = None
+    for_seconds: int | None = None
+    reason: str | None = None
+
+
+class TopEntry(BaseModel):
+    """One row of `dbops ratelimit top -o json` (identifier masked for API keys)."""
+
+    identifier: str
+    endpoint: str
+    rule: str | None = None
+    requests: int
+    allowed: int
+    denied: int
+    window_requests: int
+    limit: int | None = None
+    window_seconds: int | None = None
+    percent_of_limit: float | None = None
+    throttled: bool
+    blocked: bool
+
+
+class IdentifierStatus(BaseModel):
+    """One row of `dbops ratelimit status -o json`: one identifier on one endpoint."""
+
+    identifier: str
+    endpoint: str | None = None
+    rule: str | None = None
+    limit: int | None = None
+    window_seconds: int | None = None
+    used: int
+    remaining: int | None = None
+    reset_at: datetime | None = None
+    allowed: bool
+    retry_after_seconds: int | None = None
+    blocked: bool
+    block_reason: str | None = None
+    block_expires_at: datetime | None = None
+
+
+class HitResult(BaseModel):
+    """What `dbops_rate_limit_hit` answers (the API turns it into headers)."""
+
+    allowed: bool
+    limit: int | None = None
+    remaining: int | None = None
+    reset_at: datetime | None = None
+    retry_after_seconds: int | None = None
+    rule_name: str | None = None
+    blocked: bool
+    window_seconds: int | None = None
+
+
+class ResetResult(BaseModel):
+    """`dbops ratelimit reset -o json`."""
+
+    identifier: str
+    endpoint: str | None = None
+    cutoff: datetime
+    requests: int
+    endpoints: int
+    deleted: int = 0
+    batches: int = 0
+    dry_run: bool = False
+
+
+class Block(BaseModel):
+    identifier: str
+    endpoint: str | None = None
+    reason: str
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+
+
+class BlockResult(BaseModel):
+    """`dbops ratelimit block -o json`."""
+
+    identifier: str
+    endpoint: str | None = None
+    reason: str
+    for_seconds: int
+    expires_at: datetime | None = None
+    replaces: list[Block]
+    dry_run: bool = False
+
+
+class UnblockResult(BaseModel):
+    """`dbops ratelimit unblock -o json`."""
+
+    identifier: str
+    endpoint: str | None = None
+    blocks: list[Block]
+    lifted: int = 0
+    dry_run: bool = False
+
+
+class CleanupResult(BaseModel):
+    """`dbops ratelimit cleanup -o json`."""
+
+    cutoff: datetime
+    older_than_seconds: int
+    requests: int
+    denial_rows: int
+    deleted_requests: int = 0
+    deleted_denials: int = 0
+    batches: int = 0
+    dry_run: bool = False
+
+
+class Ratio429(BaseModel):
+    """The 429 ratio over a window (for the audit): denied / (allowed + denied)."""
+
+    since_seconds: int
+    requests: int
+    allowed: int
+    denied: int
+    ratio: float
+    percent: float
+
+
+# --------------------------------------------------------------------------- rules
+def list_rules(*, store: Store) -> list[RateLimitRule]:
+    """Every rule in matching order (precedence, longest pattern, name), override applied."""
+    rows = store.call("dbops_ratelimit_rules", {"p_name": None})
+    return [RateLimitRule.model_validate(r) for r in rows]
+
+
+def get_rule(*, store: Store, name: str) -> RateLimitRule:
+    rows = store.call("dbops_ratelimit_rules", {"p_name": name})
+    if not rows:
+        raise NotFoundError(f"no rate-limit rule named {name!r}", hint="see `dbops ratelimit list`")
+    return RateLimitRule.model_validate(rows[0])
+
+
+def set_rule(
+    *,
+    store: Store,
+    name: str,
+    limit: int,
+    window_seconds: int | None,
+    for_seconds: int | None,
+    reason: str | None,
+    actor: str,
+) -> RateLimitRule:
+    """Change a rule permanently, or (with `for_seconds`) override it until then."""
+    if limit < 1:
+        raise UsageError(f"invalid --limit {limit}: must be at least 1")
+    reason = clean_reason(reason)
+    rows = store.call(
+        "dbops_ratelimit_set",
+        {
+            "p_name": name,
+            "p_limit": limit,
+            "p_window_seconds": window_seconds,
+            "p_for_seconds": for_seconds,
+            "p_reason": reason,
+            "p_actor": actor,
+        },
+    )
+    return RateLimitRule.model_validate(rows[0])
+
+
+def set_enabled(*, store: Store, name: str, enabled: bool, actor: str) -> RateLimitRule:
+    rows = store.call(
+        "dbops_ratelimit_set_enabled", {"p_name": name, "p_enabled": enabled, "p_actor": actor}
+    )
+    return RateLimitRule.model_validate(rows[0])
+
+
+# --------------------------------------------------------------------------- traffic
+def top(*, store: Store, since_seconds: int, limit: int) -> list[TopEntry]:
+    """Identifiers by share of their limit, then by requests in the last `since_seconds`."""
+    rows = store.call("dbops_ratelimit_top", {"p_since_seconds": since_seconds, "p_limit": limit})
+    entries = []
+    for row in rows:
+        data = _masked(row)
+        data["rule"] = data.pop("rule_name", None)
+        pct = data.get("percent_of_limit")
+        data["percent_of_limit"] = float(pct) if pct is not None else None
+        entries.append(TopEntry.model_validate(data))
+    return entries
+
+
+def status(*, store: Store, identifier: str, endpoint: str | None) -> list[IdentifierStatus]:
+    identifier = parse_identifier(identifier)
+    rows = store.call(
+        "dbops_ratelimit_status",
+        {"p_identifier": identifier, "p_endpoint": parse_endpoint(endpoint)},
+    )
+    shown = mask_identifier(identifier)
+    out = []
+    for row in rows:
+        data = dict(row)
+        data["rule"] = data.pop("rule_name", None)
+        out.append(IdentifierStatus.model_validate({**data, "identifier": shown}))
+    return out
+
+
+def hit(*, store: Store, identifier: str, endpoint: str) -> HitResult:
+    """Check and record one request, exactly as the API does."""
+    rows = store.call("dbops_rate_limit_hit", {"p_identifier": identifier, "p_endpoint": endpoint})
+    return HitResult.model_validate(rows[0])
+
+
+def ratio_429(*, store: Store, since_seconds: int) -> Ratio429:
+    rows = store.call("dbops_ratelimit_429_ratio", {"p_since_seconds": since_seconds})
+    return Ratio429.model_validate({**rows[0], "since_seconds": since_seconds})
+
+
+# --------------------------------------------------------------------------- reset
+def reset_preview(*, store: Store, identifier: str, endpoint: str | None) -> ResetResult:
+    identifier = parse_identifier(identifier)
+    row = store.call(
+        "dbops_ratelimit_reset_preview",
+        {"p_identifier": identifier, "p_endpoint": parse_endpoint(endpoint)},
+    )[0]
+    return ResetResult(
+        identifier=mask_identifier(identifier),
+        endpoint=endpoint,
+        cutoff=row["cutoff"],
+        requests=int(row["requests"]),
+        endpoints=int(row["endpoints"]),
+    )
+
+
+def reset(
+    *,
+    store: Store,
+    identifier: str,
+    plan: ResetResult,
+    batch_size: int = DEFAULT_BATCH,
+    on_batch: BatchCallback | None = None,
+) -> ResetResult:
+    """Delete the identifier's requests inside every window (batched), so it is allowed now."""
+    identifier = parse_identifier(identifier)
+    deleted, batches = 0, 0
+    while True:
+        row = store.call(
+            "dbops_ratelimit_reset_batch",
+            {
+                "p_identifier": identifier,
+                "p_endpoint": plan.endpoint,
+                "p_cutoff": plan.cutoff,
+                "p_batch": batch_size,
+            },
+        )[0]
+        batches += 1
+        deleted += int(row["deleted"])
+        if on_batch is not None:
+            on_batch(batches, deleted)
+        if int(row["deleted"]) < batch_size:
+            break
+    return plan.model_copy(update={"deleted": deleted, "batches": batches})
+
+
+# --------------------------------------------------------------------------- blocks
+def active_blocks(*, store: Store, identifier: str | None) -> list[Block]:
+    params = {"p_identifier": parse_identifier(identifier) if identifier else None}
+    return [Block.model_validate(_masked(r)) for r in store.call("dbops_ratelimit_blocks", params)]
+
+
+def block_preview(
+    *, store: Store, identifier: str, endpoint: str | None, for_seconds: int, reason: str
+) -> BlockResult:
+    identifier = parse_identifier(identifier)
+    endpoint = parse_endpoint(endpoint)
+    reason = clean_reason(reason) or ""
+    if not reason:
+        raise UsageError("a block needs a --reason")
+    replaces = [
+        b for b in active_blocks(store=store, identifier=identifier) if b.endpoint == endpoint
+    ]
+    return BlockResult(
+        identifier=mask_identifier(identifier),
+        endpoint=endpoint,
+        reason=reason,
+        for_seconds=for_seconds,
+        replaces=replaces,
+    )
+
+
+def block(
+    *,
+    store: Store,
+    identifier: str,
+    endpoint: str | None,
+    for_seconds: int,
+    reason: str,
+    actor: str,
+) -> BlockResult:
+    plan = block_preview(
+        store=store,
+        identifier=identifier,
+        endpoint=endpoint,
+        for_seconds=for_seconds,
+        reason=reason,
+    )
+    row = store.call(
+        "dbops_ratelimit_block",
+        {
+            "p_identifier": parse_identifier(identifier),
+            "p_endpoint": plan.endpoint,
+            "p_for_seconds": for_seconds,
+            "p_reason": plan.reason,
+            "p_actor": actor,
+        },
+    )[0]
+    return BlockResult.model_validate({**plan.model_dump(), "expires_at": row["expires_at"]})
+
+
+def unblock_preview(*, store: Store, identifier: str, endpoint: str | None) -> UnblockResult:
+    identifier = parse_identifier(identifier)
+    endpoint = parse_endpoint(endpoint)
+    blocks = [
+        b
+        for b in active_blocks(store=store, identifier=identifier)
+        if endpoint is None or b.endpoint == endpoint
+    ]
+    shown = mask_identifier(identifier)
+    if not blocks:
+        where = f" on {endpoint}" if endpoint else ""
+        raise NotFoundError(
+            f"no active block for {shown}{where}", hint="see `dbops ratelimit status`"
+        )
+    return UnblockResult(identifier=shown, endpoint=endpoint, blocks=blocks)
+
+
+def unblock(*, store: Store, identifier: str, endpoint: str | None, actor: str) -> UnblockResult:
+    plan = unblock_preview(store=store, identifier=identifier, endpoint=endpoint)
+    row = store.call(
+        "dbops_ratelimit_unblock",
+        {
+            "p_identifier": parse_identifier(identifier),
+            "p_endpoint": plan.endpoint,
+            "p_actor": actor,
+        },
+    )[0]
+    return plan.model_copy(update={"lifted": int(row["lifted"])})
+
+
+# --------------------------------------------------------------------------- cleanup
+def cleanup_preview(*, store: Store, older_than_seconds: int) -> CleanupResult:
+    row = store.call(
+        "dbops_ratelimit_cleanup_preview", {"p_older_than_seconds": older_than_seconds}
+    )[0]
+    horizon = int(row["horizon_seconds"])
+    if older_than_seconds < horizon:
+        raise UsageError(
+            f"--older-than {older_than_seconds}s is shorter than the longest rate-limit window "
+            f"({horizon}s): that would delete requests that still count",
+            hint=f"use at least {horizon}s",
+        )
+    return CleanupResult(
+        cutoff=row["cutoff"],
+        older_than_seconds=older_than_seconds,
+        requests=int(row["requests"]),
+        denial_rows=int(row["denial_rows"]),
+    )
+
+
+def cleanup(
+    *,
+    store: Store,
+    plan: CleanupResult,
+    batch_size: int = DEFAULT_BATCH,
+    on_batch: BatchCallback | None = None,
+) -> CleanupResult:
+    """Delete request rows and denial counters older than `plan.cutoff`, one batch per call.
+
+    Each batch is its own statement (and transaction): a crash between batches leaves only
+    rows older than the cutoff deleted, and re-running finishes the job.
+    """
+    deleted_requests = deleted_denials = batches = 0
+    while True:
+        row = store.call(
+            "dbops_ratelimit_cleanup_batch", {"p_cutoff": plan.cutoff, "p_batch": batch_size}
+        )[0]
+        got_requests, got_denials = int(row["deleted_requests"]), int(row["deleted_denials"])
+        batches += 1
+        deleted_requests += got_requests
+        deleted_denials += got_denials
+        if on_batch is not None:
+            on_batch(batches, deleted_requests + deleted_denials)
+        if got_requests < batch_size and got_denials < batch_size:
+            break
+    return plan.model_copy(
+        update={
+            "deleted_requests": deleted_requests,
+            "deleted_denials": deleted_denials,
+            "batches": batches,
+        }
+    )
