@@ -42,7 +42,7 @@ def command_lines(text: str) -> list[str]:
         if line.strip().startswith("```"):
             in_block = not in_block
             continue
-        candidates = [line] if in_block else re.findall(r"`([^`]*\bdbops [^`]*)`", line)
+        candidates = [line] if in_block else re.findall(r"`((?:uv run )?dbops [^`]*)`", line)
         for candidate in candidates:
             candidate = candidate.replace("\\|", "\x00")
             for piece in re.split(r"\||&&|;|\$\(|\)", candidate):

@@ -95,6 +95,8 @@ class RunResult(BaseModel):
 
 
 def is_destructive(argv: list[str]) -> bool:
+    if "--dry-run" in argv:  # an explicit preview step changes nothing
+        return False
     words = [a for a in argv[1:] if not a.startswith("-")]
     if not words:
         return False
