@@ -1,7 +1,10 @@
 """Direct Postgres transport (psycopg 3).
 
 No server-side prepared statements (`prepare_threshold=None`) so that Supabase's
-transaction-mode pooler (port 6543) works as well as a direct connection.
+transaction-mode pooler (port 6543) works as well as a direct connection. The statement
+timeout is a startup option on a direct connection; through a pooler (port 6543, or one
+that refuses the `options` startup parameter) it is set per call with `SET LOCAL`
+semantics instead, since session settings do not survive transaction pooling.
 """
 
 from __future__ import annotations
@@ -37,10 +40,49 @@ def describe_target(dsn: str) -> str:
     return f"{host}:{port}/{info.get('dbname') or ''}".rstrip("/")
 
 
-def _adapt(value: Any) -> Any:
-    if isinstance(value, dict | list):
-        return Jsonb(value)
+def _adapt(value: Any, declared: str | None = None) -> Any:
+    """dict/list -> jsonb, unless the function declares an array argument for a list."""
+    if declared is not None and declared.endswith("[]") and isinstance(value, list | tuple):
+        return list(value)
+    if isinstance(value, dict | list | tuple):
+        return Jsonb(list(value) if isinstance(value, tuple) else value)
     return value
+
+
+def _scrub(text: str, dsn: str) -> str:
+    """One line of a libpq/psycopg message with the DSN and any password removed."""
+    line = " ".join(str(text).split())
+    password = None
+    try:
+        password = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
+    except psycopg.Error:
+        match = re.search(r"://[^:/@\s]*:([^@\s]+)@", dsn) or re.search(
+            r"password\s*=\s*(\S+)", dsn
+        )
+        password = match.group(1) if match else None
+    if password:
+        line = line.replace(str(password), "****")
+    if dsn.strip():
+        line = line.replace(dsn.strip(), "<DATABASE_URL>")
+    # libpq quotes the part of a connection string it choked on: drop quoted URLs.
+    line = re.sub(r'"[^"]*(?:@|//|password)[^"]*"', '"<redacted>"', line)
+    return re.sub(r"password\s*=\s*\S+", "password=****", line)
+
+
+# Input arguments of the public functions called `name`, per overload.
+_SIGNATURES = """
+select
+    coalesce(p.proargnames, '{}'::text[]) as names,
+    coalesce(p.proargmodes::text[], '{}'::text[]) as modes,
+    array(
+        select format_type(a.t, null)
+        from unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) with ordinality a(t, i)
+        order by a.i
+    ) as types,
+    p.pronargdefaults as n_defaults
+from pg_proc p
+where p.pronamespace = 'public'::regnamespace and p.proname = %s
+"""
 
 
 def translate_error(exc: Exception, target: str) -> Exception:
@@ -54,7 +96,7 @@ def translate_error(exc: Exception, target: str) -> Exception:
         return UsageError(text)
     if isinstance(exc, psycopg.errors.NoDataFound):
         return NotFoundError((exc.diag.message_primary or "not found").strip())
-    if isinstance(exc, psycopg.errors.InvalidParameterValue | psycopg.errors.DataException):
+    if isinstance(exc, psycopg.DataError):  # SQLSTATE class 22: bad input (22023, 22P02...)
         return UsageError((exc.diag.message_primary or str(exc)).strip())
     if isinstance(exc, psycopg.errors.UndefinedFunction | psycopg.errors.UndefinedTable):
         return ConfigError(
@@ -65,7 +107,12 @@ def translate_error(exc: Exception, target: str) -> Exception:
         return RemoteError(
             f"permission denied on {target}: {(exc.diag.message_primary or '').strip()}"
         )
-    if isinstance(exc, psycopg.OperationalError):
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return RemoteError(
+            f"database {target}: {(exc.diag.message_primary or 'statement canceled').strip()}",
+            hint="raise DBOPS_STATEMENT_TIMEOUT_MS or narrow the request",
+        )
+    if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         first = re.sub(r"password=\S+", "password=****", first)
         return RemoteError(
@@ -74,7 +121,7 @@ def translate_error(exc: Exception, target: str) -> Exception:
         )
     if isinstance(exc, psycopg.Error):
         primary = getattr(getattr(exc, "diag", None), "message_primary", None) or type(exc).__name__
-        return RemoteError(f"database {target} error: {primary.strip()}")
+        return RemoteError(f"database {target} error: {' '.join(primary.split())}")
     return exc
 
 
@@ -88,6 +135,7 @@ class PostgresStore:
         connect_timeout: int = 5,
         statement_timeout_ms: int = 30000,
         application_name: str = "dbops",
+        timeout_per_call: bool | None = None,
     ) -> None:
         self._dsn = dsn
         self._connect_timeout = connect_timeout
@@ -95,24 +143,57 @@ class PostgresStore:
         self._application_name = application_name
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
         self.target = describe_target(dsn)
+        # None = decide: Supabase's transaction pooler listens on 6543 and ignores options.
+        self._timeout_per_call = (
+            self.target.split("/")[0].endswith(":6543")
+            if timeout_per_call is None
+            else timeout_per_call
+        )
 
     # -- connection -------------------------------------------------------------
+    def _connect(self, *, with_options: bool) -> psycopg.Connection[dict[str, Any]]:
+        kwargs: dict[str, Any] = {}
+        if with_options:
+            given = psycopg.conninfo.conninfo_to_dict(self._dsn).get("options")
+            mine = f"-c statement_timeout={self._statement_timeout_ms}"
+            kwargs["options"] = f"{given} {mine}" if given else mine
+        return psycopg.connect(
+            self._dsn,
+            autocommit=True,
+            row_factory=dict_row,
+            prepare_threshold=None,
+            connect_timeout=self._connect_timeout,
+            application_name=self._application_name,
+            **kwargs,
+        )
+
     def connection(self) -> psycopg.Connection[dict[str, Any]]:
         if self._conn is None or self._conn.closed:
             try:
-                self._conn = psycopg.connect(
-                    self._dsn,
-                    autocommit=True,
-                    row_factory=dict_row,
-                    prepare_threshold=None,
-                    connect_timeout=self._connect_timeout,
-                    application_name=self._application_name,
-                    options=f"-c statement_timeout={self._statement_timeout_ms}",
-                )
+                try:
+                    self._conn = self._connect(with_options=not self._timeout_per_call)
+                except psycopg.OperationalError as exc:
+                    if "unsupported startup parameter" not in str(exc):
+                        raise
+                    # PgBouncer refuses `options`: set the timeout per call instead.
+                    self._timeout_per_call = True
+                    self._conn = self._connect(with_options=False)
+            except (psycopg.ProgrammingError, ValueError) as exc:  # libpq could not parse it
+                reason = _scrub(str(exc), self._dsn)
+                raise ConfigError(
+                    f"DATABASE_URL is not a valid connection string ({reason})",
+                    hint="use postgresql://user:password@host:port/dbname",
+                ) from None
+            except psycopg.OperationalError as exc:
+                reason = _scrub(str(exc), self._dsn).removeprefix("connection is bad: ")
+                if reason.startswith("invalid "):  # libpq refused an option's value
+                    raise ConfigError(
+                        f"DATABASE_URL is not a valid connection string ({reason})",
+                        hint="use postgresql://user:password@host:port/dbname",
+                    ) from None
+                raise translate_error(exc, self.target) from None
             except psycopg.Error as exc:
                 raise translate_error(exc, self.target) from None
-            except ValueError as exc:  # malformed DSN
-                raise ConfigError(f"DATABASE_URL is not a valid connection string: {exc}") from None
         return self._conn
 
     def close(self) -> None:
@@ -125,19 +206,66 @@ class PostgresStore:
         if not _FUNCTION_NAME.fullmatch(function):
             raise ValueError(f"not a dbops function: {function}")
         params = dict(params or {})
-        args = sql.SQL(", ").join(
-            sql.SQL("{} => {}").format(sql.Identifier(name), sql.Placeholder(name))
-            for name in params
-        )
-        query = sql.SQL("select * from {}({})").format(sql.Identifier(function), args)
-        values = {k: _adapt(v) for k, v in params.items()}
         try:
-            with self.connection().cursor() as cur:
-                cur.execute(query, values)
-                rows = cur.fetchall() if cur.description else []
+            try:
+                return self._call(function, params, None)
+            except psycopg.errors.UndefinedFunction:
+                # No overload took the arguments as typed (a list for an int[] argument, an
+                # int too big for int2...): bind them by the declared types, as PostgREST does.
+                declared = self._declared_types(function, params)
+                if declared is None:
+                    raise
+                return self._call(function, params, declared)
         except psycopg.Error as exc:
             raise translate_error(exc, self.target) from None
+
+    def _call(
+        self, function: str, params: dict[str, Any], declared: dict[str, str] | None
+    ) -> list[dict[str, Any]]:
+        def placeholder(name: str) -> sql.Composable:
+            if declared is None:
+                return sql.Placeholder(name)
+            # The type name comes from the catalog (format_type), never from the caller.
+            return sql.SQL("{}::{}").format(sql.Placeholder(name), sql.SQL(declared[name]))
+
+        args = sql.SQL(", ").join(
+            sql.SQL("{} => {}").format(sql.Identifier(name), placeholder(name)) for name in params
+        )
+        query = sql.SQL("select * from {}({})").format(sql.Identifier(function), args)
+        values = {k: _adapt(v, declared[k] if declared else None) for k, v in params.items()}
+        conn = self.connection()
+        if self._timeout_per_call:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(
+                    "select set_config('statement_timeout', %s, true)",
+                    [str(self._statement_timeout_ms)],
+                )
+                cur.execute(query, values)
+                rows = cur.fetchall() if cur.description else []
+        else:
+            with conn.cursor() as cur:
+                cur.execute(query, values)
+                rows = cur.fetchall() if cur.description else []
         return [dict(r) for r in rows]
+
+    def _declared_types(self, function: str, params: dict[str, Any]) -> dict[str, str] | None:
+        """name -> type of the one public overload these named arguments fit, else None."""
+        with self.connection().cursor() as cur:
+            cur.execute(_SIGNATURES, [function])
+            overloads = cur.fetchall()
+        fits = []
+        for row in overloads:
+            modes = row["modes"] or ["i"] * len(row["types"])
+            inputs = [
+                (name, type_)
+                for name, type_, mode in zip(row["names"], row["types"], modes, strict=False)
+                if mode in ("i", "b", "v")
+            ]
+            names = {name for name, _ in inputs}
+            required = {name for name, _ in inputs[: len(inputs) - int(row["n_defaults"] or 0)]}
+            if set(params) <= names and required <= set(params):
+                fits.append({name: type_ for name, type_ in inputs if name in params})
+        return fits[0] if len(fits) == 1 else None
 
     def ping(self) -> float:
         start = time.perf_counter()

@@ -1,13 +1,21 @@
-"""Supabase transport: the same `dbops_*` SQL functions, called through PostgREST `rpc()`."""
+"""Supabase transport: the same `dbops_*` SQL functions, called through PostgREST `rpc()`.
+
+Errors come back in two shapes: PostgREST's `{"code", "message", "details", "hint"}`
+(the SQLSTATE of the failing SQL, or a `PGRSTxxx` code), and the API gateway's
+`{"message", "hint"}` without a code (a wrong or missing API key). Both become one-line
+`DbopsError`s that never include the key.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import time
 import uuid
 from collections.abc import Mapping
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,43 +25,88 @@ from supabase import Client, ClientOptions, create_client
 
 from dbops.errors import ConfigError, NotFoundError, RemoteError, UsageError
 
+_FUNCTION_NAME = re.compile(r"dbops_[a-z0-9_]+")
+
+# PostgREST / gateway codes that mean "the key was not accepted".
+_REFUSED = {"42501", "401", "403", "PGRST300", "PGRST301", "PGRST302", "PGRST303"}
+# The dbops objects are missing (function, or a table one of them reads).
+_MISSING = {"PGRST202", "PGRST205", "42883", "42P01"}
+# PostgREST cannot reach its database, or the gateway cannot reach PostgREST.
+_UNAVAILABLE = {"PGRST000", "PGRST001", "PGRST002", "502", "503", "504", "520"}
+
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, uuid.UUID):
         return str(value)
-    if isinstance(value, list | tuple):
+    if isinstance(value, Decimal):
+        return str(value)  # PostgREST coerces a JSON string to the numeric/int argument
+    if isinstance(value, list | tuple | set | frozenset):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     return value
 
 
-def translate_error(exc: Exception, host: str) -> Exception:
+def _one_line(text: Any, secret: str | None) -> str:
+    line = " ".join(str(text or "").split())
+    if secret and len(secret) >= 4:
+        line = line.replace(secret, "****")
+    return line
+
+
+def translate_error(exc: Exception, host: str, *, secret: str | None = None) -> Exception:
+    """Map a PostgREST/httpx failure to a one-line DbopsError (never the key)."""
     if isinstance(exc, APIError):
-        code = str(exc.code or "")
-        message = " ".join(str(exc.message or "").split()) or "request failed"
+        code = str(exc.code or "").strip()
+        message = _one_line(exc.message, secret) or "request failed"
         if code == "P0002" or message.startswith("not found"):
             return NotFoundError(message)
-        if code in {"22023", "22P02", "22007", "22008", "P0001"}:
+        if code.startswith("22") or code == "P0001":
             return UsageError(message)
-        if code in {"PGRST202", "42883", "42P01"}:
+        if code in _MISSING:
             return ConfigError(
                 f"Supabase project {host} lacks dbops objects ({message})",
                 hint="run `dbops db migrate --print` and paste it into the SQL editor",
             )
-        if code in {"42501", "401", "403", "PGRST301", "PGRST302"}:
+        api_key_problem = not code and "api key" in message.lower()
+        if code in _REFUSED or api_key_problem:
+            # A rejected or under-privileged key is a credentials problem (exit 3).
+            return ConfigError(
+                f"Supabase {host} refused the call ({code or message})",
+                hint="check SUPABASE_SERVICE_ROLE_KEY is the project's service-role key",
+            )
+        if code == "57014":
+            return RemoteError(f"Supabase {host}: {message}", hint="retry, or narrow the request")
+        if code in _UNAVAILABLE or code.startswith("08"):
             return RemoteError(
-                f"Supabase {host} refused the call ({code})",
-                hint="check SUPABASE_SERVICE_ROLE_KEY is the service-role key",
+                f"Supabase {host} unavailable ({code}: {message})",
+                hint="check the project's status; retry shortly",
             )
         return RemoteError(f"Supabase {host} error {code}: {message}".replace(" :", ":"))
+    if isinstance(exc, httpx.TimeoutException):
+        return RemoteError(
+            f"Supabase {host} did not answer in time ({type(exc).__name__})",
+            hint="check SUPABASE_URL and the network; retry",
+        )
     if isinstance(exc, httpx.HTTPError):
         return RemoteError(
             f"Supabase {host} unreachable ({type(exc).__name__})", hint="check SUPABASE_URL"
         )
+    if isinstance(exc, httpx.InvalidURL):
+        return ConfigError("SUPABASE_URL is not a valid URL", hint="e.g. https://<ref>.supabase.co")
     return exc
+
+
+def _describe(url: str) -> str:
+    """host[:port] only: no credentials, path or query from the URL."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        return f"{host}:{parts.port}" if parts.port else host or "the Supabase project"
+    except ValueError:
+        return "the Supabase project"
 
 
 class SupabaseStore:
@@ -63,29 +116,41 @@ class SupabaseStore:
         self._url = url
         self._key = key
         self._timeout = timeout
-        self.target = urlsplit(url).netloc or url
+        self._http: httpx.Client | None = None
+        self.target = _describe(url)
 
     @functools.cached_property
     def client(self) -> Client:
+        # Our own httpx client: explicit timeouts (connect fails fast), and we close it.
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(self._timeout, connect=min(10.0, self._timeout)),
+            follow_redirects=True,
+        )
         try:
             return create_client(
                 self._url,
                 self._key,
                 options=ClientOptions(
-                    postgrest_client_timeout=self._timeout, auto_refresh_token=False
+                    auto_refresh_token=False, persist_session=False, httpx_client=self._http
                 ),
             )
         except Exception as exc:
+            self._http.close()
+            self._http = None
+            reason = _one_line(exc, self._key) or type(exc).__name__
             raise ConfigError(
-                f"invalid Supabase configuration: {type(exc).__name__}", hint="check SUPABASE_URL"
+                f"invalid Supabase configuration: {reason}",
+                hint="check SUPABASE_URL (https://<ref>.supabase.co) and SUPABASE_SERVICE_ROLE_KEY",
             ) from None
 
     def call(self, function: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        if not _FUNCTION_NAME.fullmatch(function):
+            raise ValueError(f"not a dbops function: {function}")
         payload = {k: _jsonable(v) for k, v in (params or {}).items()}
         try:
             response = self.client.rpc(function, payload).execute()
-        except (APIError, httpx.HTTPError) as exc:
-            raise translate_error(exc, self.target) from None
+        except (APIError, httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise translate_error(exc, self.target, secret=self._key) from None
         data = response.data
         if data is None:
             return []
@@ -99,6 +164,8 @@ class SupabaseStore:
         return (time.perf_counter() - start) * 1000
 
     def close(self) -> None:
-        if "client" in self.__dict__:
+        if self._http is not None:
             with contextlib.suppress(Exception):
-                self.client.postgrest.session.close()
+                self._http.close()
+            self._http = None
+        self.__dict__.pop("client", None)
