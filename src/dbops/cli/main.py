@@ -121,6 +121,17 @@ class RootGroup(TyperGroup):
         ctx.obj = State(**found)
         return super().parse_args(ctx, rest)
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return load_command(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, short) for name, (_m, _a, short) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         super().format_epilog(ctx, formatter)
         formatter.write("\n" + GLOBAL_HELP)
@@ -180,37 +191,43 @@ def root(
     """On-call toolkit for the SQS + Postgres/Supabase job backend."""
 
 
-def _register() -> None:
-    from dbops.cli import (
-        audit_cmd,
-        config_cmd,
-        db_cmd,
-        demo_cmd,
-        dlq_cmd,
-        doctor_cmd,
-        jobs_cmd,
-        log_cmd,
-        queue_cmd,
-        ratelimit_cmd,
-        runbook_cmd,
-        sandbox_cmd,
-    )
-
-    app.add_typer(jobs_cmd.app, name="jobs")
-    app.add_typer(dlq_cmd.app, name="dlq")
-    app.add_typer(queue_cmd.app, name="queue")
-    app.add_typer(ratelimit_cmd.app, name="ratelimit")
-    app.add_typer(audit_cmd.app, name="audit")
-    app.add_typer(runbook_cmd.app, name="runbook")
-    app.add_typer(config_cmd.app, name="config")
-    app.add_typer(db_cmd.app, name="db")
-    app.add_typer(sandbox_cmd.app, name="sandbox")
-    app.command("doctor")(doctor_cmd.doctor)
-    app.command("log")(log_cmd.log)
-    app.command("demo")(demo_cmd.demo)
+# Subcommands are imported only when used, so `dbops --help` loads no service, model or
+# SDK code. name -> (module, attribute, one-line help shown in `dbops --help`).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "jobs": ("dbops.cli.jobs_cmd", "app", "Find, inspect and safely recover stale jobs."),
+    "dlq": (
+        "dbops.cli.dlq_cmd",
+        "app",
+        "Dead-letter queue: list, export, redrive, purge, monitor.",
+    ),
+    "queue": ("dbops.cli.queue_cmd", "app", "Queue depth, attributes and a live watch."),
+    "ratelimit": ("dbops.cli.ratelimit_cmd", "app", "API rate limits: rules, top, reset, block."),
+    "audit": ("dbops.cli.audit_cmd", "app", "Health report with a score and CI exit codes."),
+    "runbook": ("dbops.cli.runbook_cmd", "app", "Incident runbooks: list, show, run."),
+    "doctor": ("dbops.cli.doctor_cmd", "doctor", "Check configuration, database and queues."),
+    "log": ("dbops.cli.log_cmd", "log", "The operator action log."),
+    "config": ("dbops.cli.config_cmd", "app", "Show the effective configuration."),
+    "db": ("dbops.cli.db_cmd", "app", "Install and inspect dbops' SQL objects."),
+    "sandbox": ("dbops.cli.sandbox_cmd", "app", "Embedded Postgres + SQS sandbox."),
+    "demo": ("dbops.cli.demo_cmd", "demo", "Start the sandbox, seed an incident, show it."),
+}
 
 
-_register()
+def load_command(name: str) -> click.Command | None:
+    if name not in COMMANDS:
+        return None
+    import importlib
+
+    module_name, attribute, _help = COMMANDS[name]
+    target = getattr(importlib.import_module(module_name), attribute)
+    if isinstance(target, typer.Typer):
+        command = typer.main.get_command(target)
+    else:
+        single = typer.Typer(add_completion=False)
+        single.command(name)(target)
+        command = typer.main.get_command(single)
+    command.name = name
+    return command
 
 
 def run() -> None:
