@@ -171,8 +171,13 @@ def measure(url: str) -> None:
         for _ in range(RUNS):
             report = run_audit(store=store, queues=None, settings=settings, save=False)
             totals.append(report.database_ms)
-            server.append(sum(c.elapsed_ms or 0.0 for c in report.checks
-                              if c.area != "queue" and c.id != "db.reachable"))
+            server.append(
+                sum(
+                    c.elapsed_ms or 0.0
+                    for c in report.checks
+                    if c.area != "queue" and c.id != "db.reachable"
+                )
+            )
             for c in report.checks:
                 if c.elapsed_ms is not None:
                     per_check.setdefault(c.id, []).append(c.elapsed_ms)
@@ -181,14 +186,18 @@ def measure(url: str) -> None:
     assert report is not None
     with psycopg.connect(url) as conn:
         version = conn.execute("show server_version").fetchone()
-    print(f"PostgreSQL {version[0] if version else '?'} on {platform.machine()}, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(
+        f"PostgreSQL {version[0] if version else '?'} on {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}"
+    )
     print(f"verdict on the generated data: {report.verdict} (score {report.score})")
     median, worst = statistics.median(totals), max(totals)
-    print(f"audit database time (client, ping + 1 observe call), {RUNS} runs: "
-          f"median {median:.1f} ms, worst {worst:.1f} ms "
-          f"({'under' if worst < 2000 else 'OVER'} the 2 s target; "
-          f"{2000 / median:.1f}x headroom)")
+    print(
+        f"audit database time (client, ping + 1 observe call), {RUNS} runs: "
+        f"median {median:.1f} ms, worst {worst:.1f} ms "
+        f"({'under' if worst < 2000 else 'OVER'} the 2 s target; "
+        f"{2000 / median:.1f}x headroom)"
+    )
     print(f"server-side time of all database checks: median {statistics.median(server):.1f} ms")
     ranked = sorted(per_check.items(), key=lambda kv: -statistics.median(kv[1]))
     print("slowest three checks (median server time):")

@@ -430,3 +430,10 @@ class JobSeed:
 def job_seed(db: Any) -> JobSeed:
     """A `JobSeed` on this test's database (see `db`)."""
     return JobSeed(db)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that talks to SQS, so CI can re-run them against LocalStack."""
+    for item in items:
+        if "sqs_endpoint" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.sqs)

@@ -98,6 +98,9 @@ class AuditThresholds(BaseModel):
     submitting_minutes: int = 15
     db_latency_warning_ms: float = 250.0
     job_timeout_seconds: int | None = None
+    worker_dead_minutes: int = 2
+    cleanup_overdue_hours: int = 24
+    recovery_cap: int = 3
 
 
 class Settings(BaseSettings):

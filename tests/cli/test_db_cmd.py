@@ -80,3 +80,24 @@ def test_changed_migration_is_reported(db_env, db):
     db.execute("update dbops_schema_migrations set checksum = 'tampered' where version = '0001'")
     rows = {r["version"]: r["status"] for r in invoke(["db", "status", "-o", "json"]).json}
     assert rows["0001"] == "changed"
+
+
+def test_a_non_owner_operator_role_can_use_dbops_tables_but_api_roles_cannot(db_env, db):
+    import psycopg
+
+    db.execute(
+        "insert into dbops_action_log (operator, command, outcome, started_at) "
+        "values ('x', 'y', 'ok', now())"
+    )
+    db.execute(f"create role {role}")
+    db.execute(f"grant select on dbops_action_log to {role}, anon")
+    try:
+        with psycopg.connect(db_env, autocommit=True) as conn:
+            conn.execute(f"set role {role}")
+            assert conn.execute("select count(*) from dbops_action_log").fetchone()[0] == 1
+            conn.execute("reset role")
+            conn.execute("set role anon")  # even with a grant slipped back
+            assert conn.execute("select count(*) from dbops_action_log").fetchone()[0] == 0
+    finally:
+        db.execute(f"revoke select on dbops_action_log from {role}, anon")
+        db.execute(f"drop role {role}")

@@ -26,7 +26,8 @@ create table if not exists dbops_schema_migrations (
 # Every dbops_* function is callable by the service role only (DESIGN.md section 1).
 # Supabase grants new objects to `anon` and `authenticated` by default, which would
 # expose them through PostgREST with the public key: revoke those too, and turn on RLS
-# (no policies) so the tables stay closed even if a grant slips back.
+# with a policy that admits every role but those two, so the tables stay closed to the
+# API even if a grant slips back, while a non-owner operator role still works.
 FINALIZE = """
 do $$
 declare
@@ -64,6 +65,14 @@ begin
         end if;
         if (select relkind from pg_class where oid = tbl) = 'r' then
             execute format('alter table %s enable row level security', tbl);
+            -- Any operator role may use the table; Supabase's public API roles may not.
+            if not exists (select 1 from pg_policy where polrelid = tbl
+                           and polname = 'dbops_not_api_roles') then
+                execute format(
+                    'create policy dbops_not_api_roles on %s for all to public '
+                    'using (current_user not in (''anon'', ''authenticated'')) '
+                    'with check (current_user not in (''anon'', ''authenticated''))', tbl);
+            end if;
         end if;
     end loop;
 end;

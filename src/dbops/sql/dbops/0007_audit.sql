@@ -1,0 +1,719 @@
+-- `dbops audit`: stored runs, and one read-only function that observes everything the
+-- database-side checks need in a single round trip.
+--
+-- dbops_audit_observe() is STABLE (PostgreSQL refuses writes inside it) and, as its first
+-- statement, switches the calling transaction to READ ONLY (`transaction_read_only` may
+-- always be turned on mid-transaction), so nothing after it in that transaction can write
+-- either. Each observation runs in its own exception block: a missing table, a missing
+-- column or a privilege the role lacks turns that one observation into state `unknown`
+-- (or `skipped` when an optional dbops table of another feature is absent) with a
+-- reason, never an error for the whole audit. plpgsql resolves names at run time, so this
+-- file installs even before the tables it reads exist.
+
+create table if not exists dbops_audit_runs (
+    id bigserial primary key,
+    generated_at timestamptz not null default now(),
+    score int not null check (score between 0 and 100),
+    verdict text not null check (verdict in ('OK', 'WARNING', 'CRITICAL', 'UNKNOWN')),
+    checks jsonb not null default '[]'::jsonb,
+    duration_ms double precision,
+    selection jsonb not null default '{}'::jsonb,
+    operator text
+);
+create index if not exists dbops_audit_runs_generated_idx
+    on dbops_audit_runs (generated_at desc, id desc);
+
+create or replace function dbops_audit_observe(
+    p_stale_seconds int default 600,
+    p_dead_seconds int default 120,
+    p_orphan_seconds int default 1800,
+    p_submitting_seconds int default 900,
+    p_error_window_seconds int default 86400,
+    p_ratio_window_seconds int default 3600,
+    p_cleanup_seconds int default 86400,
+    p_recovery_cap int default null,
+    p_schema_tables text[] default null,
+    p_only text[] default null,
+    p_selection jsonb default null
+) returns table (check_id text, state text, observed jsonb, reason text, elapsed_ms double precision)
+language plpgsql stable as $$
+#variable_conflict use_column
+declare
+    t0 timestamptz;
+    v jsonb;
+    n bigint;
+    m bigint;
+    tables text[] := coalesce(
+        p_schema_tables,
+        array['jobs', 'job_results', 'worker_heartbeats', 'queue_history', 'rate_limit_requests']
+    );
+    stale_cut timestamptz;
+    dead_cut timestamptz;
+begin
+    perform set_config('transaction_read_only', 'on', true);
+    if coalesce(p_stale_seconds, 0) <= 0 or coalesce(p_dead_seconds, 0) <= 0
+        or coalesce(p_orphan_seconds, 0) <= 0 or coalesce(p_submitting_seconds, 0) <= 0
+        or coalesce(p_error_window_seconds, 0) <= 0 or coalesce(p_ratio_window_seconds, 0) <= 0
+        or coalesce(p_cleanup_seconds, 0) <= 0 then
+        raise exception 'audit durations must be positive numbers of seconds' using errcode = '22023';
+    end if;
+    stale_cut := now() - make_interval(secs => p_stale_seconds);
+    dead_cut := now() - make_interval(secs => p_dead_seconds);
+
+    -- db.migrations: what dbops_schema_migrations records ------------------------------
+    if p_only is null or 'db.migrations' = any(p_only) then
+        t0 := clock_timestamp(); check_id := 'db.migrations'; reason := null;
+        begin
+            if to_regclass('dbops_schema_migrations') is null then
+                observed := jsonb_build_object('applied', '{}'::jsonb, 'installed', false);
+            elsif row_security_active('dbops_schema_migrations') then
+                raise exception 'row-level security hides dbops_schema_migrations from role % '
+                                '(use the service role)', current_user
+                      using errcode = '42501';
+            else
+                select jsonb_build_object(
+                           'applied', coalesce(jsonb_object_agg(s.version, s.checksum), '{}'::jsonb),
+                           'installed', true)
+                  into observed
+                  from dbops_schema_migrations s;
+            end if;
+            state := 'observed';
+        exception
+            when insufficient_privilege then
+                state := 'unknown'; observed := null; reason := 'permission denied: ' || sqlerrm;
+            when others then
+                state := 'unknown'; observed := null; reason := sqlstate || ': ' || sqlerrm;
+        end;
+        elapsed_ms := extract(epoch from clock_timestamp() - t0) * 1000;
+        return next;
+    end if;
+
+    -- db.schema: columns and indexes of the tables dbops relies on (catalog only) -------
+    if p_only is null or 'db.schema' = any(p_only) then
+        t0 := clock_timestamp(); check_id := 'db.schema'; reason := null;
+        begin
+            select jsonb_build_object('tables', coalesce(jsonb_object_agg(t.name,
+                   case when c.oid is null then null else jsonb_build_object(
+                       'columns', (
+                           select coalesce(jsonb_agg(a.attname::text order by a.attnum), '[]'::jsonb)
+                             from pg_attribute a
+                            where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped),
+                       'indexes', (
+                           select coalesce(jsonb_agg(jsonb_build_object(
+                                      'name', ic.relname,
+                                      'unique', i.indisunique,
+                                      'valid', i.indisvalid and i.indisready,
+                                      'predicate', pg_get_expr(i.indpred, i.indrelid),
+                                      'columns', (
+                                          select jsonb_agg(pg_get_indexdef(i.indexrelid, k, true)
+                                                           order by k)
+                                            from generate_series(1, i.indnkeyatts::int) k)
+                                  ) order by ic.relname), '[]'::jsonb)
+                             from pg_index i join pg_class ic on ic.oid = i.indexrelid
+                            where i.indrelid = c.oid)
+                   ) end), '{}'::jsonb))
+              into observed
+              from unnest(tables) as t(name)
+              left join pg_class c on c.oid = to_regclass(t.name);
+            state := 'observed';
+        exception
+            when insufficient_privilege then
+                state := 'unknown'; observed := null; reason := 'permission denied: ' || sqlerrm;
+            when others then
+                state := 'unknown'; observed := null; reason := sqlstate || ': ' || sqlerrm;
+        end;
+        elapsed_ms := extract(epoch from clock_timestamp() - t0) * 1000;
+        return next;
+    end if;
+
+    -- db.legacy_status: jobs whose status is not one of the current values. With an index
+    -- led by `status` (jobs_status_idx) the distinct values are found by a loose index
+    -- scan (one probe per value) and only the unexpected ones are counted.
+    if p_only is null or 'db.legacy_status' = any(p_only) then
+        t0 := clock_timestamp(); check_id := 'db.legacy_status'; reason := null;
+        begin
+            if exists (
+                select 1 from pg_index i
+                 where i.indrelid = to_regclass('jobs') and i.indisvalid and i.indpred is null
+                   and pg_get_indexdef(i.indexrelid, 1, true) = 'status'
+            ) then
+                with recursive s(status) as (
+                    (select j.status from jobs j where j.status is not null
+                      order by j.status limit 1)
+                    union all
+                    select (select j.status from jobs j where j.status > s.status
+                             order by j.status limit 1)
+                      from s where s.status is not null
+                )
+                select jsonb_build_object('statuses', coalesce(jsonb_object_agg(
+                           x.status, (select count(*) from jobs j where j.status = x.status)),
+                           '{}'::jsonb))
+                  into observed
+                  from s x
+                 where x.status is not null
+                   and x.status not in ('pending', 'in_progress', 'completed', 'failed', 'cancelled');
+            else
+                select jsonb_build_object('statuses', coalesce(jsonb_object_agg(c.status, c.n),
+                                                               '{}'::jsonb))
+                  into observed
+                  from (select j.status, count(*) as n from jobs j
+                         where j.status not in ('pending', 'in_progress', 'completed', 'failed',
+                                                'cancelled')
+                         group by j.status) c;
+            end if;
+            state := 'observed';
+        exception
+            when insufficient_privilege then
+                state := 'unknown'; observed := null; reason := 'permission denied: ' || sqlerrm;
+            when others then
+                state := 'unknown'; observed := null; reason := sqlstate || ': ' || sqlerrm;
+        end;
+        elapsed_ms := extract(epoch from clock_timestamp() - t0) * 1000;
+        return next;
+    end if;
+
+    -- db.idempotency_keys: a unique index, else count the duplicates ------------------
+    if p_only is null or 'db.idempotency_keys' = any(p_only) then
+        t0 := clock_timestamp(); check_id := 'db.idempotency_keys'; reason := null;
+        begin
+            if to_regclass('job_results') is null then
+                raise exception 'relation "job_results" does not exist' using errcode = '42P01';
+            end if;
+            if exists (
+                select 1 from pg_index i
+                 where i.indrelid = to_regclass('job_results') and i.indisunique
+                   and i.indisvalid and i.indpred is null and i.indnkeyatts = 1
+                   and pg_get_indexdef(i.indexrelid, 1, true) = 'idempotency_key'
+            ) then
+                -- Unique by construction: no need to scan the table.
+                observed := jsonb_build_object('unique_index', true, 'duplicate_keys', 0,
+                                               'duplicate_rows', 0, 'sample', '[]'::jsonb);
+                perform 1 from job_results limit 1;  -- still proves we may read it
+            else
+                select count(*), coalesce(sum(d.n), 0) into n, m
+                  from (select r.idempotency_key, count(*) as n from job_results r
+                         where r.idempotency_key is not null
+                         group by r.idempotency_key having count(*) > 1) d;
+                observed := jsonb_build_object(
+                    'unique_index', false, 'duplicate_keys', n, 'duplicate_rows', m,
+                    'sample', coalesce((
+                        select jsonb_agg(d.job_id) from (
+                            select min(r.job_id::text) as job_id from job_results r
+                             where r.idempotency_key is not null
+                             group by r.idempotency_key having count(*) > 1
+                             order by 1 limit 5) d), '[]'::jsonb));
+            end if;
+            state := 'observed';
+        exception
+            when insufficient_privilege then
+                state := 'unknown'; observed := null; reason := 'permission denied: ' || sqlerrm;
+            when others then
+                state := 'unknown'; observed := null; reason := sqlstate || ': ' || sqlerrm;
+        end;
+        elapsed_ms := extract(epoch from clock_timestamp() - t0) * 1000;
+        return next;
+    end if;
+
+    -- jobs.stale: in progress, and neither the row nor a worker holding it shows life ---
+    if p_only is null or 'jobs.stale' = any(p_only) then
+        t0 := clock_timestamp(); check_id := 'jobs.stale'; reason := null;
+        begin
+            with stale as (
+                select j.id, greatest(j.updated_at, h.beat) as activity
+                  from jobs j
+                  left join lateral (
+                      select max(w.last_heartbeat) as beat from worker_heartbeats w
+                       where w.current_job_id = j.id) h on true
+                 where j.status = 'in_progress'
+                   and j.updated_at < stale_cut
+                   and (h.beat is null or h.beat < stale_cut)
+            )
+            select jsonb_build_object(
+                       'count', count(*),
+                       'oldest_age_seconds', extract(epoch from now() - min(s.activity))::float8,
+                       'sample', coalesce((select jsonb_agg(x.id) from
+                           (select s2.id from stale s2 order by s2.activity, s2.id limit 5) x),
+                           '[]'::jsonb))
+              into observed
+              from stale s;
+            state := 'observed';
+        exception
+            when insufficient_privilege then
+                state := 'unknown'; observed := null; reason := 'permission denied: ' || sqlerrm;
+            when others then
+                state := 'unknown'; observed := null; reason := sqlstate || ': ' || sqlerrm;
+        end;
+        elapsed_ms := extract(epoch from clock_timestamp() - t0) * 1000;
+        return next;
+    end if;
+
+    -- jobs.orphaned: pending for longer than the threshold, no `queue_claimed` event and
+    -- no dbops re-queue since it became pending (the definition of dbops_jobs_orphans)
+    if p_only is null or 'jobs.orphaned' = any(p_only) then
+        t0 := clock_timestamp(); check_id := 'jobs.orphaned'; reason := null;
+        begin
+            if to_regclass('dbops_job_recoveries') is null then
+                with orphaned as (
+                    select j.id, j.updated_at from jobs j
+                     where j.status = 'pending'
+                       and j.updated_at < now() - make_interval(secs => p_orphan_seconds)
+                       and not exists (
+                           select 1 from queue_history q
+                            where q.job_id = j.id and q.event = 'queue_claimed'
+                              and q.created_at >= j.updated_at)
+                )
+                select jsonb_build_object(
+                           'count', count(*),
+                           'oldest_age_seconds', extract(epoch from now() - min(o.updated_at))::float8,
+                           'sample', coalesce((select jsonb_agg(x.id) from
+                               (select o2.id from orphaned o2 order by o2.updated_at, o2.id
+                                 limit 5) x), '[]'::jsonb))
+                  into observed
+                  from orphaned o;
+            else
+                with orphaned as (
+                    select j.id, j.updated_at from jobs j
+                     where j.status = 'pending'
+                       and j.updated_at < now() - make_interval(secs => p_orphan_seconds)
+                       and not exists (
+                           select 1 from queue_history q
+                            where q.job_id = j.id and q.event = 'queue_claimed'
+                              and q.created_at >= j.updated_at)
+                       and not exists (
+                           select 1 from dbops_job_recoveries r
+                            where r.job_id = j.id and r.action = 'requeued'
+                              and r.created_at >= j.updated_at)
+                )
+                select jsonb_build_object(
+                           'count', count(*),
+                           'oldest_age_seconds', extract(epoch from now() - min(o.updated_at))::float8,
+                           'sample', coalesce((select jsonb_agg(x.id) from
+                               (select o2.id from orphaned o2 order by o2.updated_at, o2.id
+                                 limit 5) x), '[]'::jsonb))
+                  into observed
+                  from orphaned o;
+            end if;
+            state := 'observed';
+        exception
+            when insufficient_privilege then
+                state := 'unknown'; observed := null; reason := 'permission denied: ' || sqlerrm;
+            when others then
+                state := 'unknown'; observed := null; reason := sqlstate || ': ' || sqlerrm;
+        end;
+        elapsed_ms := extract(epoch from clock_timestamp() - t0) * 1000;
+        return next;
+    end if;
+
+    -- jobs.error_rate: failed among jobs that finished inside the window ---------------
+    if p_only is null or 'jobs.error_rate' = any(p_only) then
+        t0 := clock_timestamp(); check_id := 'jobs.error_rate'; reason := null;
+        begin
+            select jsonb_build_object(
+                       'finished', count(*),
+                       'failed', count(*) filter (where j.status = 'failed'),
+                       'window_seconds', p_error_window_seconds)
+              into observed
+              from jobs j
+             where j.status in ('completed', 'complete', 'failed')
+               and coalesce(j.completed_at, j.updated_at)
+                   >= now() - make_interval(secs => p_error_window_seconds);
+            state := 'observed';
+        exception
+            when insufficient_privilege then
+                state := 'unknown'; observed := null; reason := 'permission denied: ' || sqlerrm;
+            when others then
+                state := 'unknown'; observed := null; reason := sqlstate || ': ' || sqlerrm;
+        end;
+        elapsed_ms := extract(epoch from clock_timestamp() - t0) * 1000;
+        return next;
+    end if;
+
+    -- jobs.stuck_submitting: job_results rows left in `submitting` ---------------------
+    if p_only is null or 'jobs.stuck_submitting' = any(p_only) then
+        t0 := clock_timestamp(); check_id := 'jobs.stuck_submitting'; reason := null;
+        begin
+            with stuck as (
+                select r.job_id, r.updated_at from job_results r
+                 where r.status = 'submitting'
+                   and r.updated_at < now() - make_interval(secs => p_submitting_seconds)
+            )
+            select jsonb_build_object(
+                       'count', count(*),
+                       'oldest_age_seconds', extract(epoch from now() - min(s.updated_at))::float8,
+                       'sample', coalesce((select jsonb_agg(distinct x.job_id) from
+                           (select s2.job_id from stuck s2 order by s2.updated_at limit 5) x),
+                           '[]'::jsonb))
+              into observed
+              from stuck s;
+            state := 'observed';
+        exception
+            when insufficient_privilege then
+                state := 'unknown'; observed := null; reason := 'permission denied: ' || sqlerrm;
+            when others then
+                state := 'unknown'; observed := null; reason := sqlstate || ': ' || sqlerrm;
+        end;
+        elapsed_ms := extract(epoch from clock_timestamp() - t0) * 1000;
+        return next;
+    end if;
+
+    -- jobs.recovery_cap: jobs re-queued p_recovery_cap times or more (or abandoned at the
+    -- cap) by `dbops jobs recover`, recovered within the error window, and not completed
+    -- or cancelled since (dbops_job_recoveries, from the jobs feature)
+    if p_only is null or 'jobs.recovery_cap' = any(p_only) then
+        t0 := clock_timestamp(); check_id := 'jobs.recovery_cap'; reason := null;
+        begin
+            if to_regclass('dbops_job_recoveries') is null then
+                state := 'skipped'; observed := null;
+                reason := 'the jobs recovery history (dbops_job_recoveries) is not installed';
+            elsif p_recovery_cap is null or p_recovery_cap <= 0 then
+                state := 'skipped'; observed := null;
+                reason := 'no recovery cap configured';
+            else
+                with per_job as (
+                    select r.job_id,
+                           count(*) filter (where r.action = 'requeued') as requeued,
+                           bool_or(r.action = 'abandoned') as abandoned
+                      from dbops_job_recoveries r
+                     group by r.job_id
+                    having max(r.created_at) >= now() - make_interval(secs => p_error_window_seconds)
+                ),
+                capped as (
+                    select p.job_id, p.requeued, p.abandoned, j.status
+                      from per_job p
+                      left join jobs j on j.id = p.job_id
+                     where (p.requeued >= p_recovery_cap or p.abandoned)
+                       and coalesce(j.status, '') not in ('completed', 'complete', 'cancelled')
+                )
+                select jsonb_build_object(
+                           'count', count(*),
+                           'abandoned', count(*) filter (where c.abandoned),
+                           'max_recoveries', coalesce(max(c.requeued), 0),
+                           'cap', p_recovery_cap,
+                           'sample', coalesce((select jsonb_agg(x.job_id) from
+                               (select c2.job_id from capped c2
+                                 order by c2.requeued desc, c2.job_id limit 5) x), '[]'::jsonb))
+                  into observed
+                  from capped c;
+                state := 'observed';
+            end if;
+        exception
+            when insufficient_privilege then
+                state := 'unknown'; observed := null; reason := 'permission denied: ' || sqlerrm;
+            when others then
+                state := 'unknown'; observed := null; reason := sqlstate || ': ' || sqlerrm;
+        end;
+        elapsed_ms := extract(epoch from clock_timestamp() - t0) * 1000;
+        return next;
+    end if;
+
+    -- workers.dead_holding: no heartbeat for p_dead_seconds, current_job_id still set ---
+    if p_only is null or 'workers.dead_holding' = any(p_only) then
+        t0 := clock_timestamp(); check_id := 'workers.dead_holding'; reason := null;
+        begin
+            with dead as (
+                select w.worker_id, w.last_heartbeat, w.current_job_id,
+                       (j.status = 'in_progress') as holds_running
+                  from worker_heartbeats w
+                  left join jobs j on j.id = w.current_job_id
+                 where w.current_job_id is not null and w.last_heartbeat < dead_cut
+            )
+            select jsonb_build_object(
+                       'holding_in_progress', count(*) filter (where d.holds_running),
+                       'holding_other', count(*) filter (where d.holds_running is not true),
+                       'oldest_age_seconds', extract(epoch from now() - min(d.last_heartbeat))::float8,
+                       'sample', coalesce((select jsonb_agg(x.worker_id) from
+                           (select d2.worker_id from dead d2
+                             order by d2.holds_running desc nulls last, d2.last_heartbeat
+                             limit 5) x), '[]'::jsonb),
+                       'jobs', coalesce((select jsonb_agg(x.current_job_id) from
+                           (select d3.current_job_id from dead d3 where d3.holds_running
+                             order by d3.last_heartbeat limit 5) x), '[]'::jsonb))
+              into observed
+              from dead d;
+            state := 'observed';
+        exception
+            when insufficient_privilege then
+                state := 'unknown'; observed := null; reason := 'permission denied: ' || sqlerrm;
+            when others then
+                state := 'unknown'; observed := null; reason := sqlstate || ': ' || sqlerrm;
+        end;
+        elapsed_ms := extract(epoch from clock_timestamp() - t0) * 1000;
+        return next;
+    end if;
+
+    -- workers.live: live workers, and pending jobs as the database's view of backlog ---
+    if p_only is null or 'workers.live' = any(p_only) then
+        t0 := clock_timestamp(); check_id := 'workers.live'; reason := null;
+        begin
+            select count(*) filter (where w.last_heartbeat >= dead_cut
+                                      and w.status in ('starting', 'idle', 'running')),
+                   count(*)
+              into n, m
+              from worker_heartbeats w;
+            observed := jsonb_build_object(
+                'live', n, 'total', m,
+                'pending_jobs', (select count(*) from jobs j where j.status = 'pending'));
+            state := 'observed';
+        exception
+            when insufficient_privilege then
+                state := 'unknown'; observed := null; reason := 'permission denied: ' || sqlerrm;
+            when others then
+                state := 'unknown'; observed := null; reason := sqlstate || ': ' || sqlerrm;
+        end;
+        elapsed_ms := extract(epoch from clock_timestamp() - t0) * 1000;
+        return next;
+    end if;
+
+    -- ratelimit.rules: which presets have a rule (ratelimit feature) -------------------
+    if p_only is null or 'ratelimit.rules' = any(p_only) then
+        t0 := clock_timestamp(); check_id := 'ratelimit.rules'; reason := null;
+        begin
+            if to_regclass('dbops_rate_limit_rules') is null then
+                state := 'skipped'; observed := null;
+                reason := 'the rate-limit rules table (dbops_rate_limit_rules) is not installed';
+            elsif row_security_active('dbops_rate_limit_rules') then
+                state := 'unknown'; observed := null;
+                reason := 'row-level security hides dbops_rate_limit_rules from role '
+                          || current_user || ' (use the service role)';
+            else
+                select jsonb_build_object(
+                           'presets', coalesce(jsonb_agg(r.name order by r.name)
+                                               filter (where r.enabled), '[]'::jsonb),
+                           'disabled', coalesce(jsonb_agg(r.name order by r.name)
+                                                filter (where not r.enabled), '[]'::jsonb))
+                  into observed
+                  from dbops_rate_limit_rules r;
+                state := 'observed';
+            end if;
+        exception
+            when insufficient_privilege then
+                state := 'unknown'; observed := null; reason := 'permission denied: ' || sqlerrm;
+            when others then
+                state := 'unknown'; observed := null; reason := sqlstate || ': ' || sqlerrm;
+        end;
+        elapsed_ms := extract(epoch from clock_timestamp() - t0) * 1000;
+        return next;
+    end if;
+
+    -- ratelimit.429_ratio: delegated to the ratelimit feature's function --------------
+    if p_only is null or 'ratelimit.429_ratio' = any(p_only) then
+        t0 := clock_timestamp(); check_id := 'ratelimit.429_ratio'; reason := null;
+        begin
+            if to_regprocedure('dbops_ratelimit_429_ratio(integer)') is null then
+                state := 'skipped'; observed := null;
+                reason := 'dbops_ratelimit_429_ratio() (the ratelimit migration) is not installed';
+            elsif to_regclass('dbops_rate_limit_denials') is not null
+                  and row_security_active('dbops_rate_limit_denials') then
+                state := 'unknown'; observed := null;
+                reason := 'row-level security hides dbops_rate_limit_denials from role '
+                          || current_user || ' (use the service role)';
+            else
+                execute 'select to_jsonb(r) from dbops_ratelimit_429_ratio($1) r limit 1'
+                   into observed using p_ratio_window_seconds;
+                observed := coalesce(observed, '{}'::jsonb)
+                            || jsonb_build_object('window_seconds', p_ratio_window_seconds);
+                state := 'observed';
+            end if;
+        exception
+            when insufficient_privilege then
+                state := 'unknown'; observed := null; reason := 'permission denied: ' || sqlerrm;
+            when others then
+                state := 'unknown'; observed := null; reason := sqlstate || ': ' || sqlerrm;
+        end;
+        elapsed_ms := extract(epoch from clock_timestamp() - t0) * 1000;
+        return next;
+    end if;
+
+    -- ratelimit.blocks_overrides: active blocks and temporary overrides ---------------
+    if p_only is null or 'ratelimit.blocks_overrides' = any(p_only) then
+        t0 := clock_timestamp(); check_id := 'ratelimit.blocks_overrides'; reason := null;
+        begin
+            if to_regclass('dbops_rate_limit_blocks') is null
+               or to_regclass('dbops_rate_limit_overrides') is null then
+                state := 'skipped'; observed := null;
+                reason := 'the rate-limit blocks/overrides tables are not installed';
+            elsif row_security_active('dbops_rate_limit_blocks')
+                  or row_security_active('dbops_rate_limit_overrides') then
+                state := 'unknown'; observed := null;
+                reason := 'row-level security hides the rate-limit blocks/overrides from role '
+                          || current_user || ' (use the service role)';
+            else
+                observed := jsonb_build_object(
+                    'blocks', (select count(*) from dbops_rate_limit_blocks b
+                                where b.expires_at > now() and b.lifted_at is null),
+                    'overrides', (select count(*) from dbops_rate_limit_overrides o
+                                   where o.expires_at > now() and o.ended_at is null),
+                    'next_expiry_seconds', extract(epoch from (
+                        select min(e.expires_at) from (
+                            select b.expires_at from dbops_rate_limit_blocks b
+                             where b.expires_at > now() and b.lifted_at is null
+                            union all
+                            select o.expires_at from dbops_rate_limit_overrides o
+                             where o.expires_at > now() and o.ended_at is null) e) - now())::float8);
+                state := 'observed';
+            end if;
+        exception
+            when insufficient_privilege then
+                state := 'unknown'; observed := null; reason := 'permission denied: ' || sqlerrm;
+            when others then
+                state := 'unknown'; observed := null; reason := sqlstate || ': ' || sqlerrm;
+        end;
+        elapsed_ms := extract(epoch from clock_timestamp() - t0) * 1000;
+        return next;
+    end if;
+
+    -- ratelimit.cleanup_overdue: sliding-window rows past retention (count capped) -----
+    if p_only is null or 'ratelimit.cleanup_overdue' = any(p_only) then
+        t0 := clock_timestamp(); check_id := 'ratelimit.cleanup_overdue'; reason := null;
+        begin
+            select count(*) into n from (
+                select 1 from rate_limit_requests r
+                 where r.created_at < now() - make_interval(secs => p_cleanup_seconds)
+                 limit 100001) s;
+            observed := jsonb_build_object('count', least(n, 100000), 'capped', n > 100000,
+                                           'older_than_seconds', p_cleanup_seconds);
+            state := 'observed';
+        exception
+            when insufficient_privilege then
+                state := 'unknown'; observed := null; reason := 'permission denied: ' || sqlerrm;
+            when others then
+                state := 'unknown'; observed := null; reason := sqlstate || ': ' || sqlerrm;
+        end;
+        elapsed_ms := extract(epoch from clock_timestamp() - t0) * 1000;
+        return next;
+    end if;
+
+    -- audit.previous: the last stored run with the same --check/--skip selection (any
+    -- run when p_selection is null), for "changed since the previous run"
+    if p_only is null or 'audit.previous' = any(p_only) then
+        t0 := clock_timestamp(); check_id := 'audit.previous'; reason := null;
+        begin
+            if row_security_active('dbops_audit_runs') then
+                raise exception 'row-level security hides dbops_audit_runs from role % '
+                                '(use the service role)', current_user
+                      using errcode = '42501';
+            end if;
+            select jsonb_build_object('id', r.id, 'generated_at', r.generated_at,
+                                      'score', r.score, 'verdict', r.verdict,
+                                      'checks', r.checks, 'selection', r.selection)
+              into observed
+              from dbops_audit_runs r
+             where p_selection is null or r.selection = p_selection
+             order by r.generated_at desc, r.id desc
+             limit 1;
+            state := 'observed';
+        exception
+            when insufficient_privilege then
+                state := 'unknown'; observed := null; reason := 'permission denied: ' || sqlerrm;
+            when others then
+                state := 'unknown'; observed := null; reason := sqlstate || ': ' || sqlerrm;
+        end;
+        elapsed_ms := extract(epoch from clock_timestamp() - t0) * 1000;
+        return next;
+    end if;
+
+    -- audit.previous_dlq: the DLQ depth the last run that measured it stored (any
+    -- selection), for queue.dlq_growth
+    if p_only is null or 'audit.previous_dlq' = any(p_only) then
+        t0 := clock_timestamp(); check_id := 'audit.previous_dlq'; reason := null;
+        begin
+            if row_security_active('dbops_audit_runs') then
+                raise exception 'row-level security hides dbops_audit_runs from role % '
+                                '(use the service role)', current_user
+                      using errcode = '42501';
+            end if;
+            select jsonb_build_object('id', r.id, 'generated_at', r.generated_at,
+                                      'depth', c.value->'observed',
+                                      'queue', c.value->'details'->>'queue')
+              into observed
+              from dbops_audit_runs r
+             cross join lateral jsonb_array_elements(r.checks) c(value)
+             where c.value->>'id' = 'queue.dlq_depth'
+               and jsonb_typeof(c.value->'observed') = 'number'
+               and c.value->>'severity' not in ('skipped', 'unknown')
+             order by r.generated_at desc, r.id desc
+             limit 1;
+            state := 'observed';
+        exception
+            when insufficient_privilege then
+                state := 'unknown'; observed := null; reason := 'permission denied: ' || sqlerrm;
+            when others then
+                state := 'unknown'; observed := null; reason := sqlstate || ': ' || sqlerrm;
+        end;
+        elapsed_ms := extract(epoch from clock_timestamp() - t0) * 1000;
+        return next;
+    end if;
+end;
+$$;
+
+create or replace function dbops_audit_save(
+    p_generated_at timestamptz,
+    p_score int,
+    p_verdict text,
+    p_checks jsonb,
+    p_duration_ms double precision default null,
+    p_selection jsonb default '{}'::jsonb,
+    p_operator text default null,
+    p_keep_days int default 90
+) returns table (id bigint)
+language plpgsql volatile as $$
+#variable_conflict use_column
+declare
+    new_id bigint;
+begin
+    if p_score is null or p_score < 0 or p_score > 100 then
+        raise exception 'audit score must be between 0 and 100' using errcode = '22023';
+    end if;
+    if p_verdict is null or p_verdict not in ('OK', 'WARNING', 'CRITICAL', 'UNKNOWN') then
+        raise exception 'unknown audit verdict %', p_verdict using errcode = '22023';
+    end if;
+    insert into dbops_audit_runs (generated_at, score, verdict, checks, duration_ms, selection, operator)
+    values (coalesce(p_generated_at, now()), p_score, p_verdict, coalesce(p_checks, '[]'::jsonb),
+            p_duration_ms, coalesce(p_selection, '{}'::jsonb), p_operator)
+    returning dbops_audit_runs.id into new_id;
+    if p_keep_days is not null and p_keep_days > 0 then
+        delete from dbops_audit_runs r
+         where r.generated_at < now() - make_interval(days => p_keep_days);
+    end if;
+    id := new_id;
+    return next;
+end;
+$$;
+
+create or replace function dbops_audit_history(p_limit int default 20)
+returns table (
+    id bigint, generated_at timestamptz, score int, verdict text, duration_ms double precision,
+    ok int, warning int, critical int, unknown int, skipped int, selection jsonb, operator text
+)
+language plpgsql stable as $$
+#variable_conflict use_column
+begin
+    if p_limit is null or p_limit < 1 or p_limit > 10000 then
+        raise exception '--limit must be between 1 and 10000' using errcode = '22023';
+    end if;
+    return query
+    select r.id, r.generated_at, r.score, r.verdict, r.duration_ms,
+           (select count(*)::int from jsonb_array_elements(r.checks) c where c->>'severity' = 'ok'),
+           (select count(*)::int from jsonb_array_elements(r.checks) c where c->>'severity' = 'warning'),
+           (select count(*)::int from jsonb_array_elements(r.checks) c where c->>'severity' = 'critical'),
+           (select count(*)::int from jsonb_array_elements(r.checks) c where c->>'severity' = 'unknown'),
+           (select count(*)::int from jsonb_array_elements(r.checks) c where c->>'severity' = 'skipped'),
+           r.selection, r.operator
+      from dbops_audit_runs r
+     order by r.generated_at desc, r.id desc
+     limit p_limit;
+end;
+$$;
+
+-- The latest stored run (with this selection, when given).
+create or replace function dbops_audit_previous(p_selection jsonb default null)
+returns table (
+    id bigint, generated_at timestamptz, score int, verdict text, checks jsonb, selection jsonb
+)
+language sql stable as $$
+    select r.id, r.generated_at, r.score, r.verdict, r.checks, r.selection
+      from dbops_audit_runs r
+     where p_selection is null or r.selection = p_selection
+     order by r.generated_at desc, r.id desc
+     limit 1
+$$;
