@@ -83,12 +83,15 @@ def test_changed_migration_is_reported(db_env, db):
 
 
 def test_a_non_owner_operator_role_can_use_dbops_tables_but_api_roles_cannot(db_env, db):
+    import uuid
+
     import psycopg
 
     db.execute(
         "insert into dbops_action_log (operator, command, outcome, started_at) "
         "values ('x', 'y', 'ok', now())"
     )
+    role = f"dbops_op_{uuid.uuid4().hex[:8]}"
     db.execute(f"create role {role}")
     db.execute(f"grant select on dbops_action_log to {role}, anon")
     try:
