@@ -1381,6 +1381,7 @@ def test_incident_seeded_sandbox_is_critical_and_names_each_problem(
     dlq = report.check("queue.dlq_depth")
     assert dlq.severity == "critical" and dlq.observed == seeded.dlq_messages
     assert report.check("ratelimit.cleanup_overdue").severity == "warning"
+    assert report.check("ratelimit.429_ratio").severity in ("warning", "critical")
     assert report.check("jobs.error_rate").severity in ("warning", "critical")
     assert report.check("workers.none_live_with_backlog").severity == "ok"
     assert report.check("queue.backlog").severity == "ok"

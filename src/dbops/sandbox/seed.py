@@ -107,6 +107,8 @@ class Plan:
     workers: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     rate: list[dict[str, Any]] = field(default_factory=list)
+    # 429s the limiter answered, per minute (dbops_rate_limit_denials), as minutes ago.
+    denials: list[dict[str, Any]] = field(default_factory=list)
     main: list[OutgoingMessage] = field(default_factory=list)
     dlq: list[OutgoingMessage] = field(default_factory=list)
     stale_jobs: int = 0
@@ -470,6 +472,24 @@ def _incident_rate_limits(plan: Plan) -> None:
     plan.requests(OFFENDER_IP, OFFENDER_ENDPOINT, OFFENDER_REQUESTS, 0, RECENT_WINDOW)
     plan.requests(OFFENDER_IP, OFFENDER_ENDPOINT, 2800, MIN, 15 * MIN)
     plan.offender = OFFENDER_IP
+    # The limiter refused what it could: 300 of the last minute's 400, ~100/min before.
+    plan.denials.append(
+        {
+            "minutes_ago": 0,
+            "identifier": OFFENDER_IP,
+            "endpoint": OFFENDER_ENDPOINT,
+            "denied": OFFENDER_REQUESTS - 100,
+        }
+    )
+    for minutes_ago in range(1, 15):
+        plan.denials.append(
+            {
+                "minutes_ago": minutes_ago,
+                "identifier": OFFENDER_IP,
+                "endpoint": OFFENDER_ENDPOINT,
+                "denied": 100,
+            }
+        )
     # Near the staff preset (30/min), steadily.
     plan.requests(NEAR_LIMIT_KEY, NEAR_LIMIT_ENDPOINT, NEAR_LIMIT_REQUESTS, 0, RECENT_WINDOW)
     plan.requests(NEAR_LIMIT_KEY, NEAR_LIMIT_ENDPOINT, 25 * 14, MIN, 15 * MIN)
@@ -563,6 +583,14 @@ order by r.age desc
 """
 
 
+_INSERT_DENIALS = """
+insert into dbops_rate_limit_denials (minute, identifier, endpoint, denied)
+select date_trunc('minute', now()) - make_interval(mins => d.minutes_ago),
+       d.identifier, d.endpoint, d.denied
+from jsonb_to_recordset(%(rows)s) as d(minutes_ago int, identifier text, endpoint text, denied int)
+"""
+
+
 def _empty_queue(queues: Queues, url: str) -> None:
     try:
         queues.purge(url)
@@ -610,6 +638,10 @@ def write(
         store.query(_INSERT_WORKERS, {"rows": plan.workers})
         store.query(_INSERT_EVENTS, {"rows": plan.events})
         store.query(_INSERT_RATE, {"rows": plan.rate})
+        # dbops' own 429 counters (from the ratelimit migration), when installed.
+        if store.query("select to_regclass('dbops_rate_limit_denials') as t")[0]["t"]:
+            store.query("delete from dbops_rate_limit_denials")
+            store.query(_INSERT_DENIALS, {"rows": plan.denials})
     _empty_queue(queues, main_queue_url)
     _empty_queue(queues, dlq_url)
     _send_all(queues, main_queue_url, plan.main)
