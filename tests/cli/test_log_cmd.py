@@ -68,3 +68,16 @@ def test_recorder_falls_back_to_a_local_file_when_the_database_is_down(tmp_path)
     row = json.loads(target.read_text())
     assert row["command"] == "dlq purge" and row["counts"] == {"purged": 3}
     assert row["outcome"] == "ok"
+
+
+def test_a_refused_destructive_command_is_logged(env, db):
+    db.execute(
+        "insert into rate_limit_requests (identifier, endpoint, created_at) "
+        "values ('ip:192.0.2.1', '/x', now() - interval '3 days')"
+    )
+    result = invoke(["ratelimit", "cleanup"], code=6)
+    assert "without confirmation" in result.stderr
+    entries = invoke(["log", "-o", "json"]).json
+    refused = [e for e in entries if e["outcome"] == "refused"]
+    assert refused and refused[0]["command"] == "ratelimit cleanup"
+    assert refused[0]["operator"] == "test-operator"

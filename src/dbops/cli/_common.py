@@ -31,15 +31,35 @@ def is_interactive() -> bool:
 
 
 def confirm(action: str, *, yes: bool, dry_run: bool) -> None:
-    """Ask on a TTY; refuse (exit 6) without --yes when not on one. Dry runs need neither."""
+    """Ask on a TTY; refuse (exit 6) without --yes when not on one. Dry runs need neither.
+
+    A refusal is itself written to the action log (outcome `refused`), so the log shows
+    attempts that were stopped as well as actions that ran.
+    """
     if dry_run or yes:
         return
     if not is_interactive():
-        raise RefusedError(
+        refusal = RefusedError(
             f"refusing to {action} without confirmation", hint="re-run with --yes (or --dry-run)"
         )
-    if not typer.confirm(f"{action}?", default=False, err=True):
-        raise RefusedError(f"{action}: not confirmed")
+    elif typer.confirm(f"{action}?", default=False, err=True):
+        return
+    else:
+        refusal = RefusedError(f"{action}: not confirmed")
+    _log_refusal(refusal)
+    raise refusal
+
+
+def _log_refusal(refusal: RefusedError) -> None:
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return
+    command = ctx.command_path.removeprefix(ctx.find_root().info_name or "dbops").strip()
+    params = {k: v for k, v in ctx.params.items() if k != "output"}
+    rec = recorder(command, params)
+    rec.write("refused", refusal.one_line())
 
 
 def recorder(command: str, arguments: dict[str, Any], *, dry_run: bool = False) -> ActionRecorder:
