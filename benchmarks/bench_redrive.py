@@ -307,10 +307,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report: dict[str, Any] = {"implementation": implementation, "count": count}
 
         def scenario(label: str, n: int, fn: Any) -> Any:
+            seeded = time.perf_counter()
             pair = make_pair(client, n)
             try:
-                print(f"  {label} ({n} messages) ...", flush=True)
-                return fn(pair)
+                print(
+                    f"  {label}: {n} messages seeded in {time.perf_counter() - seeded:.1f}s ...",
+                    end=" ",
+                    flush=True,
+                )
+                got = fn(pair)
+                run = got[0] if isinstance(got, tuple) else got
+                print(f"{run.messages} moved in {run.seconds:.2f}s", flush=True)
+                return got
             finally:
                 drop(client, pair)
 

@@ -332,6 +332,7 @@ def redrive(
             )
             if given
         ]
+        svc.validate_native_rate(rate)
         if refused:
             raise UsageError(
                 f"--method native moves the whole DLQ: {', '.join(refused)} cannot be used with it",

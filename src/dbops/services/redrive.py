@@ -21,6 +21,7 @@ import math
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ MAX_ATTRIBUTES = 10
 REDRIVE_COUNT_ATTRIBUTE = "dbops-redrive-count"
 COMPLETED_STATUSES = frozenset({"completed", "complete"})
 FAILURES_KEPT = 500
+RECENT_IDS_KEPT = 1000  # recent message ids, to spot SQS redeliveries (bounded memory)
 SAMPLE_SIZE = 5
 CONSECUTIVE_SEND_FAILURES_FATAL = 3
 NATIVE_MAX_RATE = 500
@@ -116,6 +118,7 @@ class RedriveResult(BaseModel):
     released: int = 0
     skipped_completed: int = 0
     duplicates_possible: int = 0
+    redelivered: int = 0  # copies SQS delivered again during the run (not sent twice)
     not_found: list[str] = Field(default_factory=list)
     failures: list[RedriveFailure] = Field(default_factory=list)
     failures_truncated: bool = False
@@ -201,7 +204,7 @@ def resolve_target(*, queues: Queues, dlq_url: str, to: str | None) -> str:
                 hint="name the target with --to QUEUE",
             )
         target = sources[0]
-    if queue_name(target) == queue_name(dlq_url) and target.rstrip("/") == dlq_url.rstrip("/"):
+    if target.rstrip("/") == dlq_url.rstrip("/"):
         raise UsageError("the redrive target is the DLQ itself", hint="pick another --to QUEUE")
     return target
 
@@ -328,12 +331,6 @@ class TokenBucket:
             self.tokens -= n
             return max(0.0, -self.tokens / self.rate)
 
-    def estimate(self, n: int) -> float:
-        with self._lock:
-            now = self._clock()
-            tokens = min(self.capacity, self.tokens + (now - self._updated) * self.rate)
-            return max(0.0, (n - tokens) / self.rate)
-
 
 # --------------------------------------------------------------------------- copy engine
 @dataclass
@@ -390,7 +387,8 @@ class _CopyRun:
         self.remaining = options.max_messages
         self.outstanding = 0  # budget reserved by receives in flight
         self.pending = set(options.manifest) if options.manifest is not None else None
-        self.held: dict[str, _Held] = {}
+        self.held: dict[str, _Held] = {}  # receipt handle -> lease start
+        self.recent: OrderedDict[str, bool] = OrderedDict()  # message id -> moved
         self.result = RedriveResult(
             method="copy",
             dry_run=options.dry_run,
@@ -451,7 +449,7 @@ class _CopyRun:
     def _hold(self, messages: Iterable[ParsedMessage], since: float) -> None:
         with self.lock:
             for m in messages:
-                self.held[m.message_id] = _Held(m.receipt_handle, since)
+                self.held[m.receipt_handle] = _Held(m.receipt_handle, since)
                 if self.next_extend is None:
                     self.next_extend = since + self.o.lease_seconds / 2
 
@@ -610,9 +608,33 @@ class _CopyRun:
                     self.fatal = exc
             self.stop.set()
 
+    def _fresh(self, parsed: Sequence[ParsedMessage], received_at: float) -> list[ParsedMessage]:
+        """Drop copies of messages this run already has (SQS delivers at least once, and a
+        lease can run out): a copy of a moved message is deleted, any other copy is held."""
+        fresh: list[ParsedMessage] = []
+        moved_copies: list[ParsedMessage] = []
+        other_copies: list[ParsedMessage] = []
+        with self.lock:
+            for p in parsed:
+                state = self.recent.get(p.message_id)
+                if state is None:
+                    self.recent[p.message_id] = False
+                    fresh.append(p)
+                else:
+                    (moved_copies if state else other_copies).append(p)
+            while len(self.recent) > RECENT_IDS_KEPT:
+                self.recent.popitem(last=False)
+            self.result.redelivered += len(moved_copies) + len(other_copies)
+        self._hold(other_copies, received_at)
+        if moved_copies:
+            # Already in the target: this copy must not be sent again.
+            with contextlib.suppress(DbopsError):
+                self._delete({str(i): m.receipt_handle for i, m in enumerate(moved_copies)})
+        return fresh
+
     def _handle(self, messages: Sequence[QueueMessage], reserved: int) -> None:
         received_at = self.clock()
-        parsed = [parse(m) for m in messages]
+        parsed = self._fresh([parse(m) for m in messages], received_at)
         matching: list[ParsedMessage] = []
         others: list[ParsedMessage] = []
         for p in parsed:
@@ -719,6 +741,9 @@ class _CopyRun:
         self.checkpoint("after_delete")
         with self.lock:
             self.result.moved += len(deleted.successful)
+            for eid in deleted.successful:
+                if by_entry[eid].message_id in self.recent:
+                    self.recent[by_entry[eid].message_id] = True
             if self.o.sent_sink is not None:
                 for eid in deleted.successful:
                     self.o.sent_sink.append((sent_ok[eid], by_entry[eid].job_id))
@@ -1223,6 +1248,17 @@ def check_native(*, queues: Queues, dlq_url: str) -> None:
     list_move_tasks(queues=queues, dlq_url=dlq_url)
 
 
+def validate_native_rate(rate: float | None) -> int | None:
+    """`--rate` as MaxNumberOfMessagesPerSecond: a whole number from 1 to 500."""
+    if rate is None:
+        return None
+    if rate != int(rate) or not 1 <= rate <= NATIVE_MAX_RATE:
+        raise UsageError(
+            f"invalid --rate {rate:g} for --method native: use a whole number 1-{NATIVE_MAX_RATE}"
+        )
+    return int(rate)
+
+
 def native_redrive(
     *,
     queues: Queues,
@@ -1236,14 +1272,7 @@ def native_redrive(
     timeout_seconds: float | None = None,
 ) -> RedriveResult:
     """StartMessageMoveTask, then follow ListMessageMoveTasks until the task ends."""
-    native_rate: int | None = None
-    if rate is not None:
-        if rate != int(rate) or not 1 <= rate <= NATIVE_MAX_RATE:
-            raise UsageError(
-                f"invalid --rate {rate:g} for --method native: "
-                f"use a whole number 1-{NATIVE_MAX_RATE}"
-            )
-        native_rate = int(rate)
+    native_rate = validate_native_rate(rate)
     started = time.monotonic()
     source = queue_facts(queues, dlq_url)
     source_arn = source.arn or _arn(queues, dlq_url)
