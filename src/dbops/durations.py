@@ -18,7 +18,12 @@ def parse_duration(text: str, *, option: str = "duration", allow_zero: bool = Fa
         raise UsageError(
             f"invalid {option} {text!r}: use a number and a unit, e.g. 90s, 10m, 2h, 1d"
         )
-    seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(raw))
+    parts = _PART.findall(raw)
+    # Ten years is 9 digits of seconds; longer numbers are refused before int(), which
+    # raises ValueError past 4,300 digits.
+    if any(len(n.lstrip("0")) > 12 for n, _ in parts):
+        raise UsageError(f"invalid {option} {text!r}: longer than ten years")
+    seconds = sum(int(n.lstrip("0") or "0") * _UNITS[u] for n, u in parts)
     if seconds == 0 and not allow_zero:
         raise UsageError(f"invalid {option} {text!r}: must be greater than zero")
     if seconds > 10 * 365 * 86400:

@@ -375,7 +375,7 @@ def test_purge_dry_run_and_refusal(env, db):
     refused = invoke(["dlq", "purge"], code=6)
     assert "--yes" in refused.stderr
     assert env.visible(env.dlq_url) == 2
-    assert [r["outcome"] for r in action_rows(db, "dlq purge")] == ["dry_run"]
+    assert [r["outcome"] for r in action_rows(db, "dlq purge")] == ["dry_run", "refused"]
     assert not (Path(preview["backup"])).exists()
 
 

@@ -275,7 +275,7 @@ def test_fail_command(env, job_seed, db):
     assert (result["failed"], result["skipped"]) == (1, 1)
     row = db.execute("select status, error_message from jobs where id = %s", [pending]).fetchone()
     assert row["status"] == "failed" and "bad file" in row["error_message"]
-    assert [e["outcome"] for e in _log("jobs fail")] == ["ok", "dry_run"]
+    assert [e["outcome"] for e in _log("jobs fail")] == ["ok", "dry_run", "refused"]
 
 
 def test_supabase_transport_recover(supabase_env, env, job_seed, monkeypatch):

@@ -19,8 +19,10 @@ def test_run_deploy_migrations_end_to_end(env, monkeypatch):
     summary = result.json
     assert summary["ok"] is True
     assert [s["status"] for s in summary["steps"]] == ["ok"] * len(summary["steps"])
-    assert any(s["command"].startswith("dbops db migrate --yes") or
-               s["command"] == "dbops db migrate" for s in summary["steps"])
+    assert any(
+        s["command"].startswith("dbops db migrate --yes") or s["command"] == "dbops db migrate"
+        for s in summary["steps"]
+    )
 
 
 def test_run_refuses_destructive_step_without_yes_off_a_tty(db_env):

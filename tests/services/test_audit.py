@@ -1076,9 +1076,19 @@ def test_role_without_table_privileges_gives_unknown_not_ok(role_dsn: Any) -> No
     assert report.saved  # service_role may write dbops_audit_runs
 
 
-def test_row_level_security_gives_unknown_not_ok(role_dsn: Any) -> None:
-    """A service_role member without BYPASSRLS sees no row of dbops' tables (RLS is on)."""
-    hidden = PostgresStore(role_dsn(True, bypass_rls=False))
+def test_row_level_security_gives_unknown_not_ok(database_url: str, db: Any) -> None:
+    """An API role (anon) whose grants slipped back still sees no row of dbops' tables:
+    RLS admits operator roles only. The audit says so instead of reporting "no rules"."""
+    db.execute(
+        "grant execute on all functions in schema public to anon; "
+        "grant select, insert on all tables in schema public to anon; "
+        "grant usage on all sequences in schema public to anon"
+    )
+    info = psycopg.conninfo.conninfo_to_dict(database_url)
+    info["options"] = "-c role=anon"
+    hidden = PostgresStore(
+        psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
+    )
     try:
         report = run(
             hidden,

@@ -22,8 +22,11 @@ dbops not-a-step
 
 def book():
     return runbook.Runbook(
-        name="sample", title="Sample", summary="Does things.",
-        steps=runbook.parse_steps(TEXT), text=TEXT,
+        name="sample",
+        title="Sample",
+        summary="Does things.",
+        steps=runbook.parse_steps(TEXT),
+        text=TEXT,
     )
 
 
@@ -59,32 +62,36 @@ def test_run_stops_at_the_first_failure_and_says_where_to_resume():
         executed.append(step.number)
         return codes[step.number]
 
-    result = runbook.run(book(), steps=steps, start=1, dry_run=False, execute=execute,
-                         approve=lambda s: True)
+    result = runbook.run(
+        book(), steps=steps, start=1, dry_run=False, execute=execute, approve=lambda s: True
+    )
     assert executed == [1, 2, 3]  # step 2's exit 2 is allowed by `# exits`
     assert result.ok is False and result.resume_from == 3
     assert [s.status for s in result.steps] == ["ok", "ok", "failed"]
 
     executed.clear()
     codes[3] = 0
-    resumed = runbook.run(book(), steps=steps, start=3, dry_run=False, execute=execute,
-                          approve=lambda s: True)
+    resumed = runbook.run(
+        book(), steps=steps, start=3, dry_run=False, execute=execute, approve=lambda s: True
+    )
     assert executed == [3, 4] and resumed.ok
     assert [s.status for s in resumed.steps] == ["skipped", "skipped", "ok", "ok"]
 
 
 def test_run_refuses_destructive_steps_without_approval():
     steps = runbook.prepare(book(), inputs={"AGE": "1h"}, dry_run=False, yes=False)
-    result = runbook.run(book(), steps=steps, start=1, dry_run=False, execute=lambda s: 0,
-                         approve=lambda s: False)
+    result = runbook.run(
+        book(), steps=steps, start=1, dry_run=False, execute=lambda s: 0, approve=lambda s: False
+    )
     assert result.steps[-1].status == "refused" and result.resume_from == 3
 
 
 def test_from_out_of_range_is_a_usage_error():
     steps = runbook.parse_steps(TEXT)
     with pytest.raises(UsageError):
-        runbook.run(book(), steps=steps, start=9, dry_run=False, execute=lambda s: 0,
-                    approve=lambda s: True)
+        runbook.run(
+            book(), steps=steps, start=9, dry_run=False, execute=lambda s: 0, approve=lambda s: True
+        )
 
 
 def test_packaged_runbooks_load_and_unknown_is_not_found():

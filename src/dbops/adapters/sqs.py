@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -114,7 +115,14 @@ class SqsQueues:
 
     @functools.cached_property
     def client(self) -> Any:
-        return self._session.client("sqs", endpoint_url=self.endpoint, config=self._config)
+        try:
+            return self._session.client("sqs", endpoint_url=self.endpoint, config=self._config)
+        except ValueError:  # botocore: "Invalid endpoint: <url>" (an empty or schemeless URL)
+            shown = re.sub(r"//[^/@\s]*@", "//****@", self.endpoint or "")
+            raise ConfigError(
+                f"invalid SQS endpoint URL {shown!r}",
+                hint="use http(s)://host:port in AWS_ENDPOINT_URL_SQS or --endpoint-url",
+            ) from None
 
     def _other_client(self, service: str) -> Any:
         # A custom SQS endpoint (sandbox, LocalStack) serves STS/CloudWatch too, if at all.

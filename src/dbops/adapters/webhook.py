@@ -23,8 +23,22 @@ class WebhookNotifier:
         return f"WebhookNotifier(name={self.name!r}, url='****')"
 
     def _scrub(self, text: str) -> str:
+        """One line without the URL, nor its path or token (a gateway's error page may
+        echo the request path: for Slack, /services/T.../B.../<token>)."""
+        from urllib.parse import urlsplit
+
         text = " ".join(text.split())
-        return text.replace(self._url, "****") if self._url else text
+        if not self._url:
+            return text
+        try:
+            parts = urlsplit(self._url)
+            pieces = {self._url, parts.path, parts.path.rstrip("/").rsplit("/", 1)[-1], parts.query}
+        except ValueError:
+            pieces = {self._url}
+        for piece in sorted(pieces, key=len, reverse=True):
+            if len(piece) >= 6:
+                text = text.replace(piece, "****")
+        return text
 
     def send(self, payload: dict[str, Any]) -> None:
         import httpx

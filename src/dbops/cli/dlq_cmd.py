@@ -100,6 +100,9 @@ LeaseOpt = Annotated[
 
 def queue_url(queue: str | None) -> str:
     """The DLQ to act on: `--queue` (name or URL) or SQS_DLQ_URL."""
+    if queue is not None and not queue.strip():
+        # An empty --queue is usually an unset shell variable: never fall back to the default.
+        raise UsageError("--queue must not be empty", hint="omit it to use SQS_DLQ_URL")
     if queue:
         return _deps.queues().resolve_url(queue)
     return _deps.dlq_url()

@@ -225,7 +225,9 @@ def _progress_bar(enabled: bool) -> Iterator[svc.ProgressFn | None]:
 
 # --------------------------------------------------------------------------- commands
 def _dlq(queue: str | None) -> str:
-    return _deps.queues().resolve_url(queue or _deps.dlq_url())
+    from dbops.cli.dlq_cmd import queue_url
+
+    return queue_url(queue)
 
 
 def redrive(
@@ -342,6 +344,9 @@ def redrive(
         flt.message_ids = svc.read_manifest(manifest)
     queues = _deps.queues()
     dlq_url = _dlq(queue)
+    if to is not None and not to.strip():
+        # An empty --to is usually an unset shell variable: never fall back to a default.
+        raise UsageError("--to must not be empty", hint="omit it to use the DLQ's source queue")
     target_url = svc.resolve_target(queues=queues, dlq_url=dlq_url, to=to)
     store = _deps.store() if skip_completed_jobs else None
     lease = _lease_seconds()

@@ -322,12 +322,14 @@ def recover(
     yes: YesOpt = False,
     output: OutputOpt = "table",  # type: ignore[assignment]
 ) -> None:
-    """Re-queue stale jobs (fail those at the retry cap), safely and exactly once.
+    """Re-queue stale jobs (fail those at the retry cap), crash-safe, one message per job.
 
     First sends messages left unsent by an earlier run that crashed (the dbops outbox),
     then claims stale jobs in one transaction per chunk (FOR UPDATE SKIP LOCKED, so two
     operators never claim the same job), then sends one SQS message per re-queued job in
     batches of 10. If SQS fails mid-run the claimed jobs stay in the outbox: re-run.
+    (Killed between SQS accepting a batch and recording it, a re-run resends those few
+    messages: at least once, never lost; see docs/jobs.md.)
 
     Example:
         dbops jobs recover --older-than 15m --dry-run

@@ -22,9 +22,8 @@ def log(
     Example:
         dbops log --since 7d -o json
     """
-    entries = actionlog.list_entries(
-        store=_deps.store(), since_seconds=duration(since, "--since") or 0, limit=limit
-    )
+    since_seconds = duration(since, "--since") or 0
+    entries = actionlog.list_entries(store=_deps.store(), since_seconds=since_seconds, limit=limit)
     render(
         entries,
         output,

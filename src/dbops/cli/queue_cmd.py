@@ -37,9 +37,16 @@ def _default_urls() -> list[str]:
     return urls
 
 
+def _not_empty(names: list[str]) -> None:
+    # An empty name is usually an unset shell variable: say so, never use a default.
+    if any(not n.strip() for n in names):
+        raise UsageError("a queue name or URL must not be empty")
+
+
 def _resolve_all(names: list[str] | None) -> list[str]:
     if not names:
         return _default_urls()
+    _not_empty(names)
     q = _deps.queues()
     return [q.resolve_url(n) for n in names]
 
@@ -96,6 +103,8 @@ def info(
     Example:
         dbops queue info jobs-dlq -o json
     """
+    if queue is not None:
+        _not_empty([queue])
     target = queue or _deps.main_queue_url()
     result = queue_service.queue_info(queues=_deps.queues(), queue=target)
     render(result, output, table=_info_table)

@@ -530,8 +530,11 @@ class ExportResult(BaseModel):
 
 def open_export_file(path: Path, *, overwrite: bool = False) -> IO[str]:
     """Create the file readable by the owner only (exports hold personal data)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a parent is a file, or not writable
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:

@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from dbops.errors import NotFoundError, UsageError
+from dbops.services.redact import redact_text
 
 # Subcommands that change something: the runner asks before them and passes --yes /
 # --dry-run through. Keyed by (group, command); None matches any command of the group.
@@ -213,7 +214,10 @@ def prepare(book: Runbook, *, inputs: dict[str, str], dry_run: bool, yes: bool) 
                 argv.append("--dry-run")
             elif yes and "--yes" not in argv:
                 argv.append("--yes")
-        prepared.append(step.model_copy(update={"argv": argv, "command": shlex.join(argv)}))
+        # `command` is what is shown and returned; a filled-in placeholder may hold an API
+        # key (rate-limit identifiers), so it is redacted. `argv` is what runs.
+        shown = redact_text(shlex.join(argv))
+        prepared.append(step.model_copy(update={"argv": argv, "command": shown}))
     return prepared
 
 
