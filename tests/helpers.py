@@ -59,3 +59,28 @@ def one_line_error(stderr: str) -> str:
     assert "Traceback" not in stderr
     assert lines[0].startswith("Error: "), lines[0]
     return lines[0]
+
+
+def require_purge_in_progress_rule(client: Any) -> None:
+    """Skip unless the SQS endpoint enforces AWS's one-purge-per-60-s rule.
+
+    moto and AWS answer a second PurgeQueue within 60 s with PurgeQueueInProgress;
+    LocalStack purges again. Probed on a scratch queue, never on the test's own queues.
+    """
+    import uuid
+
+    import pytest
+    from botocore.exceptions import ClientError
+
+    url = client.create_queue(QueueName=f"purge-probe-{uuid.uuid4().hex[:10]}")["QueueUrl"]
+    try:
+        client.purge_queue(QueueUrl=url)
+        try:
+            client.purge_queue(QueueUrl=url)
+        except ClientError as exc:
+            if "PurgeQueueInProgress" in str(exc):
+                return
+            raise
+        pytest.skip("this SQS endpoint does not enforce PurgeQueueInProgress (LocalStack)")
+    finally:
+        client.delete_queue(QueueUrl=url)

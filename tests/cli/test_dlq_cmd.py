@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import invoke, one_line_error
+from tests.helpers import invoke, one_line_error, require_purge_in_progress_rule
 
 
 def send(
@@ -394,6 +394,7 @@ def test_purge_with_default_backup(env, db, tmp_path):
 
 
 def test_purge_twice_within_a_minute_exits_5(env):
+    require_purge_in_progress_rule(env.client)
     send(env.client, env.dlq_url, [job_body("j1")])
     invoke(["dlq", "purge", "--no-backup", "--yes"])
     send(env.client, env.dlq_url, [job_body("j2")])

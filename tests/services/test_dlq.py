@@ -15,6 +15,7 @@ from dbops.adapters.sqs import SqsQueues
 from dbops.errors import NotFoundError, RefusedError, RemoteError, UsageError
 from dbops.services import dlq, slack
 from dbops.services.messages import MessageFilter
+from tests.helpers import require_purge_in_progress_rule
 
 
 @pytest.fixture
@@ -398,6 +399,7 @@ def test_purge_refuses_when_backup_cannot_hold_everything(port, queues, tmp_path
 
 
 def test_second_purge_within_a_minute_says_wait(port, queues):
+    require_purge_in_progress_rule(queues.client)
     send(queues.client, queues.dlq_url, [job_body("j")])
     dlq.purge(queues=port, queue_url=queues.dlq_url, backup=None)
     with pytest.raises(RemoteError, match="60") as info:
