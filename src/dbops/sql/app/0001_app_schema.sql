@@ -75,7 +75,11 @@ declare
 begin
     foreach r in array array['service_role', 'anon', 'authenticated'] loop
         if not exists (select 1 from pg_roles where rolname = r) then
-            execute format('create role %I nologin', r);
+            begin
+                execute format('create role %I nologin', r);
+            exception when duplicate_object or unique_violation then
+                null;  -- created meanwhile by a concurrent session (roles are cluster-wide)
+            end;
         end if;
     end loop;
 end;
