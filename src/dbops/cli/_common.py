@@ -8,10 +8,10 @@ from typing import Annotated, Any
 import typer
 
 from dbops.cli import _deps
+from dbops.config_files import data_dir
 from dbops.durations import parse_duration
 from dbops.errors import DbopsError, RefusedError
 from dbops.services.actionlog import ActionRecorder
-from dbops.settings import data_dir
 
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")]
 DryRunOpt = Annotated[

@@ -9,13 +9,15 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from dbops.errors import ConfigError, DbopsError, MissingExtraError
 from dbops.ports import Queues, Store
-from dbops.settings import SECRET_FIELDS, Settings, load_settings, parse_env_text
+
+if TYPE_CHECKING:  # pydantic-settings loads only when a command needs its settings
+    from dbops.settings import Settings
 
 
 def state() -> Any:
@@ -36,6 +38,8 @@ def _cached(key: str, build: Any) -> Any:
 
 
 def _env_file_values() -> dict[str, Any]:
+    from dbops.settings import parse_env_text
+
     path = state().env_file
     if not path:
         return {}
@@ -48,6 +52,8 @@ def _env_file_values() -> dict[str, Any]:
 
 def settings_and_origins() -> tuple[Settings, dict[str, str]]:
     def build() -> tuple[Settings, dict[str, str]]:
+        from dbops.settings import load_settings
+
         loaded = load_settings(
             profile=state().profile,
             flags=state().setting_flags,
@@ -74,7 +80,7 @@ def _warn_profile_overridden(origins: dict[str, str]) -> None:
     profile = state().profile
     if not profile:
         return
-    from dbops.settings import profile_values
+    from dbops.config_files import profile_values
 
     mine = profile_values(profile)
     overridden = [
@@ -98,6 +104,8 @@ def settings() -> Settings:
 
 def secret_values() -> list[str]:
     """Every configured secret (and DSN passwords), for scrubbing free text."""
+    from dbops.settings import SECRET_FIELDS
+
     try:
         current = settings()
     except DbopsError:

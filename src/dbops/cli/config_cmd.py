@@ -6,8 +6,8 @@ import typer
 
 from dbops.cli import _deps
 from dbops.cli.output import OutputOpt, render
+from dbops.config_files import config_path
 from dbops.services import config as config_service
-from dbops.settings import config_path
 
 app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 

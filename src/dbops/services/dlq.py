@@ -27,13 +27,13 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from dbops.config_files import data_dir
 from dbops.durations import format_duration
 from dbops.errors import DbopsError, RefusedError, RemoteError, UsageError
 from dbops.ports import Queues, Store
 from dbops.services import slack
 from dbops.services.messages import MessageFilter, ParsedMessage, parse
 from dbops.services.queue import QueueCounts, queue_label, read_counts
-from dbops.settings import data_dir
 
 PEEK_LEASE_SECONDS = 30
 SCAN_LEASE_SECONDS = 300
