@@ -18,16 +18,12 @@ from __future__ import annotations
 import os
 import platform
 import statistics
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
+from benchmarks._database import scratch_database, server_url
 from dbops.adapters.postgres import PostgresStore
 from dbops.services import migrations
 from dbops.services.audit import run_audit
@@ -36,38 +32,6 @@ from dbops.settings import Settings
 JOBS = int(os.environ.get("BENCH_JOBS", "1000000"))
 RATE_ROWS = int(os.environ.get("BENCH_RATE_ROWS", "1000000"))
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
-
-
-@contextmanager
-def server_url() -> Iterator[str]:
-    external = os.environ.get("DBOPS_BENCH_DATABASE_URL")
-    if external:
-        yield external
-        return
-    import pgserver
-
-    with tempfile.TemporaryDirectory(prefix="dbops-bench-audit-") as folder:
-        server = pgserver.get_server(folder, cleanup_mode="stop")
-        try:
-            yield server.get_uri()
-        finally:
-            server.cleanup()
-
-
-@contextmanager
-def scratch_database(url: str) -> Iterator[str]:
-    name = f"dbops_bench_audit_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    info["dbname"] = name
-    try:
-        yield psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
-    finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
 
 
 SEED = """

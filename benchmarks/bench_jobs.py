@@ -24,7 +24,6 @@ import json
 import os
 import socket
 import statistics
-import tempfile
 import threading
 import time
 import uuid
@@ -35,9 +34,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
 
+from benchmarks._database import scratch_database, server_url
 from dbops.adapters.postgres import PostgresStore
 from dbops.adapters.sqs import SqsQueues
 from dbops.services import jobs, migrations
@@ -47,38 +46,6 @@ STALE = int(os.environ.get("BENCH_STALE", "1000"))
 FRESH_IN_PROGRESS = int(os.environ.get("BENCH_FRESH", "5000"))
 RECOVER = int(os.environ.get("BENCH_RECOVER", "10000"))
 RUNS = 25
-
-
-@contextmanager
-def server_url() -> Iterator[str]:
-    external = os.environ.get("DBOPS_BENCH_DATABASE_URL")
-    if external:
-        yield external
-        return
-    import pgserver
-
-    with tempfile.TemporaryDirectory(prefix="dbops-bench-") as folder:
-        server = pgserver.get_server(folder, cleanup_mode="stop")
-        try:
-            yield server.get_uri()
-        finally:
-            server.cleanup()
-
-
-@contextmanager
-def scratch_database(url: str) -> Iterator[str]:
-    name = f"dbops_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    info["dbname"] = name
-    try:
-        yield psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
-    finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
 
 
 @contextmanager

@@ -13,17 +13,14 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
 
+from benchmarks._database import scratch_database, server_url
 from dbops.adapters.postgres import PostgresStore
 from dbops.services import migrations
 from dbops.services import ratelimit as rl
@@ -32,38 +29,6 @@ ROWS = int(os.environ.get("BENCH_ROWS", "1000000"))
 CALLS = int(os.environ.get("BENCH_CALLS", "3000"))
 IDENTIFIERS = 20_000
 ENDPOINTS = ["/api/jobs", "/api/jobs/status", "/api/results", "/api/upload", "/api/search"]
-
-
-@contextmanager
-def server_url() -> Iterator[str]:
-    external = os.environ.get("DBOPS_BENCH_DATABASE_URL")
-    if external:
-        yield external
-        return
-    import pgserver
-
-    with tempfile.TemporaryDirectory(prefix="dbops-bench-") as folder:
-        server = pgserver.get_server(folder, cleanup_mode="stop")
-        try:
-            yield server.get_uri()
-        finally:
-            server.cleanup()
-
-
-@contextmanager
-def scratch_database(url: str) -> Iterator[str]:
-    name = f"dbops_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    info["dbname"] = name
-    try:
-        yield psycopg.conninfo.make_conninfo("", **{k: v for k, v in info.items() if v is not None})
-    finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
 
 
 def identifier(i: int) -> str:
