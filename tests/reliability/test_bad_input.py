@@ -227,6 +227,8 @@ CASES: list[Case] = [
     case("config path", "extra-argument", USAGE, "unexpected argument"),
     case("db migrate", "-o bogus", USAGE, "bad output format"),
     case("db status", "-o bogus", USAGE, "bad output format"),
+    case("db check", "-o bogus", USAGE, "bad output format"),
+    case("db check", "extra-argument", USAGE, "unexpected argument"),
     case("sandbox up", "-o bogus", USAGE, "bad output format"),
     case("sandbox down", "-o bogus", USAGE, "bad output format"),
     case("sandbox status", "extra-argument", USAGE, "unexpected argument"),

@@ -83,7 +83,7 @@ def test_check_table_output_lists_rows_and_statuses(db_env: str) -> None:
     shown = result.stdout + result.stderr
     assert "┃ table" in shown and "jobs " in shown
     assert "jobs.status allows: cancelled, complete, completed, failed" in shown
-    assert "compatible: dbops can work with this schema" in shown
+    assert "compatible: every table and column it needs is usable" in shown
 
 
 @pytest.mark.parametrize(

@@ -56,33 +56,22 @@ AREA_OF_PREFIX = {
     "ratelimit": "ratelimit",
 }
 
+# The columns dbops cannot work without (src/dbops/sql/check.sql is the full contract,
+# with types and the optional columns, which are shown empty when absent).
 APP_TABLES: dict[str, tuple[str, ...]] = {
     "jobs": (
         "id",
         "customer_id",
-        "package_size",
-        "priority_level",
         "status",
         "created_at",
         "updated_at",
-        "started_at",
         "completed_at",
         "error_message",
-        "metadata",
     ),
-    "job_results": (
-        "id",
-        "job_id",
-        "directory_name",
-        "status",
-        "idempotency_key",
-        "error_message",
-        "created_at",
-        "updated_at",
-    ),
-    "worker_heartbeats": ("worker_id", "queue_name", "status", "current_job_id", "last_heartbeat"),
+    "job_results": ("job_id", "status", "updated_at"),
+    "worker_heartbeats": ("worker_id", "status", "current_job_id", "last_heartbeat"),
     "queue_history": ("id", "job_id", "event", "details", "worker_id", "created_at"),
-    "rate_limit_requests": ("id", "identifier", "endpoint", "created_at"),
+    "rate_limit_requests": ("identifier", "endpoint", "created_at"),
 }
 # Indexes the backend's own schema should have (matched by leading columns, any name).
 APP_INDEXES: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -432,7 +421,7 @@ def _db_schema(ctx: Context) -> Outcome:
             "; ".join(what) + " (is DATABASE_URL the backend's database?)",
             observed=problems,
             threshold=threshold,
-            remedy="dbops doctor",
+            remedy="dbops db check",
             details=details,
         )
     if missing_indexes:

@@ -80,6 +80,7 @@ def run_checks(
     if settings.effective_transport is None:
         add("database reachable", "skip", "no database configured")
         add("dbops migrations", "skip", "no database configured")
+        add("application schema", "skip", "no database configured")
     else:
         try:
             store = store_factory()
@@ -99,12 +100,24 @@ def run_checks(
                     add("dbops migrations", "pass", f"{len(states)} applied")
             except DbopsError as exc:
                 add("dbops migrations", "fail", exc.one_line(), "run `dbops db migrate`")
+            try:
+                schema = migrations.check(store=store)
+                add(
+                    "application schema",
+                    "pass" if schema.compatible else "fail",
+                    schema.summary,
+                    None if schema.compatible else "run `dbops db check` for the details",
+                    "config",
+                )
+            except DbopsError as exc:
+                add("application schema", "fail", exc.one_line(), "run `dbops db check`")
         except DbopsError as exc:
             kind: Literal["config", "remote"] = (
                 "config" if isinstance(exc, ConfigError) else "remote"
             )
             add("database reachable", "fail", exc.one_line(), exc.hint, kind)
             add("dbops migrations", "skip", "database unreachable")
+            add("application schema", "skip", "database unreachable")
 
     # Queues
     redrive_target: str | None = None

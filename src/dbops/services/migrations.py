@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from importlib import resources
 from collections.abc import Callable
+from importlib import resources
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -187,18 +187,18 @@ def _plan(store: Store, which: MigrationSet) -> tuple[list[Migration], list[str]
     applied = applied_versions(store)
     known = load_migrations(which)
     todo = [
-        m
-        for m in known
-        if m.version not in applied or applied[m.version]["checksum"] != m.checksum
+        m for m in known if m.version not in applied or applied[m.version]["checksum"] != m.checksum
     ]
     invalid: list[str] = []
     if hasattr(store, "query"):
         names = [n for m in known if not m.transactional for n in _CONCURRENT_INDEX.findall(m.sql)]
         invalid = _invalid_indexes(store, names)  # type: ignore[arg-type]
         for m in known:
-            if m not in todo and not m.transactional and set(
-                _CONCURRENT_INDEX.findall(m.sql)
-            ) & set(invalid):
+            if (
+                m not in todo
+                and not m.transactional
+                and set(_CONCURRENT_INDEX.findall(m.sql)) & set(invalid)
+            ):
                 todo.append(m)
     return sorted(todo, key=lambda m: m.version), invalid, len(applied)
 
@@ -244,7 +244,7 @@ def check_script(schema: Literal["public", "pg_temp"]) -> str:
 def _summary(columns: list[SchemaColumn]) -> str:
     bad = [c for c in columns if not c.ok]
     if not bad:
-        return "compatible: dbops can work with this schema"
+        return "compatible: every table and column it needs is usable"
     if any(c.table == "jobs" and c.column is None for c in bad):
         return "this database has no jobs table (is DATABASE_URL right?)"
     names = []
@@ -258,7 +258,7 @@ def check(*, store: Store) -> SchemaCheck:
     """Compare the application schema with what dbops reads and writes. Changes nothing."""
     if hasattr(store, "probe"):
         # Direct Postgres: works before dbops is installed (temporary functions, rolled back).
-        rows, values = store.probe(  # type: ignore[attr-defined]
+        rows, values = store.probe(
             check_script("pg_temp"),
             [
                 "select * from pg_temp.dbops_app_check()",
