@@ -94,6 +94,12 @@ def translate_error(exc: Exception, target: str) -> Exception:
         if code == "P0002" or text.startswith("not found"):
             return NotFoundError(text)
         return UsageError(text)
+    if isinstance(exc, psycopg.Error) and exc.sqlstate == "25000":
+        # dbops_rate_limit_hit refuses to run above READ COMMITTED (docs/rate-limiting.md).
+        text = " ".join((exc.diag.message_primary or "invalid transaction state").split())
+        return ConfigError(
+            text, hint="check default_transaction_isolation (PGOPTIONS, the DSN, role defaults)"
+        )
     if isinstance(exc, psycopg.errors.NoDataFound):
         return NotFoundError((exc.diag.message_primary or "not found").strip())
     if isinstance(exc, psycopg.DataError):  # SQLSTATE class 22: bad input (22023, 22P02...)
