@@ -373,8 +373,10 @@ def test_endpoint_spellings_are_normalised(db_env, db):
         2,
     )
     blocked = invoke(
-        ["ratelimit", "block", IP, "-e", "/API/Jobs/", "--for", "1h", "--reason", "r", "--yes"]
-        + ["-o", "json"]
+        [
+            *("ratelimit", "block", IP, "-e", "/API/Jobs/", "--for", "1h"),
+            *("--reason", "r", "--yes", "-o", "json"),
+        ]
     ).json
     assert blocked["endpoint"] == "/api/jobs"
     assert hit(db, IP, "/api/jobs?page=2")[0]["blocked"]

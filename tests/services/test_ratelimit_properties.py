@@ -153,7 +153,9 @@ def test_spellings_of_one_path_normalise_to_one_endpoint(
     """Case, repeated and trailing slashes, a query string and a fragment never change the
     endpoint a request is counted under; the result is canonical (normalising is idempotent)."""
     canonical = "/" + "/".join(s.lower() for s in segments)
-    sent = "".join("/" * n + (s.upper() if upper else s) for n, s in zip(slashes, segments))
+    sent = "".join(
+        "/" * n + (s.upper() if upper else s) for n, s in zip(slashes, segments, strict=False)
+    )
     sent += "/" * trailing
     if query is not None:
         sent += "?" + query
