@@ -72,8 +72,8 @@ def test_env_file_text_maps_backend_names():
     assert values == {"database_url": "postgresql://u:pw@h/db", "supabase_service_role_key": "k"}
 
 
-def test_mask_secret_shows_at_most_four_characters():
-    assert mask_secret("abcdefghijklmnop") == "****mnop"
+def test_mask_secret_shows_no_part_of_the_secret():
+    assert mask_secret("abcdefghijklmnop") == "****"
     assert mask_secret("short") == "****"
     assert mask_secret(None) is None
 

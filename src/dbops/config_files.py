@@ -60,12 +60,10 @@ def profile_values(profile: str | None, path: Path | None = None) -> dict[str, A
 
 
 def mask_secret(value: str | None) -> str | None:
-    """`****` plus at most the last 4 characters, and nothing of short secrets."""
+    """`****` for any secret: no part of it (not even its last characters) is shown."""
     if value is None:
         return None
-    if len(value) < 12:
-        return "****"
-    return "****" + value[-4:]
+    return "****"
 
 
 def write_profile(name: str, values: dict[str, Any], path: Path | None = None) -> Path:

@@ -110,6 +110,44 @@ def test_describe_target_has_no_credentials():
     assert "secretpw" not in describe_target("postgres//u:secretpw@host/db")
 
 
+@pytest.mark.parametrize(
+    "password",
+    [
+        "se@cret/pass@word",
+        "Pw:with@at@sign",
+        "pct%zzQXJK",
+        "hash#tag?query&amp",
+        "sp ace d word",
+        "a@b:c/d%e#f?g&h i@j",
+    ],
+)
+def test_unencoded_passwords_never_reach_messages(password):
+    """Userinfo is removed up to the last `@` before the DSN is parsed for the target, and
+    libpq's own message (which quotes what it mis-split) is scrubbed of every 4+ character
+    part of the password."""
+    port = free_port()
+    parts = {password[i : i + 4] for i in range(len(password) - 3)}
+    for dsn in (
+        f"postgresql://dbops:{password}@127.0.0.1:{port}/app",
+        f"host=127.0.0.1 port={port} user=dbops password='{password}' dbname=app",
+        f"host=127.0.0.1 port={port} user=dbops password={password} dbname=app",
+    ):
+        target = describe_target(dsn)
+        assert target in (f"127.0.0.1:{port}/app", "the database"), (dsn, target)
+        store = PostgresStore(dsn, connect_timeout=1)
+        with pytest.raises((RemoteError, ConfigError)) as caught:
+            store.call("dbops_ping")
+        line = caught.value.one_line()
+        assert "\n" not in line and "@" not in line.split("(")[0].replace("'****@", "")
+        assert not [p for p in parts if p in line], (dsn, line)
+        assert not [p for p in parts if p in str(caught.value)], (dsn, str(caught.value))
+    # A URL whose password needs encoding says so.
+    store = PostgresStore(f"postgresql://dbops:{password}@127.0.0.1:{port}/app", connect_timeout=1)
+    with pytest.raises((RemoteError, ConfigError)) as caught:
+        store.call("dbops_ping")
+    assert "percent-encode" in caught.value.one_line()
+
+
 # --------------------------------------------------------------------------- errors
 def test_database_down_is_a_remote_error(monkeypatch):
     port = free_port()

@@ -288,3 +288,118 @@ def test_cli_unmigrated_project_says_to_migrate(
         assert "dbops db migrate --print" in one_line_error(result.stderr)
         status = invoke(["db", "status", "-o", "json"])
         assert {row["status"] for row in status.json} == {"pending"}
+
+
+# --------------------------------------------------------------------------- redirects
+class _Recorder:
+    """A tiny HTTP server on 127.0.0.1: answers `status` (with `location`) to every request
+    and records each request's method, path and headers."""
+
+    def __init__(self, status: int = 200, location: str | None = None) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[dict[str, object]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.requests.append(
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                    }
+                )
+                body = b"[]" if status == 200 else b""
+                self.send_response(status)
+                if location:
+                    self.send_header("Location", location)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_HEAD = _answer
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def redirect_pair():
+    """`other` (another origin: another port) records what reaches it; `front` answers 307
+    to the same path on `other`."""
+    other = _Recorder()
+    front = _Recorder(307, location=f"{other.url}/rest/v1/rpc/dbops_action_log_list")
+    yield front, other
+    front.stop()
+    other.stop()
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_an_error_naming_its_target_and_the_key_stays_home(status, supabase_key):
+    other = _Recorder()
+    front = _Recorder(status, location=f"{other.url}/rest/v1/rpc/dbops_action_log_list")
+    store = SupabaseStore(front.url, supabase_key)
+    try:
+        with pytest.raises(RemoteError) as caught:
+            store.call("dbops_action_log_list", {"p_since_seconds": 60, "p_limit": 5})
+    finally:
+        store.close()
+        front.stop()
+        other.stop()
+    line = caught.value.one_line()
+    assert f"127.0.0.1:{other.port}" in line and "redirect" in line
+    assert int(caught.value.exit_code) == 5
+    assert len(front.requests) == 1  # asked once, not retried
+    assert front.requests[0]["headers"]["apikey"] == supabase_key  # (it is the project)
+    assert other.requests == []  # never followed: no apikey, no Authorization sent there
+    _no_secret(line, supabase_key)
+
+
+def test_cli_refuses_a_redirect_in_one_line_exit_5(redirect_pair, supabase_key, monkeypatch):
+    front, other = redirect_pair
+    monkeypatch.setenv("SUPABASE_URL", front.url)
+    monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", supabase_key)
+    for args in (["log", "-o", "json"], ["jobs", "list"]):
+        result = invoke(args, code=5)
+        line = one_line_error(result.stderr)
+        assert f"redirecting to 127.0.0.1:{other.port}" in line
+        _no_secret(result.stdout + result.stderr, supabase_key)
+    assert front.requests and other.requests == []
+
+
+def test_a_redirect_target_is_named_by_host_only(supabase_key):
+    """The Location's userinfo, path and query (which may carry tokens) are not shown."""
+    other = _Recorder()
+    front = _Recorder(302, location="http://u:tok3n-secret@evil.example:8443/p?token=SECRETQ")
+    store = SupabaseStore(front.url, supabase_key)
+    try:
+        with pytest.raises(RemoteError) as caught:
+            store.call("dbops_action_log_list", {"p_since_seconds": 60, "p_limit": 5})
+    finally:
+        store.close()
+        front.stop()
+        other.stop()
+    line = caught.value.one_line()
+    assert "redirecting to evil.example:8443:" in line
+    for part in ("tok3n", "SECRETQ", "/p", "u:"):
+        assert part not in line
+
+
+def test_supabase_url_credentials_never_become_the_target(supabase_key):
+    store = SupabaseStore("https://user:p@ss/w0rd@abcdefgh.supabase.co/x", supabase_key)
+    assert store.target == "abcdefgh.supabase.co"
+    store.close()

@@ -7,22 +7,48 @@ def test_config_path_honours_dbops_config_dir(isolated_env):
     assert config_path() == isolated_env / "config.toml"
 
 
-def test_config_show_masks_secrets_and_names_sources(monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", "postgresql://admin:hunter2-very-secret@db.example.com/app")
+def test_config_show_says_only_whether_secrets_are_set_and_where_from(monkeypatch, tmp_path):
+    """No part of a secret: not the end of a key=value DSN (its password), not the end of a
+    webhook URL (its token), not the end of a key."""
+    monkeypatch.setenv("DATABASE_URL", "host=db.example.com dbname=app password=hunter2-SECRET")
     monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", "eyJhbGciOiJIUzI1NiJ9.service.KEYX")
     write_profile("ops", {"slack_webhook_url": "https://hooks.slack.com/services/T0/B0/zzzzSECRET"})
     result = invoke(["config", "show", "--profile", "ops", "-o", "json"])
     rows = {r["name"]: r for r in result.json}
-    assert rows["database_url"]["value"] == "****/app"
+    assert rows["database_url"]["value"] == "set (environment)"
     assert rows["database_url"]["source"] == "env:DATABASE_URL"
     assert rows["database_url"]["secret"] is True
-    assert rows["supabase_service_role_key"]["value"] == "****KEYX"
-    assert rows["slack_webhook_url"]["value"] == "****CRET"
+    assert rows["supabase_service_role_key"]["value"] == "set (environment)"
+    assert rows["slack_webhook_url"]["value"] == "set (profile)"
     assert rows["slack_webhook_url"]["source"] == "profile:ops"
     assert rows["transport (effective)"]["value"] == "postgres"
-    for secret in ("hunter2", "service.KEYX", "zzzzSECRET", "hooks.slack.com"):
-        assert secret not in result.stdout
-        assert secret not in result.stderr
+    table = invoke(["config", "show", "--profile", "ops"])
+    for shown in (result, table):
+        for secret in ("hunter2", "SECRET", "KEYX", "zzzz", "hooks.slack.com", "****"):
+            assert secret not in shown.stdout
+            assert secret not in shown.stderr
+    # From an env file; and not set at all.
+    env_file = tmp_path / "secrets.env"
+    env_file.write_text("SLACK_WEBHOOK_URL=https://hooks.slack.com/services/T/B/envfileTOKEN\n")
+    monkeypatch.delenv("SUPABASE_SERVICE_ROLE_KEY")
+    rows = {
+        r["name"]: r
+        for r in invoke(["--env-file", str(env_file), "config", "show", "-o", "json"]).json
+    }
+    assert rows["slack_webhook_url"]["value"] == "set (env-file)"
+    assert rows["supabase_service_role_key"]["value"] == "not set"
+    assert rows["supabase_service_role_key"]["secret"] is True
+
+
+def test_config_show_strips_userinfo_from_other_urls(monkeypatch):
+    monkeypatch.setenv("SUPABASE_URL", "https://user:p@ss/w0rd@abc.supabase.co")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", "http://key:s3cr#t@127.0.0.1:4566")
+    result = invoke(["config", "show", "-o", "json"])
+    rows = {r["name"]: r["value"] for r in result.json}
+    assert rows["supabase_url"] == "https://****@abc.supabase.co"
+    assert rows["aws_endpoint_url_sqs"] == "http://****@127.0.0.1:4566"
+    for part in ("w0rd", "p@ss", "s3cr", "user", "key:"):
+        assert part not in result.stdout
 
 
 def test_config_show_table_and_csv_and_md(monkeypatch):

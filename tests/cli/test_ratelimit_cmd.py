@@ -357,3 +357,28 @@ def test_block_status_unblock_over_the_supabase_transport(supabase_env, db):
     assert hit(db, KEY, "/api/jobs")[0]["allowed"]
     assert [r["command"] for r in action_log(db)] == ["ratelimit block", "ratelimit unblock"]
     no_secret(*(r["raw"] for r in action_log(db)))
+
+
+def test_endpoint_spellings_are_normalised(db_env, db):
+    """`/API//auth/login/?x=1` is `/api/auth/login`: the `auth` rule, one window, one block."""
+    rows = [
+        hit(db, IP, e)[0] for e in ("/API/auth/login", "/api//auth/login", "/api/auth/login?x=1")
+    ]
+    assert [r["rule_name"] for r in rows] == ["auth"] * 3
+    [row] = invoke(["ratelimit", "status", IP, "--endpoint", "/api/AUTH/login/", "-o", "json"]).json
+    assert (row["endpoint"], row["rule"], row["used"], row["remaining"]) == (
+        "/api/auth/login",
+        "auth",
+        3,
+        2,
+    )
+    blocked = invoke(
+        [
+            *("ratelimit", "block", IP, "-e", "/API/Jobs/", "--for", "1h"),
+            *("--reason", "r", "--yes", "-o", "json"),
+        ]
+    ).json
+    assert blocked["endpoint"] == "/api/jobs"
+    assert hit(db, IP, "/api/jobs?page=2")[0]["blocked"]
+    logged = action_log(db)[-1]
+    assert (logged["command"], logged["arguments"]["endpoint"]) == ("ratelimit block", "/api/jobs")

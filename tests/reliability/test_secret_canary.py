@@ -31,6 +31,8 @@ import click
 import psycopg
 import pytest
 import typer
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from dbops.cli.main import app
 from tests.faultproxy import FaultProxy
@@ -163,15 +165,17 @@ def database_rows(database_url: str) -> Iterator[tuple[str, str]]:
 
 
 # --------------------------------------------------------------------------- environment
-def url_with_password(database_url: str, password: str = DB_PASSWORD) -> str:
+def url_with_password(
+    database_url: str, password: str = DB_PASSWORD, *, user: str | None = None
+) -> str:
     """The test database as a postgresql:// URL carrying `password` (pgserver trusts all
-    connections, so the password is sent and accepted)."""
+    connections, so the password is sent and accepted), as its user or `user`."""
     info = psycopg.conninfo.conninfo_to_dict(database_url)
     host = str(info.get("host") or "127.0.0.1")
     where = f"@/{info['dbname']}?host={quote(host, safe='')}"
     if not host.startswith("/"):
         where = f"@{host}:{info.get('port') or 5432}/{info['dbname']}"
-    return f"postgresql://{info.get('user') or 'postgres'}:{password}{where}"
+    return f"postgresql://{user or info.get('user') or 'postgres'}:{password}{where}"
 
 
 @pytest.fixture
@@ -619,3 +623,90 @@ def test_secrets_from_an_env_file_stdin_or_a_profile_leak_nowhere(
         seen.run(["jobs", "list", "--profile", "broken"], 5, debug=debug)
     profile.unlink()  # it holds the secrets on purpose (written by this test, not dbops)
     assert_no_leaks(seen, database_url=database_url, folders=folders(tmp_path))
+
+
+# --------------------------------------------------------------------------- hypothesis
+# Passwords full of the characters that break URL parsing (`@ : / % # ? &` and spaces),
+# at least 8 long, built so that every 4-character window holds two letters from an
+# alphabet that ordinary output never strings together: any window found in the output
+# is a leak, never a coincidence.
+PW_LETTERS = "QXZJKVW"
+PW_SPECIALS = "@:/%#?& "
+_PW_CHUNK = st.tuples(
+    st.sampled_from(PW_LETTERS), st.sampled_from(PW_LETTERS), st.sampled_from(PW_SPECIALS)
+).map("".join)
+PASSWORDS = st.lists(_PW_CHUNK, min_size=3, max_size=6).map("".join)
+
+
+def password_parts(password: str) -> set[str]:
+    """Every part of the password longer than 3 characters (its 4-character windows)."""
+    return {password[i : i + 4] for i in range(len(password) - 3)}
+
+
+def kv_quoted(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@example(password="QX@ZJ:KV/WQ%XZ#JK?VW&QZ XJ", debug=False)
+@example(password="QX@ZJ@KV@WQ@", debug=True)
+@given(password=PASSWORDS, debug=st.booleans())
+def test_no_part_of_a_hostile_database_password_is_ever_shown(
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    password: str,
+    debug: bool,
+) -> None:
+    """A DSN password with unencoded `@ : / % # ? &` and spaces, on connections that fail:
+    a closed port (URL as written, and key=value), and the test server refusing the login
+    (URL percent-encoded, a role it does not know). `dbops doctor`, `dbops jobs list` and
+    `dbops db migrate --yes` (destructive: its failure goes to the action log) show no part
+    of the password longer than 3 characters: stdout, stderr, --debug, the action log."""
+    closed = free_port()
+    dsns = {
+        "url-closed-port": f"postgresql://dbops:{password}@127.0.0.1:{closed}/app",
+        "kv-closed-port": (
+            f"host=127.0.0.1 port={closed} user=dbops password={kv_quoted(password)} dbname=app"
+        ),
+        "kv-unquoted": f"host=127.0.0.1 port={closed} user=dbops password={password} dbname=x",
+        "url-refused-login": url_with_password(
+            database_url, quote(password, safe=""), user="dbops_no_such_role"
+        ),
+    }
+    fallback = tmp_path / "data" / "action-log.jsonl"
+    fallback.unlink(missing_ok=True)
+    seen = Seen()
+    for label, dsn in dsns.items():
+        monkeypatch.setenv("DATABASE_URL", dsn)
+        for args in (["doctor"], ["jobs", "list"], ["db", "migrate", "--yes"]):
+            result = seen.run(args, {2, 3, 5}, debug=debug, label=f"[{label}] ")
+            assert "Error:" in result.stderr or "FAIL" in result.stdout + result.stderr
+    # `db migrate` logs a failure inside its recorder (a DSN libpq cannot parse: a `%` that
+    # starts no escape, an unquoted space) to the local file, the database being unusable.
+    if "%" in password or " " in password:
+        assert fallback.exists()
+    logged = (
+        [json.loads(line) for line in fallback.read_text().splitlines()]
+        if fallback.exists()
+        else []
+    )
+    assert all(r["command"] == "db migrate" and r["outcome"] == "error" for r in logged)
+    assert all(r["error"] for r in logged)
+
+    parts = password_parts(password) | {quote(password, safe="")}
+    texts = list(seen.outputs)
+    if fallback.exists():
+        texts.append(("action log (fallback file)", fallback.read_text()))
+    texts += [(f"table {t}", text) for t, text in database_rows(database_url)]
+    found = [
+        f"{label}: {part!r} in ...{text[max(0, text.index(part) - 80) : text.index(part) + 40]!r}"
+        for label, text in texts
+        for part in sorted(parts)
+        if part in text
+    ]
+    assert not found, f"password {password!r} leaked:\n" + "\n".join(found[:20])

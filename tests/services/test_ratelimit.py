@@ -387,3 +387,112 @@ def test_rejected_identifiers_never_echo_secrets(bad):
     if not bad.startswith("ip:"):
         assert "secret" not in err.value.one_line()
         assert "abc" not in err.value.one_line()
+
+
+# --------------------------------------------------------------------------- endpoints
+# (sent, normalised): dbops_rate_limit_normalize_endpoint is the one rule (docs/rate-limiting.md).
+NORMALISED = [
+    ("/api/auth/login", "/api/auth/login"),
+    ("/API/auth/login", "/api/auth/login"),
+    ("/api//auth/login", "/api/auth/login"),
+    ("/api/auth/login/", "/api/auth/login"),
+    ("/api/auth/login?x=1", "/api/auth/login"),
+    ("/api/auth/login#top", "/api/auth/login"),
+    ("  /Api///Auth//Login//?next=/x#y ", "/api/auth/login"),
+    ("api/auth/login", "/api/auth/login"),
+    ("/", "/"),
+    ("///", "/"),
+    ("?x=1", "/"),
+    ("/api/jobs/8C1F", "/api/jobs/8c1f"),
+]
+
+
+def test_normalize_endpoint_is_the_sql_rule(store):
+    for sent, expected in NORMALISED:
+        assert rl.normalize_endpoint(store=store, endpoint=sent) == expected, sent
+    assert rl.normalize_endpoint(store=store, endpoint=None) is None
+    with pytest.raises(UsageError):
+        rl.normalize_endpoint(store=store, endpoint="")
+
+
+def test_endpoint_variants_share_the_auth_rule_and_its_window(store, db):
+    variants = [
+        "/API/auth/login",
+        "/api//auth/login",
+        "/api/auth/login/",
+        "/api/auth/login?x=1",
+        "/api/auth/login#frag",
+        "/Api/Auth/Login",
+    ]
+    results = [rl.hit(store=store, identifier=IP, endpoint=v) for v in variants]
+    assert [r.rule_name for r in results] == ["auth"] * 6  # not `public` (100/min)
+    assert [r.allowed for r in results] == [True] * 5 + [False]
+    assert [r.limit for r in results] == [5] * 6
+    logged = db.execute("select distinct endpoint from rate_limit_requests").fetchall()
+    assert logged == [{"endpoint": "/api/auth/login"}]
+    # The prefix itself (with or without its slash) is an auth endpoint too.
+    assert rl.hit(store=store, identifier=IP, endpoint="/api/auth/").rule_name == "auth"
+    assert rl.hit(store=store, identifier=IP, endpoint="/api/AUTH").rule_name == "auth"
+
+
+def test_status_reset_block_and_unblock_normalise_the_endpoint(store, db):
+    hits(store, IP, "/api/auth/login?x=1", 3)
+    [one] = rl.status(store=store, identifier=IP, endpoint="/API//auth/login/")
+    assert (one.endpoint, one.used, one.remaining, one.rule) == ("/api/auth/login", 3, 2, "auth")
+
+    plan = rl.block_preview(
+        store=store, identifier=IP, endpoint="/API/Jobs/", for_seconds=60, reason="r"
+    )
+    assert plan.endpoint == "/api/jobs"
+    rl.block(
+        store=store, identifier=IP, endpoint="/API/Jobs/", for_seconds=60, reason="r", actor="t"
+    )
+    assert rl.hit(store=store, identifier=IP, endpoint="/api/jobs?page=2").blocked
+    assert not rl.hit(store=store, identifier=IP, endpoint="/api/jobs/1").blocked
+    again = rl.block_preview(
+        store=store, identifier=IP, endpoint="/api//jobs", for_seconds=60, reason="r"
+    )
+    assert [b.endpoint for b in again.replaces] == ["/api/jobs"]
+    lifted = rl.unblock(store=store, identifier=IP, endpoint="/api/jobs/", actor="t")
+    assert (lifted.endpoint, lifted.lifted) == ("/api/jobs", 1)
+
+    reset = rl.reset_preview(store=store, identifier=IP, endpoint="/api/AUTH/login#x")
+    assert (reset.endpoint, reset.requests) == ("/api/auth/login", 3)
+    assert rl.reset(store=store, identifier=IP, plan=reset).deleted == 3
+
+
+def test_python_uses_the_sql_rule_rather_than_its_own(database_url, db):
+    """Redefine the SQL function: the service follows it (so the two cannot drift)."""
+    from dbops.adapters.postgres import PostgresStore
+
+    db.execute(
+        "create or replace function dbops_rate_limit_normalize_endpoint(p_endpoint text) "
+        "returns text language sql immutable strict as $$ select '/changed' $$"
+    )
+    store = PostgresStore(database_url)
+    try:
+        assert rl.normalize_endpoint(store=store, endpoint="/api/jobs") == "/changed"
+        plan = rl.reset_preview(store=store, identifier=IP, endpoint="/api/jobs")
+        assert plan.endpoint == "/changed"
+    finally:
+        store.close()
+
+
+def test_documented_endpoint_examples_match_the_sql_rule(db):
+    """The examples in docs/rate-limiting.md ("Endpoints") are what the function does."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "rate-limiting.md").read_text()
+    block = doc.split("<!-- normalize-examples")[1].split("<!-- /normalize-examples -->")[0]
+    examples = [
+        re.findall(r"`([^`]*)`", line) for line in block.splitlines() if line.startswith("| `")
+    ]
+    assert len(examples) >= 8
+    for sent, counted, rule in examples:
+        row = db.execute(
+            "select dbops_rate_limit_normalize_endpoint(%s) as e, "
+            "(select rule_name from dbops_ratelimit_rule_for(%s, 'ip', now())) as rule",
+            [sent, sent],
+        ).fetchone()
+        assert (row["e"], row["rule"]) == (counted, rule), sent

@@ -22,22 +22,47 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from dbops.errors import ConfigError, NotFoundError, RemoteError, UsageError
+from dbops.errors import ConfigError, DbopsError, NotFoundError, RemoteError, UsageError
+from dbops.redaction import (
+    dsn_secrets,
+    looks_unencoded,
+    redact_urls,
+    scrub_fragments,
+    strip_password,
+)
 
 _FUNCTION_NAME = re.compile(r"dbops_[a-z0-9_]+")
 
 
-def describe_target(dsn: str) -> str:
-    """host:port/dbname, without user or password, for error messages."""
+def _secrets(dsn: str) -> list[str]:
+    """What `dsn` may carry as a password: however it is written, and as libpq reads it."""
+    found = dsn_secrets(dsn)
     try:
-        info = psycopg.conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
+        parsed = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
+    except psycopg.Error:
+        parsed = None
+    if parsed:
+        found.append(str(parsed))
+    return found
+
+
+def describe_target(dsn: str) -> str:
+    """host:port/dbname, without user or password, for error messages.
+
+    The password (URL userinfo up to the last `@`, `?password=`, key=value `password=`) is
+    removed before the DSN is parsed, so a password with an unencoded `@ / : ? #` or spaces
+    never turns into the "host" or "dbname" shown.
+    """
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(strip_password(dsn))
+    except psycopg.Error:
         return "the database"
     host = str(info.get("host") or "localhost")
     if host.startswith("/"):
         host = "local socket"
     port = info.get("port") or 5432
-    return f"{host}:{port}/{info.get('dbname') or ''}".rstrip("/")
+    target = f"{host}:{port}/{info.get('dbname') or ''}".rstrip("/")
+    return scrub_fragments(target, _secrets(dsn))
 
 
 def _adapt(value: Any, declared: str | None = None) -> Any:
@@ -50,23 +75,19 @@ def _adapt(value: Any, declared: str | None = None) -> Any:
 
 
 def _scrub(text: str, dsn: str) -> str:
-    """One line of a libpq/psycopg message with the DSN and any password removed."""
+    """One line of a libpq/psycopg message with the DSN and every part of its password
+    removed (libpq quotes pieces of a DSN it mis-split: `failed to resolve host 'cret'`)."""
     line = " ".join(str(text).split())
-    password = None
-    try:
-        password = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
-    except psycopg.Error:
-        match = re.search(r"://[^:/@\s]*:([^@\s]+)@", dsn) or re.search(
-            r"password\s*=\s*(\S+)", dsn
-        )
-        password = match.group(1) if match else None
-    if password:
-        line = line.replace(str(password), "****")
     if dsn.strip():
         line = line.replace(dsn.strip(), "<DATABASE_URL>")
     # libpq quotes the part of a connection string it choked on: drop quoted URLs.
     line = re.sub(r'"[^"]*(?:@|//|password)[^"]*"', '"<redacted>"', line)
-    return re.sub(r"password\s*=\s*\S+", "password=****", line)
+    return scrub_fragments(redact_urls(line), _secrets(dsn))
+
+
+_ENCODE_HINT = (
+    "percent-encode @ : / ? # % & and spaces in the password (%40 %3A %2F %3F %23 %25 %26 %20)"
+)
 
 
 # Input arguments of the public functions called `name`, per overload.
@@ -85,8 +106,21 @@ where p.pronamespace = 'public'::regnamespace and p.proname = %s
 """
 
 
-def translate_error(exc: Exception, target: str) -> Exception:
-    """Map a psycopg exception to a one-line DbopsError (no DSN, no password)."""
+def translate_error(exc: Exception, target: str, *, dsn: str | None = None) -> Exception:
+    """Map a psycopg exception to a one-line DbopsError (no DSN, no password).
+
+    With `dsn`, the message and hint are scrubbed of every part of its password as well.
+    """
+    error = _translate(exc, target)
+    if dsn is not None and isinstance(error, DbopsError):
+        error.message = _scrub(error.message, dsn)
+        if error.hint:
+            error.hint = scrub_fragments(error.hint, _secrets(dsn))
+        error.args = (error.message,)
+    return error
+
+
+def _translate(exc: Exception, target: str) -> Exception:
     if isinstance(exc, psycopg.errors.RaiseException):
         text = (exc.diag.message_primary or "").strip()
         code = exc.diag.sqlstate or ""
@@ -94,6 +128,12 @@ def translate_error(exc: Exception, target: str) -> Exception:
         if code == "P0002" or text.startswith("not found"):
             return NotFoundError(text)
         return UsageError(text)
+    if isinstance(exc, psycopg.Error) and exc.sqlstate == "25000":
+        # dbops_rate_limit_hit refuses to run above READ COMMITTED (docs/rate-limiting.md).
+        text = " ".join((exc.diag.message_primary or "invalid transaction state").split())
+        return ConfigError(
+            text, hint="check default_transaction_isolation (PGOPTIONS, the DSN, role defaults)"
+        )
     if isinstance(exc, psycopg.errors.NoDataFound):
         return NotFoundError((exc.diag.message_primary or "not found").strip())
     if isinstance(exc, psycopg.DataError):  # SQLSTATE class 22: bad input (22023, 22P02...)
@@ -120,7 +160,7 @@ def translate_error(exc: Exception, target: str) -> Exception:
         )
     if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        first = re.sub(r"password=\S+", "password=****", first)
+        first = redact_urls(first)
         return RemoteError(
             f"database {target} unreachable: {first}",
             hint="check DATABASE_URL and that the server is up",
@@ -162,6 +202,15 @@ class PostgresStore:
         so session-level advisory locks mean what they say."""
         return not self._timeout_per_call
 
+    def _error(self, exc: Exception) -> Exception:
+        error = translate_error(exc, self.target, dsn=self._dsn)
+        unreachable = isinstance(error, RemoteError) and "unreachable" in error.message
+        if unreachable and looks_unencoded(self._dsn):
+            assert isinstance(error, RemoteError)
+            hint = f"{error.hint}; {_ENCODE_HINT}" if error.hint else _ENCODE_HINT
+            error.hint = scrub_fragments(hint, _secrets(self._dsn))
+        return error
+
     # -- connection -------------------------------------------------------------
     def _connect(self, *, with_options: bool) -> psycopg.Connection[dict[str, Any]]:
         kwargs: dict[str, Any] = {}
@@ -194,19 +243,25 @@ class PostgresStore:
                 reason = _scrub(str(exc), self._dsn)
                 raise ConfigError(
                     f"DATABASE_URL is not a valid connection string ({reason})",
-                    hint="use postgresql://user:password@host:port/dbname",
+                    hint=self._dsn_hint(),
                 ) from None
             except psycopg.OperationalError as exc:
                 reason = _scrub(str(exc), self._dsn).removeprefix("connection is bad: ")
                 if reason.startswith("invalid "):  # libpq refused an option's value
                     raise ConfigError(
                         f"DATABASE_URL is not a valid connection string ({reason})",
-                        hint="use postgresql://user:password@host:port/dbname",
+                        hint=self._dsn_hint(),
                     ) from None
-                raise translate_error(exc, self.target) from None
+                raise self._error(exc) from None
             except psycopg.Error as exc:
-                raise translate_error(exc, self.target) from None
+                raise self._error(exc) from None
         return self._conn
+
+    def _dsn_hint(self) -> str:
+        hint = "use postgresql://user:password@host:port/dbname"
+        if looks_unencoded(self._dsn):
+            hint = f"{hint}; {_ENCODE_HINT}"
+        return scrub_fragments(hint, _secrets(self._dsn))
 
     def close(self) -> None:
         if self._conn is not None and not self._conn.closed:
@@ -229,7 +284,7 @@ class PostgresStore:
                     raise
                 return self._call(function, params, declared)
         except psycopg.Error as exc:
-            raise translate_error(exc, self.target) from None
+            raise self._error(exc) from None
 
     def _call(
         self, function: str, params: dict[str, Any], declared: dict[str, str] | None
@@ -285,7 +340,7 @@ class PostgresStore:
             with self.connection().cursor() as cur:
                 cur.execute("select 1")
         except psycopg.Error as exc:
-            raise translate_error(exc, self.target) from None
+            raise self._error(exc) from None
         return (time.perf_counter() - start) * 1000
 
     # -- SqlStore --------------------------------------------------------------
@@ -301,7 +356,7 @@ class PostgresStore:
                     for statement in _split_statements(script):
                         cur.execute(statement.encode())
         except psycopg.Error as exc:
-            raise translate_error(exc, self.target) from None
+            raise self._error(exc) from None
 
     def probe(self, script: str, queries: Sequence[str]) -> list[list[dict[str, Any]]]:
         conn = self.connection()
@@ -317,7 +372,7 @@ class PostgresStore:
                 finally:
                     cur.execute("rollback")
         except psycopg.Error as exc:
-            raise translate_error(exc, self.target) from None
+            raise self._error(exc) from None
         return results
 
     def applied_migrations(self) -> dict[str, str]:
@@ -330,7 +385,7 @@ class PostgresStore:
                 cur.execute("select version, checksum from public.dbops_schema_migrations")
                 return {r["version"]: r["checksum"] for r in cur.fetchall()}
         except psycopg.Error as exc:
-            raise translate_error(exc, self.target) from None
+            raise self._error(exc) from None
 
     def query(self, text: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Raw, parameterised SQL: for the sandbox, tests and benchmarks only."""
@@ -339,7 +394,7 @@ class PostgresStore:
                 cur.execute(text.encode(), {k: _adapt(v) for k, v in (params or {}).items()})
                 return [dict(r) for r in cur.fetchall()] if cur.description else []
         except psycopg.Error as exc:
-            raise translate_error(exc, self.target) from None
+            raise self._error(exc) from None
 
 
 def _split_statements(script: str) -> list[str]:

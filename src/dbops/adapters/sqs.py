@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -14,6 +13,7 @@ from botocore.config import Config
 
 from dbops.errors import ConfigError, NotFoundError, RemoteError
 from dbops.ports import BatchResult, OutgoingMessage, QueueMessage
+from dbops.redaction import MASK, strip_userinfo
 
 T = TypeVar("T")
 
@@ -118,7 +118,9 @@ class SqsQueues:
         try:
             return self._session.client("sqs", endpoint_url=self.endpoint, config=self._config)
         except ValueError:  # botocore: "Invalid endpoint: <url>" (an empty or schemeless URL)
-            shown = re.sub(r"//[^/@\s]*@", "//****@", self.endpoint or "")
+            shown = strip_userinfo(self.endpoint or "")
+            if "@" in shown and f"{MASK}@" not in shown:  # schemeless: user:pw@host
+                shown = f"{MASK}@{shown.rsplit('@', 1)[1]}"
             raise ConfigError(
                 f"invalid SQS endpoint URL {shown!r}",
                 hint="use http(s)://host:port in AWS_ENDPOINT_URL_SQS or --endpoint-url",

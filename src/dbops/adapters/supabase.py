@@ -4,6 +4,12 @@ Errors come back in two shapes: PostgREST's `{"code", "message", "details", "hin
 (the SQLSTATE of the failing SQL, or a `PGRSTxxx` code), and the API gateway's
 `{"message", "hint"}` without a code (a wrong or missing API key). Both become one-line
 `DbopsError`s that never include the key.
+
+Redirects are never followed: PostgREST does not redirect, so a 3xx means SUPABASE_URL
+points somewhere else (a proxy, an old domain, an attacker), and following it would send
+the `apikey` header (the service-role key) to that other origin (httpx drops
+`Authorization` across origins, but not `apikey`). A redirect is an error (exit 5) naming
+the host it pointed to; the request to it is never made.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import httpx
 from postgrest.exceptions import APIError
 from supabase import Client, ClientOptions, create_client
 
-from dbops.errors import ConfigError, NotFoundError, RemoteError, UsageError
+from dbops.errors import ConfigError, DbopsError, NotFoundError, RemoteError, UsageError
+from dbops.redaction import dsn_secrets, scrub_fragments, strip_userinfo
 
 _FUNCTION_NAME = re.compile(r"dbops_[a-z0-9_]+")
 
@@ -49,15 +56,49 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _one_line(text: Any, secret: str | None) -> str:
+def _one_line(text: Any, secret: str | list[str] | None) -> str:
+    """One line without the key (nor any 4+ character part of it, or of URL credentials)."""
     line = " ".join(str(text or "").split())
-    if secret and len(secret) >= 4:
-        line = line.replace(secret, "****")
-    return line
+    secrets = [secret] if isinstance(secret, str) else list(secret or [])
+    for value in secrets:
+        if len(value) >= 4:
+            line = line.replace(value, "****")
+    return scrub_fragments(line, secrets)
 
 
-def translate_error(exc: Exception, host: str, *, secret: str | None = None) -> Exception:
+class RedirectRefused(Exception):
+    """The project answered with a redirect (raised by the response hook, never followed)."""
+
+    def __init__(self, status: int, target: str) -> None:
+        super().__init__(f"redirect {status} to {target}")
+        self.status = status
+        self.target = target
+
+
+def _refuse_redirects(response: httpx.Response) -> None:
+    """httpx response hook: a 3xx with a Location is an error, before anything follows it."""
+    location = response.headers.get("location")
+    if not (300 <= response.status_code < 400 and location):
+        return
+    try:
+        target = _describe(str(response.request.url.join(location)), default="an invalid URL")
+    except (httpx.InvalidURL, ValueError):
+        target = "an invalid URL"
+    raise RedirectRefused(response.status_code, target)
+
+
+def translate_error(
+    exc: Exception, host: str, *, secret: str | list[str] | None = None
+) -> Exception:
     """Map a PostgREST/httpx failure to a one-line DbopsError (never the key)."""
+    error = _translate(exc, host, secret=secret)
+    if isinstance(error, DbopsError) and secret:
+        error.message = _one_line(error.message, secret)
+        error.args = (error.message,)
+    return error
+
+
+def _translate(exc: Exception, host: str, *, secret: str | list[str] | None = None) -> Exception:
     if isinstance(exc, APIError):
         code = str(exc.code or "").strip()
         message = _one_line(exc.message, secret) or "request failed"
@@ -91,6 +132,12 @@ def translate_error(exc: Exception, host: str, *, secret: str | None = None) -> 
                 hint="check the project's status; retry shortly",
             )
         return RemoteError(f"Supabase {host} error {code}: {message}".replace(" :", ":"))
+    if isinstance(exc, RedirectRefused):
+        return RemoteError(
+            f"Supabase {host} answered {exc.status} redirecting to {exc.target}: dbops does not "
+            "follow redirects (the service-role key would be sent along)",
+            hint="set SUPABASE_URL to the project's own URL, https://<ref>.supabase.co",
+        )
     if isinstance(exc, httpx.TimeoutException):
         return RemoteError(
             f"Supabase {host} did not answer in time ({type(exc).__name__})",
@@ -105,14 +152,15 @@ def translate_error(exc: Exception, host: str, *, secret: str | None = None) -> 
     return exc
 
 
-def _describe(url: str) -> str:
-    """host[:port] only: no credentials, path or query from the URL."""
+def _describe(url: str, *, default: str = "the Supabase project") -> str:
+    """host[:port] only: no credentials, path or query from the URL. The userinfo (up to
+    the last `@`) is removed first, so no part of a password can pass for the host."""
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(strip_userinfo(url.strip()))
         host = parts.hostname or ""
-        return f"{host}:{parts.port}" if parts.port else host or "the Supabase project"
+        return f"{host}:{parts.port}" if parts.port else host or default
     except ValueError:
-        return "the Supabase project"
+        return default
 
 
 class SupabaseStore:
@@ -123,14 +171,17 @@ class SupabaseStore:
         self._key = key
         self._timeout = timeout
         self._http: httpx.Client | None = None
+        self._secrets = [key, *dsn_secrets(url)]
         self.target = _describe(url)
 
     @functools.cached_property
     def client(self) -> Client:
-        # Our own httpx client: explicit timeouts (connect fails fast), and we close it.
+        # Our own httpx client: explicit timeouts (connect fails fast), we close it, and it
+        # never follows a redirect (see the module docstring).
         self._http = httpx.Client(
             timeout=httpx.Timeout(self._timeout, connect=min(10.0, self._timeout)),
-            follow_redirects=True,
+            follow_redirects=False,
+            event_hooks={"response": [_refuse_redirects]},
         )
         try:
             return create_client(
@@ -143,7 +194,7 @@ class SupabaseStore:
         except Exception as exc:
             self._http.close()
             self._http = None
-            reason = _one_line(exc, self._key) or type(exc).__name__
+            reason = _one_line(exc, self._secrets) or type(exc).__name__
             raise ConfigError(
                 f"invalid Supabase configuration: {reason}",
                 hint="check SUPABASE_URL (https://<ref>.supabase.co) and SUPABASE_SERVICE_ROLE_KEY",
@@ -155,8 +206,8 @@ class SupabaseStore:
         payload = {k: _jsonable(v) for k, v in (params or {}).items()}
         try:
             response = self.client.rpc(function, payload).execute()
-        except (APIError, httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise translate_error(exc, self.target, secret=self._key) from None
+        except (APIError, httpx.HTTPError, httpx.InvalidURL, RedirectRefused) as exc:
+            raise translate_error(exc, self.target, secret=self._secrets) from None
         data = response.data
         if data is None:
             return []

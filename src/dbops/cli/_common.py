@@ -82,4 +82,5 @@ def recorder(command: str, arguments: dict[str, Any], *, dry_run: bool = False) 
         dry_run=dry_run,
         caller_arn=caller,
         fallback_file=data_dir() / "action-log.jsonl",
+        secrets=_deps.secret_fragments(),
     )

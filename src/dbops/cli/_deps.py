@@ -6,7 +6,6 @@ The only CLI module that touches adapters, and only inside functions, so that
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,23 +109,47 @@ def secret_values() -> list[str]:
         current = settings()
     except DbopsError:
         return []
+    from dbops.redaction import dsn_secrets
+
     values: list[str] = []
     for name in SECRET_FIELDS:
         secret = getattr(current, name)
         if secret is not None and secret.get_secret_value():
             values.append(secret.get_secret_value())
     if current.database_url is not None:
-        match = re.search(r"://[^:/@]*:([^@]+)@", current.database_url.get_secret_value())
-        if match:
-            values.append(match.group(1))
+        values += dsn_secrets(current.database_url.get_secret_value())
+    return [v for v in values if len(v) >= 4]
+
+
+def secret_fragments() -> list[str]:
+    """The secrets no part of which (4+ characters) may be shown: the database password
+    (however the DSN is written), the service-role key, the webhook's token path. (Whole
+    URLs are not listed: their `https`, host and port are not secret.)"""
+    from dbops.redaction import dsn_secrets
+
+    try:
+        current = settings()
+    except DbopsError:
+        return []
+    values: list[str] = []
+    if current.database_url is not None:
+        values += dsn_secrets(current.database_url.get_secret_value())
+    if current.supabase_service_role_key is not None:
+        values.append(current.supabase_service_role_key.get_secret_value())
+    if current.slack_webhook_url is not None:
+        _, _, path = current.slack_webhook_url.get_secret_value().partition("/services/")
+        values.append(path)
     return [v for v in values if len(v) >= 4]
 
 
 def safe_text(text: str) -> str:
+    """Free text with URL userinfo and every part (4+ characters) of a secret removed."""
+    from dbops.redaction import redact_urls, scrub_fragments
+
     text = " ".join(text.split())
     for value in secret_values():
         text = text.replace(value, "****")
-    return re.sub(r"(://[^:/@\s]*:)[^@\s]+@", r"\1****@", text)
+    return scrub_fragments(redact_urls(text), secret_fragments())
 
 
 def store(*, required: bool = True) -> Store:

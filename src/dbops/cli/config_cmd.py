@@ -14,7 +14,7 @@ app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True
 
 @app.command("show")
 def show(output: OutputOpt = "table") -> None:  # type: ignore[assignment]
-    """Show effective settings, where each came from, with secrets masked.
+    """Show effective settings and where each came from; secrets only as set or not set.
 
     Example:
         dbops config show --profile sandbox -o json

@@ -38,7 +38,12 @@ IdentifierArg = Annotated[
 ]
 EndpointOpt = Annotated[
     str | None,
-    typer.Option("--endpoint", "-e", help="One endpoint, matched literally (default: all)."),
+    typer.Option(
+        "--endpoint",
+        "-e",
+        help="One endpoint (default: all), normalised as the API's check does: case, "
+        "repeated and trailing slashes, query string and fragment do not matter.",
+    ),
 ]
 BatchOpt = Annotated[
     int,
@@ -386,7 +391,9 @@ def reset(
     plan = ratelimit.reset_preview(store=store, identifier=ident, endpoint=endpoint)
     shown = mask_identifier(ident)
     if plan.requests == 0:
-        message(f"nothing to reset: {shown} has no requests in any window on {_where(endpoint)}")
+        message(
+            f"nothing to reset: {shown} has no requests in any window on {_where(plan.endpoint)}"
+        )
         render(plan.model_copy(update={"dry_run": dry_run}), output, table=_object_table)
         return
     message(
@@ -396,7 +403,7 @@ def reset(
     confirm(f"reset the rate-limit window of {shown}", yes=yes, dry_run=dry_run)
     result = plan.model_copy(update={"dry_run": dry_run})
     with recorder(
-        "ratelimit reset", {"identifier": shown, "endpoint": endpoint}, dry_run=dry_run
+        "ratelimit reset", {"identifier": shown, "endpoint": plan.endpoint}, dry_run=dry_run
     ) as rec:
         rec.counts = {"requests_in_window": plan.requests, "deleted": 0}
         if not dry_run:
@@ -441,7 +448,7 @@ def block(
         store=store, identifier=ident, endpoint=endpoint, for_seconds=for_seconds, reason=reason
     )
     text = (
-        f"block {plan.identifier} on {_where(endpoint)} for {format_duration(for_seconds)}: "
+        f"block {plan.identifier} on {_where(plan.endpoint)} for {format_duration(for_seconds)}: "
         f"{plan.reason}"
     )
     if plan.replaces:
@@ -451,7 +458,7 @@ def block(
     result = plan.model_copy(update={"dry_run": dry_run})
     args = {
         "identifier": plan.identifier,
-        "endpoint": endpoint,
+        "endpoint": plan.endpoint,
         "for_seconds": for_seconds,
         "reason": plan.reason,
     }
@@ -498,7 +505,7 @@ def unblock(
     result = plan.model_copy(update={"dry_run": dry_run})
     with recorder(
         "ratelimit unblock",
-        {"identifier": plan.identifier, "endpoint": endpoint},
+        {"identifier": plan.identifier, "endpoint": plan.endpoint},
         dry_run=dry_run,
     ) as rec:
         rec.counts = {"active_blocks": len(plan.blocks), "lifted": 0}

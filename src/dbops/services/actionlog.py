@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from dbops.errors import DbopsError, RefusedError
 from dbops.ports import Store
+from dbops.redaction import scrub_fragments
 from dbops.services.redact import redact_arguments, redact_text
 
 
@@ -37,6 +38,10 @@ class ActionRecorder:
     `counts` is filled in by the service as it works; the row is written on exit
     whatever happened (ok, dry_run, refused, interrupted, error). When the database is
     unreachable the row goes to a local JSONL file instead, so it is never lost.
+
+    Arguments and the error are redacted (URL userinfo, key=value passwords, API keys,
+    webhook paths) and, with `secrets` (the configured ones), scrubbed of every part of 4
+    or more characters of them.
     """
 
     def __init__(
@@ -49,10 +54,12 @@ class ActionRecorder:
         dry_run: bool = False,
         caller_arn: str | None = None,
         fallback_file: Path | None = None,
+        secrets: list[str] | None = None,
     ) -> None:
         self.store = store
         self.command = command
-        self.arguments = redact_arguments(arguments)
+        self.secrets = list(secrets or [])
+        self.arguments = _scrubbed(redact_arguments(arguments), self.secrets)
         self.operator = operator
         self.dry_run = dry_run
         self.caller_arn = caller_arn
@@ -91,7 +98,7 @@ class ActionRecorder:
             "p_dry_run": self.dry_run,
             "p_counts": self.counts,
             "p_outcome": outcome,
-            "p_error": redact_text(error) if error else None,
+            "p_error": scrub_fragments(redact_text(error), self.secrets) if error else None,
             "p_started_at": self.started_at,
         }
         if self.store is not None:
@@ -109,6 +116,19 @@ class ActionRecorder:
             with self.fallback_file.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
             self.written_to = str(self.fallback_file)
+
+
+def _scrubbed(value: Any, secrets: list[str]) -> Any:
+    """`value` (arguments) with no 4+ character part of a secret left in any string."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return scrub_fragments(value, secrets)
+    if isinstance(value, dict):
+        return {k: _scrubbed(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(v, secrets) for v in value]
+    return value
 
 
 def list_entries(*, store: Store, since_seconds: int, limit: int) -> list[ActionLogEntry]:

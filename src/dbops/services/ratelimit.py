@@ -63,6 +63,20 @@ def parse_endpoint(text: str | None) -> str | None:
     return text
 
 
+def normalize_endpoint(*, store: Store, endpoint: str | None) -> str | None:
+    """The endpoint as the rate limiter sees it (`/API//auth/login/?x=1` -> `/api/auth/login`).
+
+    The rule is the SQL function `dbops_rate_limit_normalize_endpoint` (the one the API's
+    check uses); it is called here rather than re-implemented, so the two cannot drift.
+    """
+    endpoint = parse_endpoint(endpoint)
+    if endpoint is None:
+        return None
+    rows = store.call("dbops_rate_limit_normalize_endpoint", {"p_endpoint": endpoint})
+    value = rows[0].get("dbops_rate_limit_normalize_endpoint") if rows else None
+    return str(value) if value is not None else endpoint
+
+
 def clean_reason(text: str | None) -> str | None:
     """A free-text reason as stored and shown: API keys (and other secrets) redacted."""
     if text is None:
@@ -297,7 +311,7 @@ def status(*, store: Store, identifier: str, endpoint: str | None) -> list[Ident
     rows = store.call(
         "dbops_ratelimit_status",
         {"p_identifier": identifier, "p_endpoint": parse_endpoint(endpoint)},
-    )
+    )  # the SQL normalises the endpoint (and reports it normalised)
     shown = mask_identifier(identifier)
     out = []
     for row in rows:
@@ -321,9 +335,9 @@ def ratio_429(*, store: Store, since_seconds: int) -> Ratio429:
 # --------------------------------------------------------------------------- reset
 def reset_preview(*, store: Store, identifier: str, endpoint: str | None) -> ResetResult:
     identifier = parse_identifier(identifier)
+    endpoint = normalize_endpoint(store=store, endpoint=endpoint)
     row = store.call(
-        "dbops_ratelimit_reset_preview",
-        {"p_identifier": identifier, "p_endpoint": parse_endpoint(endpoint)},
+        "dbops_ratelimit_reset_preview", {"p_identifier": identifier, "p_endpoint": endpoint}
     )[0]
     return ResetResult(
         identifier=mask_identifier(identifier),
@@ -374,7 +388,7 @@ def block_preview(
     *, store: Store, identifier: str, endpoint: str | None, for_seconds: int, reason: str
 ) -> BlockResult:
     identifier = parse_identifier(identifier)
-    endpoint = parse_endpoint(endpoint)
+    endpoint = normalize_endpoint(store=store, endpoint=endpoint)
     reason = clean_reason(reason) or ""
     if not reason:
         raise UsageError("a block needs a --reason")
@@ -421,7 +435,7 @@ def block(
 
 def unblock_preview(*, store: Store, identifier: str, endpoint: str | None) -> UnblockResult:
     identifier = parse_identifier(identifier)
-    endpoint = parse_endpoint(endpoint)
+    endpoint = normalize_endpoint(store=store, endpoint=endpoint)
     blocks = [
         b
         for b in active_blocks(store=store, identifier=identifier)

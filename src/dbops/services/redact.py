@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from dbops.redaction import redact_urls
+
 _SECRET_KEY = re.compile(r"(secret|password|passwd|token|api_?key|service_?key|webhook|dsn)", re.I)
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
 _MASKED = re.compile(r"\*{4}[^*]{0,4}")
 
 
@@ -26,7 +27,9 @@ def mask_identifier(identifier: str) -> str:
 
 
 def redact_text(text: str) -> str:
-    text = _URL_PASSWORD.sub(r"\1****@", text)
+    """Free text safe to show or log: URL userinfo and key=value passwords (see
+    `dbops.redaction`), API keys in identifiers and Slack webhook paths masked."""
+    text = redact_urls(text)
     text = re.sub(r"api_key:([^\s,;\"']+)", lambda m: mask_identifier(m.group(0)), text)
     return re.sub(r"hooks\.slack\.com/\S+", "hooks.slack.com/****", text)
 

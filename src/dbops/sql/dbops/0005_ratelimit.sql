@@ -2,8 +2,12 @@
 -- temporary overrides, blocks, a per-minute denial counter, the one atomic check the API
 -- calls (`dbops_rate_limit_hit`) and the functions behind `dbops ratelimit`.
 --
+-- Endpoints are normalised first (`dbops_rate_limit_normalize_endpoint`: lower case, no
+-- query string or fragment, repeated slashes collapsed, one leading and no trailing slash);
+-- matching, counting, blocks and storage all use the normalised form.
 -- Matching: the rule for a request is the first enabled-or-disabled rule whose
--- `endpoint_pattern` LIKE-matches the endpoint and whose `identifier_kind` is `any` or the
+-- `endpoint_pattern` LIKE-matches the endpoint (or the endpoint plus a trailing `/`, so that
+-- `/api/auth/%` covers `/api/auth` itself) and whose `identifier_kind` is `any` or the
 -- identifier's kind, ordered by `precedence` (lower first), then the longest pattern, then
 -- name. A disabled rule still wins the match: its endpoints are not limited (blocks apply).
 -- Counting is per (identifier, endpoint) over a sliding window of `window_seconds`.
@@ -101,6 +105,20 @@ alter table dbops_rate_limit_blocks enable row level security;
 alter table dbops_rate_limit_denials enable row level security;
 
 -- ---------------------------------------------------------------- helpers
+-- The one rule for what an endpoint is (docs/rate-limiting.md, "Endpoints"): surrounding
+-- whitespace, the fragment (`#...`) and the query string (`?...`) dropped, lower case,
+-- runs of `/` collapsed to one, exactly one leading `/` and no trailing `/` ('/' stays '/').
+-- `/API//auth/login/?next=x` -> `/api/auth/login`. Used by the check, status, reset and
+-- blocks; dbops' Python code calls it too rather than re-implementing it.
+create or replace function dbops_rate_limit_normalize_endpoint(p_endpoint text) returns text
+language sql immutable strict parallel safe as $$
+    select '/' || btrim(
+        regexp_replace(
+            lower(split_part(split_part(btrim(p_endpoint, E' \t\r\n'), '#', 1), '?', 1)),
+            '/{2,}', '/', 'g'),
+        '/')
+$$;
+
 create or replace function dbops_ratelimit_kind(p_identifier text) returns text
 language sql immutable as $$
     select case
@@ -129,6 +147,7 @@ language sql stable as $$
     select r.name, r.enabled, coalesce(o.max_requests, r.max_requests),
            coalesce(o.window_seconds, r.window_seconds), o.expires_at
     from dbops_rate_limit_rules r
+    cross join lateral (select dbops_rate_limit_normalize_endpoint(p_endpoint) as path) e
     left join lateral (
         select ov.max_requests, ov.window_seconds, ov.expires_at
         from dbops_rate_limit_overrides ov
@@ -136,7 +155,7 @@ language sql stable as $$
         order by ov.created_at desc, ov.id desc
         limit 1
     ) o on true
-    where p_endpoint like r.endpoint_pattern
+    where (e.path like lower(r.endpoint_pattern) or e.path || '/' like lower(r.endpoint_pattern))
       and r.identifier_kind in ('any', p_kind)
     order by r.precedence, length(r.endpoint_pattern) desc, r.name
     limit 1
@@ -146,6 +165,9 @@ $$;
 -- Evaluates (and with p_record, records) one request. With p_record the decision and the
 -- insert happen under a per-(identifier, endpoint) transaction advisory lock, so that
 -- concurrent calls are serialised: count the window, then insert only when allowed.
+-- That needs a fresh snapshot after the lock: with p_record the function refuses to run
+-- above READ COMMITTED (SQLSTATE 25000), where the transaction's snapshot predates the lock
+-- and every concurrent call would count the same window and be allowed.
 create or replace function dbops_ratelimit_check(
     p_identifier text, p_endpoint text, p_record boolean
 )
@@ -160,6 +182,8 @@ as $$
 #variable_conflict use_column
 declare
     v_kind text := dbops_ratelimit_kind(p_identifier);
+    v_endpoint text := dbops_rate_limit_normalize_endpoint(p_endpoint);
+    v_isolation text := current_setting('transaction_isolation');
     v_now timestamptz := clock_timestamp();
     v_rule record;
     v_block_reason text;
@@ -176,22 +200,30 @@ begin
         raise exception 'identifier must look like ip:<address> or api_key:<key>'
             using errcode = '22023';
     end if;
+    if p_record and v_isolation not in ('read committed', 'read uncommitted') then
+        raise exception
+            'dbops_rate_limit_hit cannot run in a % transaction (its snapshot predates the '
+            'rate-limit lock, so concurrent calls would all be allowed): call it in READ '
+            'COMMITTED or autocommit', upper(v_isolation)
+            using errcode = '25000',
+                  hint = 'call it in its own short READ COMMITTED transaction (autocommit)';
+    end if;
 
     select b.reason, b.expires_at into v_block_reason, v_block_expires
     from dbops_rate_limit_blocks b
     where b.identifier = p_identifier
-      and (b.endpoint is null or b.endpoint = p_endpoint)
+      and (b.endpoint is null or dbops_rate_limit_normalize_endpoint(b.endpoint) = v_endpoint)
       and b.expires_at > v_now
     order by b.expires_at desc
     limit 1;
 
-    select * into v_rule from dbops_ratelimit_rule_for(p_endpoint, v_kind, v_now);
+    select * into v_rule from dbops_ratelimit_rule_for(v_endpoint, v_kind, v_now);
 
     -- 1. An active block denies, whatever the rule says.
     if v_block_expires is not null then
         if p_record then
             insert into dbops_rate_limit_denials as d (minute, identifier, endpoint, denied, blocked)
-            values (date_trunc('minute', v_now), p_identifier, p_endpoint, 1, 1)
+            values (date_trunc('minute', v_now), p_identifier, v_endpoint, 1, 1)
             on conflict (minute, identifier, endpoint)
             do update set denied = d.denied + 1, blocked = d.blocked + 1;
         end if;
@@ -206,7 +238,7 @@ begin
     if v_rule.rule_name is null or not v_rule.enabled then
         if p_record then
             insert into rate_limit_requests (identifier, endpoint, created_at)
-            values (p_identifier, p_endpoint, v_now);
+            values (p_identifier, v_endpoint, v_now);
         end if;
         return query select true, null::int, null::int, null::timestamptz, 0,
             v_rule.rule_name, false, null::int, null::int, null::text, null::timestamptz, v_now;
@@ -216,20 +248,20 @@ begin
     -- 3. Limited: serialise per (identifier, endpoint), then count the sliding window.
     if p_record then
         perform pg_advisory_xact_lock(
-            hashtextextended(p_identifier || chr(31) || p_endpoint, 0));
+            hashtextextended(p_identifier || chr(31) || v_endpoint, 0));
         v_now := clock_timestamp();
     end if;
 
     select count(*)::int, min(q.created_at) into v_used, v_oldest
     from rate_limit_requests q
     where q.identifier = p_identifier
-      and q.endpoint = p_endpoint
+      and q.endpoint = v_endpoint
       and q.created_at > v_now - make_interval(secs => v_rule.window_seconds);
 
     if v_used < v_rule.max_requests then
         if p_record then
             insert into rate_limit_requests (identifier, endpoint, created_at)
-            values (p_identifier, p_endpoint, v_now);
+            values (p_identifier, v_endpoint, v_now);
             v_used := v_used + 1;
             v_oldest := coalesce(v_oldest, v_now);
         end if;
@@ -244,7 +276,7 @@ begin
     select q.created_at into v_free_at
     from rate_limit_requests q
     where q.identifier = p_identifier
-      and q.endpoint = p_endpoint
+      and q.endpoint = v_endpoint
       and q.created_at > v_now - make_interval(secs => v_rule.window_seconds)
     order by q.created_at asc
     offset (v_used - v_rule.max_requests)
@@ -252,7 +284,7 @@ begin
     v_reset := coalesce(v_free_at, v_now) + make_interval(secs => v_rule.window_seconds);
     if p_record then
         insert into dbops_rate_limit_denials as d (minute, identifier, endpoint, denied, blocked)
-        values (date_trunc('minute', v_now), p_identifier, p_endpoint, 1, 0)
+        values (date_trunc('minute', v_now), p_identifier, v_endpoint, 1, 0)
         on conflict (minute, identifier, endpoint) do update set denied = d.denied + 1;
     end if;
     return query select false, v_rule.max_requests, 0, v_reset,
@@ -465,7 +497,9 @@ begin
            exists (
                select 1 from dbops_rate_limit_blocks b
                where b.identifier = m.identifier
-                 and (b.endpoint is null or b.endpoint = m.endpoint)
+                 and (b.endpoint is null
+                      or dbops_rate_limit_normalize_endpoint(b.endpoint)
+                         = dbops_rate_limit_normalize_endpoint(m.endpoint))
                  and b.expires_at > v_now
            )
     from merged m
@@ -478,6 +512,7 @@ end;
 $$;
 
 -- One identifier: per endpoint (or the given one), used / remaining / reset / block.
+-- Endpoints are shown normalised (dbops_rate_limit_normalize_endpoint).
 create or replace function dbops_ratelimit_status(p_identifier text, p_endpoint text)
 returns table (
     endpoint text, allowed boolean, "limit" int, remaining int, used int, reset_at timestamptz,
@@ -498,13 +533,13 @@ begin
             using errcode = '22023';
     end if;
     for v_endpoint in
-        select p_endpoint where p_endpoint is not null
+        select dbops_rate_limit_normalize_endpoint(p_endpoint) where p_endpoint is not null
         union
-        select q.endpoint from rate_limit_requests q
+        select dbops_rate_limit_normalize_endpoint(q.endpoint) from rate_limit_requests q
         where p_endpoint is null and q.identifier = p_identifier
           and q.created_at > v_now - make_interval(secs => dbops_ratelimit_horizon(v_now))
         union
-        select b.endpoint from dbops_rate_limit_blocks b
+        select dbops_rate_limit_normalize_endpoint(b.endpoint) from dbops_rate_limit_blocks b
         where p_endpoint is null and b.identifier = p_identifier and b.endpoint is not null
           and b.expires_at > v_now
         order by 1
@@ -574,7 +609,7 @@ begin
     select v_cutoff, count(*), count(distinct q.endpoint)
     from rate_limit_requests q
     where q.identifier = p_identifier
-      and (p_endpoint is null or q.endpoint = p_endpoint)
+      and (p_endpoint is null or q.endpoint = dbops_rate_limit_normalize_endpoint(p_endpoint))
       and q.created_at > v_cutoff;
 end;
 $$;
@@ -599,7 +634,7 @@ begin
     where q.id in (
         select s.id from rate_limit_requests s
         where s.identifier = p_identifier
-          and (p_endpoint is null or s.endpoint = p_endpoint)
+          and (p_endpoint is null or s.endpoint = dbops_rate_limit_normalize_endpoint(p_endpoint))
           and s.created_at > p_cutoff
         limit greatest(p_batch, 1)
     );
@@ -616,7 +651,8 @@ returns table (
 )
 language sql stable
 as $$
-    select b.id, b.identifier, b.endpoint, b.reason, b.created_by, b.created_at, b.expires_at
+    select b.id, b.identifier, dbops_rate_limit_normalize_endpoint(b.endpoint), b.reason,
+           b.created_by, b.created_at, b.expires_at
     from dbops_rate_limit_blocks b
     where (p_identifier is null or b.identifier = p_identifier) and b.expires_at > now()
     order by b.expires_at desc, b.id
@@ -637,6 +673,7 @@ as $$
 #variable_conflict use_column
 declare
     v_replaced int;
+    v_endpoint text := dbops_rate_limit_normalize_endpoint(p_endpoint);
 begin
     if dbops_ratelimit_kind(p_identifier) is null then
         raise exception 'identifier must look like ip:<address> or api_key:<key>'
@@ -650,13 +687,14 @@ begin
     end if;
     update dbops_rate_limit_blocks b
     set expires_at = now(), lifted_by = coalesce(p_actor, 'unknown'), lifted_at = now()
-    where b.identifier = p_identifier and b.endpoint is not distinct from p_endpoint
+    where b.identifier = p_identifier
+      and dbops_rate_limit_normalize_endpoint(b.endpoint) is not distinct from v_endpoint
       and b.expires_at > now();
     get diagnostics v_replaced = row_count;
     return query
     insert into dbops_rate_limit_blocks as b
         (identifier, endpoint, reason, created_by, expires_at)
-    values (p_identifier, p_endpoint, p_reason, coalesce(p_actor, 'unknown'),
+    values (p_identifier, v_endpoint, p_reason, coalesce(p_actor, 'unknown'),
             now() + make_interval(secs => p_for_seconds))
     returning b.id, b.identifier, b.endpoint, b.reason, b.created_by, b.created_at,
               b.expires_at, v_replaced;
@@ -678,7 +716,9 @@ begin
     update dbops_rate_limit_blocks b
     set expires_at = now(), lifted_by = coalesce(p_actor, 'unknown'), lifted_at = now()
     where b.identifier = p_identifier
-      and (p_endpoint is null or b.endpoint = p_endpoint)
+      and (p_endpoint is null
+           or dbops_rate_limit_normalize_endpoint(b.endpoint)
+              = dbops_rate_limit_normalize_endpoint(p_endpoint))
       and b.expires_at > now();
     get diagnostics v_lifted = row_count;
     return query select v_lifted;
@@ -755,7 +795,8 @@ begin
                 select p.oid::regprocedure from pg_proc p
                 join pg_namespace n on n.oid = p.pronamespace
                 where n.nspname = 'public'
-                  and (p.proname like 'dbops\_ratelimit\_%' or p.proname = 'dbops_rate_limit_hit')
+                  and (p.proname like 'dbops\_ratelimit\_%'
+                       or p.proname like 'dbops\_rate\_limit\_%')
             loop
                 execute format('revoke all on function %s from %I', fn, role_name);
             end loop;
