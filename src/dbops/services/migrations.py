@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from dbops.errors import ConfigError, DbopsError
 from dbops.ports import SqlStore, Store
 
-MigrationSet = Literal["dbops", "app"]
+MigrationSet = Literal["dbops", "app", "app_legacy"]
 NO_TRANSACTION = "-- dbops:no-transaction"
 
 BOOTSTRAP = """
@@ -115,7 +115,7 @@ def load_migrations(which: MigrationSet = "dbops") -> list[Migration]:
         text = entry.read_text()
         migrations.append(
             Migration(
-                version=f"{which}/{entry.name[:4]}" if which == "app" else entry.name[:4],
+                version=f"{which}/{entry.name[:4]}" if which != "dbops" else entry.name[:4],
                 name=entry.name[5:-4],
                 checksum=hashlib.sha256(text.encode()).hexdigest()[:16],
                 transactional=NO_TRANSACTION not in text,
