@@ -137,7 +137,7 @@ def incident(
             main_queue_url=variant_env.main_url,
             dlq_url=variant_env.dlq_url,
             scenario="incident",
-            schema=schema_variant,  # type: ignore[arg-type]
+            schema=schema_variant,
         )
     finally:
         store.close()
