@@ -38,6 +38,14 @@ class SqlStore(Store, Protocol):
 
     def applied_migrations(self) -> dict[str, str]: ...
 
+    def query(self, text: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        """Raw, parameterised SQL (migrations only: catalog look-ups)."""
+        ...
+
+    def probe(self, script: str, queries: Sequence[str]) -> list[list[Row]]:
+        """Run `script`, then each query, in one transaction that is rolled back."""
+        ...
+
 
 class QueueMessage(BaseModel):
     """One SQS message as received (body kept as the raw string)."""

@@ -13,7 +13,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -102,6 +102,12 @@ def translate_error(exc: Exception, target: str) -> Exception:
         return ConfigError(
             f"database {target} lacks dbops objects ({(exc.diag.message_primary or '').strip()})",
             hint="run `dbops db migrate`",
+        )
+    if isinstance(exc, psycopg.errors.UndefinedColumn):
+        return ConfigError(
+            f"database {target}: the application schema lacks a column dbops needs "
+            f"({(exc.diag.message_primary or '').strip()})",
+            hint="`dbops db check` lists what dbops expects",
         )
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
         return RemoteError(
@@ -290,6 +296,23 @@ class PostgresStore:
                         cur.execute(statement.encode())
         except psycopg.Error as exc:
             raise translate_error(exc, self.target) from None
+
+    def probe(self, script: str, queries: Sequence[str]) -> list[list[dict[str, Any]]]:
+        conn = self.connection()
+        results: list[list[dict[str, Any]]] = []
+        try:
+            with conn.cursor() as cur:
+                cur.execute("begin")
+                try:
+                    cur.execute(script.encode())
+                    for text in queries:
+                        cur.execute(text.encode())
+                        results.append([dict(r) for r in cur.fetchall()] if cur.description else [])
+                finally:
+                    cur.execute("rollback")
+        except psycopg.Error as exc:
+            raise translate_error(exc, self.target) from None
+        return results
 
     def applied_migrations(self) -> dict[str, str]:
         try:

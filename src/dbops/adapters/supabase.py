@@ -70,6 +70,12 @@ def translate_error(exc: Exception, host: str, *, secret: str | None = None) -> 
                 f"Supabase project {host} lacks dbops objects ({message})",
                 hint="run `dbops db migrate --print` and paste it into the SQL editor",
             )
+        if code == "42703":
+            return ConfigError(
+                f"Supabase project {host}: the application schema lacks a column dbops needs "
+                f"({message})",
+                hint="`dbops db check` lists what dbops expects",
+            )
         api_key_problem = not code and "api key" in message.lower()
         if code in _REFUSED or api_key_problem:
             # A rejected or under-privileged key is a credentials problem (exit 3).

@@ -9,6 +9,7 @@ import typer
 from dbops.cli import _deps
 from dbops.cli._common import DryRunOpt, YesOpt, confirm, recorder
 from dbops.cli.output import Output, OutputOpt, message, render, write
+from dbops.errors import ConfigError
 from dbops.services import migrations
 
 app = typer.Typer(help="Install and inspect dbops' SQL objects (migrations).", no_args_is_help=True)
@@ -36,6 +37,7 @@ def migrate(
         write(migrations.render_script())
         return
     store = _deps.store()
+    migrations.require_compatible(store=store)
     pending = migrations.pending(store=store)
     if pending and not dry_run:
         message("pending: " + ", ".join(f"{m.version}_{m.name}" for m in pending))
@@ -54,6 +56,40 @@ def migrate(
             message(f"up to date ({result.already_applied} applied)")
         return
     render(result, output)
+
+
+@app.command("check")
+def check(output: OutputOpt = "table") -> None:  # type: ignore[assignment]
+    """Check that dbops can work with this database's application schema (read-only).
+
+    Lists every application table and column dbops reads or writes: what it expects, what
+    it found, and whether that works; plus the status values the jobs table allows. Exits
+    0 when compatible, 3 with a one-line summary when not. Changes nothing, and works
+    before `dbops db migrate` (which runs the same check first).
+
+    Example:
+        dbops db check
+        dbops db check -o json | jq '.columns[] | select(.ok | not)'
+    """
+    report = migrations.check(store=_deps.store())
+    if output in (Output.json, Output.jsonl):
+        render(report, output)
+    else:
+        render(
+            report.columns,
+            output,
+            columns=["table", "column", "expected", "found", "ok", "note"],
+        )
+        allowed = report.status_values
+        if report.compatible:
+            message(
+                "jobs.status allows: "
+                + (", ".join(allowed) if allowed is not None else "any value (no constraint)")
+            )
+    if not report.compatible:
+        raise ConfigError(report.summary)
+    if output is Output.table:
+        message(report.summary)
 
 
 @app.command("status")

@@ -118,9 +118,13 @@ class JobState(BaseModel):
 
 
 class HistoryEvent(BaseModel):
-    id: int
+    """One queue_history row. `id` is the table's own key (bigint or uuid, as found);
+    legacy rows without an event show `status_from -> status_to`; `details` is shown as
+    stored, whatever its JSON shape."""
+
+    id: int | str
     event: str
-    details: dict[str, Any] = Field(default_factory=dict)
+    details: Any = Field(default_factory=dict)
     worker_id: UUID | None = None
     created_at: datetime
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import re
 from importlib import resources
+from collections.abc import Callable
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from dbops.errors import ConfigError, DbopsError
 from dbops.ports import SqlStore, Store
@@ -23,12 +24,14 @@ create table if not exists dbops_schema_migrations (
 );
 """
 
-# Every dbops_* function is callable by the service role only (DESIGN.md section 1).
-# Supabase grants new objects to `anon` and `authenticated` by default, which would
-# expose them through PostgREST with the public key: revoke those too, and turn on RLS
-# with a policy that admits every role but those two, so the tables stay closed to the
-# API even if a grant slips back, while a non-owner operator role still works.
-FINALIZE = """
+# Every dbops_* object is reachable by the service role and operator roles only
+# (DESIGN.md section 1). Supabase grants new objects in public to `anon` and
+# `authenticated` by default, which would expose them through PostgREST with the public
+# key: revoke those, and turn on RLS with a policy that admits every role but those two, so
+# the tables stay closed to the API even if a grant slips back, while a non-owner operator
+# role still works. This block runs inside the transaction of every migration step (not
+# once at the end), so an interrupted migrate never leaves an object open to those roles.
+PROTECT = """
 do $$
 declare
     fn regprocedure;
@@ -52,7 +55,9 @@ begin
     end loop;
     for tbl in
         select c.oid::regclass from pg_class c join pg_namespace n on n.oid = c.relnamespace
-        where n.nspname = 'public' and c.relname like 'dbops\\_%' and c.relkind in ('r', 'S')
+        where n.nspname = 'public' and c.relkind in ('r', 'S', 'v')
+          and (c.relname like 'dbops\\_%'
+               or obj_description(c.oid, 'pg_class') like 'dbops: created by dbops%')
     loop
         execute format('revoke all on %s from public', tbl);
         foreach r in array array['anon', 'authenticated'] loop
@@ -78,6 +83,17 @@ begin
 end;
 $$;
 """
+# Kept for callers of the previous name.
+FINALIZE = PROTECT
+
+# Index builds on the application's (possibly big) tables: never cut by the connection's
+# statement timeout, never queued for long behind a lock (that would block writers).
+INDEX_SESSION = "set statement_timeout = 0;\nset lock_timeout = '10s';\n"
+INDEX_SESSION_RESET = "reset statement_timeout;\nreset lock_timeout;\n"
+_CONCURRENT_INDEX = re.compile(
+    r"create\s+index\s+concurrently\s+if\s+not\s+exists\s+([a-z0-9_]+)", re.IGNORECASE
+)
+Checkpoint = Callable[[str], None]
 
 
 class Migration(BaseModel):
@@ -104,6 +120,7 @@ class MigrateResult(BaseModel):
     already_applied: int
     dry_run: bool
     transport: str
+    rebuilt_indexes: list[str] = Field(default_factory=list)
 
 
 def load_migrations(which: MigrationSet = "dbops") -> list[Migration]:
@@ -160,8 +177,30 @@ def status(*, store: Store, which: MigrationSet = "dbops") -> list[MigrationStat
 
 
 def pending(*, store: Store, which: MigrationSet = "dbops") -> list[Migration]:
+    """What `migrate` would apply: migrations never applied, those whose file changed
+    since (re-applied: every migration is idempotent by convention), and index migrations
+    whose index an interrupted build left INVALID."""
+    return _plan(store, which)[0]
+
+
+def _plan(store: Store, which: MigrationSet) -> tuple[list[Migration], list[str], int]:
     applied = applied_versions(store)
-    return [m for m in load_migrations(which) if m.version not in applied]
+    known = load_migrations(which)
+    todo = [
+        m
+        for m in known
+        if m.version not in applied or applied[m.version]["checksum"] != m.checksum
+    ]
+    invalid: list[str] = []
+    if hasattr(store, "query"):
+        names = [n for m in known if not m.transactional for n in _CONCURRENT_INDEX.findall(m.sql)]
+        invalid = _invalid_indexes(store, names)  # type: ignore[arg-type]
+        for m in known:
+            if m not in todo and not m.transactional and set(
+                _CONCURRENT_INDEX.findall(m.sql)
+            ) & set(invalid):
+                todo.append(m)
+    return sorted(todo, key=lambda m: m.version), invalid, len(applied)
 
 
 def _record(m: Migration) -> str:
@@ -172,33 +211,177 @@ def _record(m: Migration) -> str:
     )
 
 
-def migrate(*, store: Store, which: MigrationSet = "dbops", dry_run: bool = False) -> MigrateResult:
+# --------------------------------------------------------------------------- db check
+class SchemaColumn(BaseModel):
+    """One row of `dbops db check`: an application table (column null) or column."""
+
+    table: str
+    column: str | None = None
+    expected: str
+    found: str
+    ok: bool
+    note: str | None = None
+
+
+class SchemaCheck(BaseModel):
+    """`dbops db check -o json`: can dbops work with this application schema?
+
+    `status_values` are the values the jobs status check constraint allows (null when the
+    column is unconstrained); dbops only ever writes `pending` and `failed`.
+    """
+
+    compatible: bool
+    columns: list[SchemaColumn]
+    status_values: list[str] | None = None
+    summary: str
+
+
+def check_script(schema: Literal["public", "pg_temp"]) -> str:
+    text = resources.files("dbops.sql").joinpath("check.sql").read_text()
+    return text.replace("@schema@", schema)
+
+
+def _summary(columns: list[SchemaColumn]) -> str:
+    bad = [c for c in columns if not c.ok]
+    if not bad:
+        return "compatible: dbops can work with this schema"
+    if any(c.table == "jobs" and c.column is None for c in bad):
+        return "this database has no jobs table (is DATABASE_URL right?)"
+    names = []
+    for c in bad:
+        where = c.table if c.column is None else f"{c.table}.{c.column}"
+        names.append(f"{where} ({c.note or c.found})")
+    return f"incompatible application schema: {'; '.join(names)}"
+
+
+def check(*, store: Store) -> SchemaCheck:
+    """Compare the application schema with what dbops reads and writes. Changes nothing."""
+    if hasattr(store, "probe"):
+        # Direct Postgres: works before dbops is installed (temporary functions, rolled back).
+        rows, values = store.probe(  # type: ignore[attr-defined]
+            check_script("pg_temp"),
+            [
+                "select * from pg_temp.dbops_app_check()",
+                "select * from pg_temp.dbops_app_status_values()",
+            ],
+        )
+    else:
+        rows = store.call("dbops_app_check")
+        values = store.call("dbops_app_status_values")
+    columns = [
+        SchemaColumn(
+            table=str(r["table_name"]),
+            column=r["column_name"],
+            expected=str(r["expected"]),
+            found=str(r["found"]),
+            ok=bool(r["ok"]),
+            note=r["note"],
+        )
+        for r in rows
+    ]
+    status_values = values[0]["status_values"] if values else None
+    return SchemaCheck(
+        compatible=all(c.ok for c in columns),
+        columns=columns,
+        status_values=list(status_values) if status_values is not None else None,
+        summary=_summary(columns),
+    )
+
+
+def require_compatible(*, store: Store) -> SchemaCheck:
+    report = check(store=store)
+    if not report.compatible:
+        raise ConfigError(report.summary, hint="`dbops db check` lists what dbops expects")
+    return report
+
+
+# --------------------------------------------------------------------------- migrate
+def _invalid_indexes(store: SqlStore, names: list[str]) -> list[str]:
+    if not names:
+        return []
+    rows = store.query(
+        "select c.relname::text as name from pg_index i join pg_class c on c.oid = i.indexrelid "
+        "where not i.indisvalid and c.relnamespace = 'public'::regnamespace "
+        "and c.relname = any(string_to_array(%(names)s, ','))",
+        {"names": ",".join(names)},
+    )
+    return [str(r["name"]) for r in rows]
+
+
+def migrate(
+    *,
+    store: Store,
+    which: MigrationSet = "dbops",
+    dry_run: bool = False,
+    checkpoint: Checkpoint | None = None,
+) -> MigrateResult:
+    """Apply pending (and changed) migrations.
+
+    dbops' own set first checks the application schema and refuses (exit 3) before
+    changing anything. Each step is one transaction that also protects what it created
+    (PROTECT), so a failure at any point leaves nothing open to Supabase's API roles; index
+    builds run CONCURRENTLY without a statement timeout, and an index an interrupted build
+    left INVALID is dropped and built again.
+    """
     if not hasattr(store, "execute_script"):
         raise ConfigError(
             "migrations need a direct Postgres connection (DATABASE_URL)",
             hint="on Supabase, run `dbops db migrate --print` and paste it into the SQL editor",
         )
     sql_store: SqlStore = store  # type: ignore[assignment]
-    applied_before = applied_versions(store)
-    todo = [m for m in load_migrations(which) if m.version not in applied_before]
+    step = checkpoint or (lambda _name: None)
+    if which == "dbops":
+        require_compatible(store=store)
+    todo, invalid, already_applied = _plan(store, which)
     if not dry_run:
-        sql_store.execute_script(BOOTSTRAP)
+        step("bootstrap")
+        sql_store.execute_script(BOOTSTRAP + PROTECT)
+        if which == "dbops":
+            step("check")
+            sql_store.execute_script(check_script("public") + PROTECT)
         for m in todo:
+            step(m.version)
             try:
                 if m.transactional:
-                    sql_store.execute_script(m.sql + "\n" + _record(m))
+                    sql_store.execute_script(m.sql + "\n" + _record(m) + PROTECT)
                 else:
-                    sql_store.execute_script(m.sql, transactional=False)
+                    for name in _CONCURRENT_INDEX.findall(m.sql):
+                        if name in invalid:
+                            sql_store.execute_script(
+                                f"drop index concurrently if exists public.{name};",
+                                transactional=False,
+                            )
+                    sql_store.execute_script(
+                        INDEX_SESSION + m.sql + "\n" + INDEX_SESSION_RESET, transactional=False
+                    )
                     sql_store.execute_script(_record(m))
             except DbopsError as exc:
                 raise type(exc)(f"migration {m.version}_{m.name} failed: {exc.message}") from None
-        sql_store.execute_script(FINALIZE)
+        step("done")
     return MigrateResult(
         applied=[f"{m.version}_{m.name}" for m in todo],
-        already_applied=len(applied_before),
+        already_applied=already_applied,
         dry_run=dry_run,
         transport=store.transport,
+        rebuilt_indexes=invalid,
     )
+
+
+# Stops the SQL editor's single transaction before anything is created.
+_REFUSE_INCOMPATIBLE = """
+do $$
+declare
+    v text;
+begin
+    select string_agg(coalesce(c.table_name || '.' || c.column_name, c.table_name)
+                      || ' (' || coalesce(c.note, c.found) || ')', '; ')
+      into v from dbops_app_check() c where not c.ok;
+    if v is not null then
+        raise exception 'dbops: incompatible application schema: %', v;
+    end if;
+end;
+$$;
+"""
 
 
 def render_script(which: MigrationSet = "dbops") -> str:
@@ -207,12 +390,17 @@ def render_script(which: MigrationSet = "dbops") -> str:
         "-- dbops migrations: paste into the Supabase SQL editor and run.",
         "-- Every statement is idempotent; re-running is safe.",
         BOOTSTRAP.strip(),
+        PROTECT.strip(),
     ]
+    if which == "dbops":
+        parts += [check_script("public").strip(), PROTECT.strip(), _REFUSE_INCOMPATIBLE.strip()]
     for m in load_migrations(which):
         body = m.sql
         if not m.transactional:
             # The SQL editor runs one transaction, where CONCURRENTLY is not allowed.
             body = body.replace("concurrently ", "").replace("CONCURRENTLY ", "")
-        parts.append(f"-- migration {m.version}_{m.name}\n{body.strip()}\n{_record(m).strip()}")
-    parts.append(FINALIZE.strip())
+        parts.append(
+            f"-- migration {m.version}_{m.name}\n{body.strip()}\n{_record(m).strip()}\n"
+            + PROTECT.strip()
+        )
     return "\n\n".join(parts) + "\n"

@@ -7,6 +7,13 @@
 --   orphaned = pending since longer than the threshold, with no `queue_claimed` event and
 --              no dbops re-queue recorded since it became pending.
 -- Durations are integer seconds. Bad input raises 22023 (exit 2), unknown ids P0002 (exit 4).
+--
+-- Application schemas differ (DESIGN.md section 3, `dbops db check`): customer_id may be a
+-- uuid, history ids uuid or bigint, optional columns (package_size, priority_level,
+-- started_at, metadata) may be absent. So every function reads customer_id as
+-- `customer_id::text`, history ids as text, and the optional columns from the row's JSON
+-- (`to_jsonb(j)`), which is empty where the column is absent; filters and locks use the
+-- required columns only, so the indexes still serve them.
 
 -- --------------------------------------------------------------------------- outbox
 -- One row per job dbops re-queued or abandoned. For re-queued jobs the row is also the
@@ -59,12 +66,15 @@ create or replace function dbops_jobs_list(
     completed_at timestamptz, error_message text, metadata jsonb
 )
 language sql stable as $$
-    select j.id, j.customer_id, j.status, j.priority_level, j.package_size, j.created_at,
-           j.updated_at, j.started_at, j.completed_at, j.error_message, j.metadata
+    select j.id, j.customer_id::text, j.status, (x.doc->>'priority_level')::int,
+           (x.doc->>'package_size')::int, j.created_at, j.updated_at,
+           (x.doc->>'started_at')::timestamptz, j.completed_at, j.error_message,
+           coalesce(x.doc->'metadata', '{}'::jsonb)
     from jobs j
+    cross join lateral (select to_jsonb(j) as doc) x
     where (p_status is null or j.status = p_status
            or (p_status = 'completed' and j.status = 'complete'))
-      and (p_customer is null or j.customer_id = p_customer)
+      and (p_customer is null or j.customer_id::text = p_customer)
       and (p_since_seconds is null
            or j.created_at >= now() - make_interval(secs => p_since_seconds))
     order by j.created_at desc, j.id
@@ -86,8 +96,9 @@ create or replace function dbops_jobs_stale(
     worker_alive boolean, recoveries int
 )
 language sql stable as $$
-    select j.id, j.customer_id, j.status, j.priority_level, j.package_size, j.created_at,
-           j.updated_at, j.started_at,
+    select j.id, j.customer_id::text, j.status, (x.doc->>'priority_level')::int,
+           (x.doc->>'package_size')::int, j.created_at,
+           j.updated_at, (x.doc->>'started_at')::timestamptz,
            greatest(j.updated_at, w.last_heartbeat),
            extract(epoch from now() - greatest(j.updated_at, w.last_heartbeat))::float8,
            w.worker_id, w.status, w.last_heartbeat,
@@ -103,6 +114,7 @@ language sql stable as $$
         order by h.last_heartbeat desc
         limit 1
     ) w on true
+    cross join lateral (select to_jsonb(j) as doc) x
     where j.status = 'in_progress'
       and j.updated_at < now() - make_interval(secs => p_older_than_seconds)
       and (w.last_heartbeat is null
@@ -120,12 +132,14 @@ create or replace function dbops_jobs_orphans(
     age_seconds double precision, recoveries int
 )
 language sql stable as $$
-    select j.id, j.customer_id, j.status, j.priority_level, j.package_size, j.created_at,
+    select j.id, j.customer_id::text, j.status, (x.doc->>'priority_level')::int,
+           (x.doc->>'package_size')::int, j.created_at,
            j.updated_at, j.updated_at,
            extract(epoch from now() - j.updated_at)::float8,
            (select count(*)::int from dbops_job_recoveries r
              where r.job_id = j.id and r.action = 'requeued')
     from jobs j
+    cross join lateral (select to_jsonb(j) as doc) x
     where j.status = 'pending'
       and j.updated_at < now() - make_interval(secs => p_older_than_seconds)
       and not exists (
@@ -166,7 +180,8 @@ begin
         raise exception 'not found: job %', v_missing using errcode = 'P0002';
     end if;
     return query
-    select j.id, j.customer_id, j.status, j.priority_level, j.created_at, j.updated_at,
+    select j.id, j.customer_id::text, j.status, (to_jsonb(j)->>'priority_level')::int,
+           j.created_at, j.updated_at,
            greatest(j.updated_at, w.last_heartbeat), w.worker_id,
            coalesce(w.last_heartbeat >= now() - make_interval(secs => p_dead_after_seconds),
                     false),
@@ -207,11 +222,19 @@ begin
             select r.status, count(*) as n from job_results r
             where r.job_id = j.id group by r.status) s), '{}'::jsonb),
         coalesce((select jsonb_agg(jsonb_build_object(
-                    'id', h.id, 'event', h.event, 'details', h.details,
-                    'worker_id', h.worker_id, 'created_at', h.created_at)
-                    order by h.created_at desc, h.id desc)
-                  from (select * from queue_history q where q.job_id = j.id
-                        order by q.created_at desc, q.id desc
+                    -- legacy rows carry status_from/status_to instead of an event
+                    'id', h.doc->'id',
+                    'event', coalesce(h.doc->>'event',
+                        nullif(concat_ws(' -> ', coalesce(h.doc->>'status_from', '?'),
+                                         h.doc->>'status_to'), '?'),
+                        'unknown'),
+                    'details', coalesce(h.doc->'details', '{}'::jsonb),
+                    'worker_id', h.doc->'worker_id', 'created_at', h.created_at)
+                    order by h.created_at desc, h.ord)
+                  from (select to_jsonb(q) as doc, q.created_at,
+                               row_number() over (order by q.created_at desc, q.id::text desc) as ord
+                        from queue_history q where q.job_id = j.id
+                        order by q.created_at desc, q.id::text desc
                         limit greatest(coalesce(p_history_limit, 20), 0)) h), '[]'::jsonb),
         case when w.worker_id is null then null else jsonb_build_object(
             'worker_id', w.worker_id, 'status', w.status, 'queue_name', w.queue_name,
@@ -255,7 +278,7 @@ begin
     with finished as (
         select case when j.status = 'complete' then 'completed' else j.status end as status,
                coalesce(j.completed_at, j.updated_at) as done_at,
-               j.started_at, j.completed_at
+               (to_jsonb(j)->>'started_at')::timestamptz as started_at, j.completed_at
         from jobs j
         where j.status in ('completed', 'complete', 'failed')
           and coalesce(j.completed_at, j.updated_at) >= v_since
@@ -343,8 +366,10 @@ begin
     v_cutoff := now() - make_interval(secs => p_older_than_seconds);
     return query
     with locked as (
-        select j.id, j.customer_id, j.package_size, j.priority_level, j.created_at,
-               j.metadata, j.updated_at, j.status
+        select j.id, j.customer_id::text as customer_id,
+               (to_jsonb(j)->>'package_size')::int as package_size,
+               (to_jsonb(j)->>'priority_level')::int as priority_level, j.created_at,
+               coalesce(to_jsonb(j)->'metadata', '{}'::jsonb) as metadata, j.updated_at, j.status
         from jobs j
         where j.status = 'in_progress'
           and j.updated_at < v_cutoff
@@ -451,8 +476,11 @@ begin
     v_cutoff := now() - make_interval(secs => coalesce(p_orphan_older_than_seconds, 0));
     return query
     with locked as (
-        select j.id, j.customer_id, j.package_size, j.priority_level, j.created_at,
-               j.metadata, j.updated_at, j.status, j.error_message
+        select j.id, j.customer_id::text as customer_id,
+               (to_jsonb(j)->>'package_size')::int as package_size,
+               (to_jsonb(j)->>'priority_level')::int as priority_level, j.created_at,
+               coalesce(to_jsonb(j)->'metadata', '{}'::jsonb) as metadata, j.updated_at,
+               j.status, j.error_message
         from jobs j
         where j.id = any (v_ids)
         order by j.id
@@ -629,8 +657,10 @@ begin
         limit p_limit
         for update of r skip locked
     ), judged as (
-        select p.id, j.status as job_status, j.customer_id, j.package_size, j.priority_level,
-               j.created_at, j.metadata
+        select p.id, j.status as job_status, j.customer_id::text as customer_id,
+               (to_jsonb(j)->>'package_size')::int as package_size,
+               (to_jsonb(j)->>'priority_level')::int as priority_level,
+               j.created_at, coalesce(to_jsonb(j)->'metadata', '{}'::jsonb) as metadata
         from picked p
         join dbops_job_recoveries r on r.id = p.id
         left join jobs j on j.id = r.job_id

@@ -11,13 +11,24 @@
 -- out forever); they are counted per minute in dbops_rate_limit_denials instead.
 
 -- dbops owns the API limiter's storage from here on. The table (the API's existing
--- sliding-window log) is created only when missing, with the definition the API uses.
-create table if not exists rate_limit_requests (
-    id bigserial primary key,
-    identifier text not null,
-    endpoint text not null,
-    created_at timestamptz not null default now()
-);
+-- sliding-window log) is created only when missing, with the definition the API uses,
+-- and marked as dbops' own so that PROTECT (services/migrations.py) closes it to
+-- Supabase's API roles in this same transaction. A table the application made is left as
+-- it is.
+do $$
+begin
+    if to_regclass('public.rate_limit_requests') is null then
+        create table rate_limit_requests (
+            id bigserial primary key,
+            identifier text not null,
+            endpoint text not null,
+            created_at timestamptz not null default now()
+        );
+        comment on table rate_limit_requests is
+            'dbops: created by dbops db migrate (the API''s rate-limit log)';
+    end if;
+end;
+$$;
 create index if not exists rate_limit_requests_lookup_idx
     on rate_limit_requests (identifier, endpoint, created_at desc);
 
