@@ -119,6 +119,97 @@ def database_url(pg_server_url: str, pg_template: str) -> Iterator[str]:
         )
 
 
+# --------------------------------------------------------------------------- schema variants
+# The application schema in the shapes dbops must work on (issue 11): `standard` is the
+# sandbox's default (`pg_template` above); `legacy` is production-shaped (customer_id uuid,
+# no 'cancelled', uuid history ids with legacy status_from/status_to rows, RLS, FKs, ...).
+SCHEMA_VARIANTS = {"standard": "app", "legacy": "app_legacy"}
+
+
+@pytest.fixture(scope="session")
+def pg_legacy_template(pg_server_url: str) -> Iterator[str]:
+    """A template database: the `legacy` app schema plus every dbops migration.
+
+    A failure (a dbops migration that does not support the variant) is raised once and
+    pytest reports it for every test that needs this template.
+    """
+    name = f"dbops_tpl_legacy_{uuid.uuid4().hex[:8]}"
+    with _admin(pg_server_url) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    try:
+        url = _with_db(pg_server_url, name)
+        store = PostgresStore(url)
+        try:
+            migrations.migrate(store=store, which="app_legacy")  # SCHEMA_VARIANTS["legacy"]
+            migrations.migrate(store=store, which="dbops")
+        finally:
+            store.close()
+        yield name
+    finally:
+        with _admin(pg_server_url) as conn:
+            conn.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture(params=list(SCHEMA_VARIANTS))
+def schema_variant(request: pytest.FixtureRequest) -> str:
+    """Each application schema variant in turn: "standard", then "legacy"."""
+    return str(request.param)
+
+
+@pytest.fixture
+def variant_database_url(
+    request: pytest.FixtureRequest, pg_server_url: str, schema_variant: str
+) -> Iterator[str]:
+    """A fresh database with `schema_variant`'s app schema and all dbops migrations."""
+    fixture = "pg_template" if schema_variant == "standard" else "pg_legacy_template"
+    template = request.getfixturevalue(fixture)
+    name = f"dbops_v_{uuid.uuid4().hex[:10]}"
+    with _admin(pg_server_url) as conn:
+        conn.execute(
+            sql.SQL("create database {} template {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+    yield _with_db(pg_server_url, name)
+    with _admin(pg_server_url) as conn:
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture
+def variant_db(variant_database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A direct connection (dict rows, autocommit) to the variant's test database."""
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(variant_database_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+@pytest.fixture
+def variant_db_env(monkeypatch: pytest.MonkeyPatch, variant_database_url: str) -> str:
+    """DATABASE_URL set to the variant's test database."""
+    monkeypatch.setenv("DATABASE_URL", variant_database_url)
+    return variant_database_url
+
+
+@pytest.fixture
+def variant_env(
+    monkeypatch: pytest.MonkeyPatch,
+    variant_database_url: str,
+    queues: QueuePair,
+    sqs_endpoint: str,
+) -> QueuePair:
+    """Like `env`, on the variant's database: DATABASE_URL, both queues, the endpoint."""
+    monkeypatch.setenv("DATABASE_URL", variant_database_url)
+    monkeypatch.setenv("SQS_QUEUE_URL", queues.main_url)
+    monkeypatch.setenv("SQS_DLQ_URL", queues.dlq_url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", sqs_endpoint)
+    return queues
+
+
 @pytest.fixture
 def empty_database_url(pg_server_url: str) -> Iterator[str]:
     """A fresh database with nothing installed."""

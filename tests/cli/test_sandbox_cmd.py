@@ -157,6 +157,91 @@ def test_seed_rejects_an_unknown_scenario(sandbox: dict[str, Any]) -> None:
     assert "chaos" in result.stderr
 
 
+# --------------------------------------------------------------------------- schema variants
+def test_status_reports_the_schema(sandbox: dict[str, Any]) -> None:
+    assert sandbox["first_up"]["schema"] == "standard"
+    assert sandbox["first_up"]["switched_from"] is None
+    data = invoke(["sandbox", "status", "-o", "json"]).json
+    assert (data["schema"], data["database"]) == ("standard", "postgres")
+    assert "(schema standard)" in invoke(["sandbox", "status"]).stdout
+
+
+def test_seed_refuses_a_schema_the_sandbox_does_not_run(sandbox: dict[str, Any]) -> None:
+    before = invoke(["sandbox", "seed", "--schema", "standard", "-o", "json"]).json
+    assert (before["schema"], before["customer_ids"]) == ("standard", "text")
+
+    result = invoke(["sandbox", "seed", "--schema", "legacy"], code=6)
+
+    line = one_line_error(result.stderr)
+    assert "runs the standard schema, not legacy" in line
+    assert "dbops sandbox up --schema legacy" in line
+    assert invoke(["sandbox", "status", "-o", "json"]).json["schema"] == "standard"
+
+
+def _jobs_in(dsn: str) -> int:
+    with psycopg.connect(dsn, connect_timeout=5) as conn:
+        row = conn.execute("select count(*) from jobs").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_up_switches_to_the_legacy_schema_and_back(sandbox: dict[str, Any]) -> None:
+    standard = invoke(["sandbox", "seed", "--scenario", "clean", "-o", "json"]).json
+    standard_dsn = invoke(["sandbox", "env", "-o", "json"]).json["DATABASE_URL"]
+    try:
+        switched = invoke(["sandbox", "up", "--schema", "legacy", "-o", "json"]).json
+        assert switched["already_running"] is True and switched["started"] == []
+        assert (switched["schema"], switched["switched_from"]) == ("legacy", "standard")
+        assert switched["profile_written"] is True
+        status = invoke(["sandbox", "status", "-o", "json"]).json
+        assert (status["schema"], status["database"]) == ("legacy", "dbops_legacy")
+        legacy_dsn = invoke(["sandbox", "env", "-o", "json"]).json["DATABASE_URL"]
+        assert "/dbops_legacy?" in legacy_dsn
+
+        seeded = invoke(["sandbox", "seed", "-o", "json"]).json
+        assert (seeded["schema"], seeded["customer_ids"]) == ("legacy", "uuid")
+        assert seeded["statuses_mapped"] == {"cancelled": "failed"}
+        assert seeded["legacy_history_rows"] > 0
+        assert "(legacy schema)" in invoke(["sandbox", "seed", "--schema", "legacy"]).stdout
+        invoke(["sandbox", "seed", "--schema", "standard"], code=6)
+        # The profile follows: commands see the legacy data.
+        stale = invoke(["jobs", "stale", "--profile", "sandbox", "-o", "json"]).json
+        assert len(stale) == seeded["stale_jobs"]
+        assert invoke(["doctor", "--profile", "sandbox", "-o", "json"]).json["ok"] is True
+
+        again = invoke(["sandbox", "up", "-o", "json"]).json  # no --schema: keep legacy
+        assert (again["schema"], again["switched_from"]) == ("legacy", None)
+    finally:
+        back = invoke(["sandbox", "up", "--schema", "standard", "-o", "json"], code=None)
+    assert back.code == 0, back.stderr
+    assert (back.json["schema"], back.json["switched_from"]) == ("standard", "legacy")
+    assert invoke(["sandbox", "env", "-o", "json"]).json["DATABASE_URL"] == standard_dsn
+    # Both schemas kept their data.
+    assert _jobs_in(standard_dsn) == standard["jobs"]
+    assert _jobs_in(legacy_dsn) == seeded["jobs"]
+
+
+def test_up_with_the_legacy_schema_from_scratch(outside_basetemp: str) -> None:
+    up = invoke(["sandbox", "up", "--schema", "legacy", "-o", "json"]).json
+    assert up["already_running"] is False and up["schema"] == "legacy"
+    assert "app_legacy/0001_app_schema" in up["migrations_applied"]
+    assert "0002_jobs" in up["migrations_applied"]
+    assert invoke(["sandbox", "status", "-o", "json"]).json["schema"] == "legacy"
+
+    seeded = invoke(["sandbox", "seed", "--scenario", "incident", "-o", "json"]).json
+    assert seeded["schema"] == "legacy" and seeded["stale_jobs"] > 0
+
+    recovered = invoke(["jobs", "recover", "--profile", "sandbox", "--yes", "-o", "json"]).json
+    assert recovered["sent"] == seeded["stale_jobs"]
+    assert invoke(["jobs", "stale", "--profile", "sandbox", "-o", "json"]).json == []
+
+
+def test_up_rejects_an_unknown_schema(outside_basetemp: str) -> None:
+    result = invoke(["sandbox", "up", "--schema", "oracle"], code=2)
+    assert "oracle" in result.stderr
+    assert invoke(["sandbox", "status", "-o", "json"]).json["running"] is False
+
+
 def test_commands_need_a_running_sandbox(outside_basetemp: str) -> None:
     # Fresh per-test folders: nothing runs there.
     for args in (["sandbox", "env"], ["sandbox", "seed"]):

@@ -235,7 +235,10 @@ CASES: list[Case] = [
     case("sandbox down", "-o bogus", USAGE, "bad output format"),
     case("sandbox status", "extra-argument", USAGE, "unexpected argument"),
     case("sandbox env", "-o bogus", USAGE, "bad output format"),
+    case("sandbox up", "--schema bogus", USAGE, "unknown schema"),
     case("sandbox seed", "--scenario bogus", USAGE, "unknown scenario"),
+    case("sandbox seed", "--schema bogus", USAGE, "unknown schema"),
+    case("sandbox seed", "--schema legacy", CONFIG, "sandbox not running"),
 ]
 # fmt: on
 

@@ -80,6 +80,8 @@ def test_up_starts_both_and_records_state() -> None:
     state = runtime.load_state()
     assert state is not None
     assert state.database_url and state.database_url.startswith("postgresql://postgres:@/")
+    assert result.schema_name == state.schema_name == "standard"
+    assert json.loads(runtime.state_path().read_text())["schema"] == "standard"
     assert state.moto_port and state.sqs_endpoint == f"http://127.0.0.1:{state.moto_port}"
     assert state.main_queue_url and state.main_queue_url.endswith("/dbops-jobs")
     assert state.dlq_url and state.dlq_url.endswith("/dbops-jobs-dlq")
@@ -113,6 +115,15 @@ def test_up_starts_both_and_records_state() -> None:
     assert redrive["deadLetterTargetArn"] == dlq["QueueArn"]
     assert dlq["MessageRetentionPeriod"] == "1209600"
     assert tables[0]["n"] == 6
+
+
+def test_a_state_file_without_a_schema_is_the_standard_one() -> None:
+    """state.json written before schema variants existed still loads."""
+    state = runtime.SandboxState.model_validate_json('{"pgdata": "/tmp/x"}')
+    assert state.schema_name == "standard"
+    assert json.loads(state.model_dump_json())["schema"] == "standard"
+    legacy = runtime.SandboxState.model_validate({"pgdata": "/tmp/x", "schema": "legacy"})
+    assert legacy.schema_name == "legacy"
 
 
 def test_up_again_is_a_noop_but_restores_a_missing_profile(isolated_env: Path) -> None:

@@ -22,6 +22,11 @@ class ScenarioName(StrEnum):
     clean = "clean"
 
 
+class SchemaChoice(StrEnum):
+    standard = "standard"
+    legacy = "legacy"
+
+
 def ready() -> None:
     """Prepare the sandbox folder, then fail with exit 3 when the extra is missing."""
     from dbops.sandbox import runtime
@@ -40,34 +45,59 @@ def _status_table(status: Any) -> None:
         }
         for s in (status.postgres, status.sqs)
     ]
-    print_table(rows, ["service", "running", "pid", "detail"], title=f"sandbox: {status.folder}")
+    schema = f" (schema {status.schema_name})" if status.schema_name else ""
+    print_table(
+        rows, ["service", "running", "pid", "detail"], title=f"sandbox: {status.folder}{schema}"
+    )
 
 
 @app.command("up")
-def up(output: OutputOpt = Output.table) -> None:
+def up(
+    schema: Annotated[
+        SchemaChoice | None,
+        typer.Option(
+            "--schema",
+            help="Application schema: standard, or legacy (production-shaped: uuid "
+            "customer ids, no 'cancelled', legacy history rows, RLS). Default: the one in "
+            "use, else standard. Naming the other one switches; both keep their data.",
+            show_default=False,
+        ),
+    ] = None,
+    output: OutputOpt = Output.table,
+) -> None:
     """Start the sandbox (Postgres + SQS) and write the `sandbox` profile.
 
-    Creates the queues (dbops-jobs, dbops-jobs-dlq) and applies all migrations.
+    Creates the queues (dbops-jobs, dbops-jobs-dlq) and applies all migrations: the
+    application schema (`--schema standard` or `legacy`) and dbops' own.
     Re-running it while both servers run changes nothing.
 
     Example:
-        dbops sandbox up && dbops doctor --profile sandbox
+        dbops sandbox up --schema legacy && dbops doctor --profile sandbox
     """
     ready()
     from dbops.sandbox import runtime
 
-    result = runtime.up()
+    result = runtime.up(schema.value if schema else None)
     if output is not Output.table:
         render(result, output)
         return
     st = result.status
-    if result.already_running:
+    if result.switched_from:
+        message(
+            f"switched the sandbox from the {result.switched_from} to the "
+            f"{result.schema_name} schema (database {st.database}; the "
+            f"{result.switched_from} schema's data is kept)"
+        )
+    elif result.already_running:
         message(
             f"sandbox already running (postgres pid {st.postgres.pid}, sqs {st.sqs.detail})"
             + ("" if result.migrations_applied or result.profile_written else "; nothing to do")
         )
     else:
-        message(f"started {', '.join(result.started)}; sandbox folder {st.folder}")
+        message(
+            f"started {', '.join(result.started)} with the {result.schema_name} schema; "
+            f"sandbox folder {st.folder}"
+        )
     if result.migrations_applied:
         message(
             f"applied {len(result.migrations_applied)} migration(s): "
@@ -141,29 +171,44 @@ def seed(
         ScenarioName,
         typer.Option("--scenario", help="incident: everything wrong at once; clean: healthy."),
     ] = ScenarioName.incident,
+    schema: Annotated[
+        SchemaChoice | None,
+        typer.Option(
+            "--schema",
+            help="The schema the sandbox must be running (default: the one in use); "
+            "another one is refused (exit 6): switch with `dbops sandbox up --schema`.",
+            show_default=False,
+        ),
+    ] = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Reset the sandbox's data to a deterministic scenario (incident or clean).
 
     Wipes the app tables (jobs, job_results, worker_heartbeats, queue_history,
-    rate_limit_requests) and both queues first.
+    rate_limit_requests) and both queues first. The scenario is fitted to the schema in
+    use: on `legacy`, customer ids are UUIDs, `cancelled` jobs are `failed`, and some
+    history rows are legacy status_from/status_to transitions.
 
     Only ever touches the sandbox's own servers, whatever DATABASE_URL says.
 
     Example:
-        dbops sandbox seed --scenario incident -o json
+        dbops sandbox seed --scenario incident --schema legacy -o json
     """
     ready()
     from dbops.sandbox import seed as seeding
 
-    result = seeding.run(scenario.value)
+    result = seeding.run(
+        scenario.value,
+        schema=schema.value if schema else None,
+    )
     if output is not Output.table:
         render(result, output)
         return
-    rows = [
-        {"what": k, "count": v}
-        for k, v in result.model_dump().items()
-        if k not in ("scenario", "seed", "jobs_by_status")
-    ]
+    skip = ("scenario", "schema", "customer_ids", "statuses_mapped", "seed", "jobs_by_status")
+    rows = [{"what": k, "count": v} for k, v in result.model_dump().items() if k not in skip]
     rows += [{"what": f"jobs {k}", "count": v} for k, v in result.jobs_by_status.items()]
-    print_table(rows, ["what", "count"], title=f"seeded scenario '{result.scenario}'")
+    rows += [
+        {"what": f"status {k} written as", "count": v} for k, v in result.statuses_mapped.items()
+    ]
+    variant = f" ({result.schema_name} schema)" if result.schema_name else ""
+    print_table(rows, ["what", "count"], title=f"seeded scenario '{result.scenario}'{variant}")

@@ -2,11 +2,14 @@
 
 Everything lives in `dbops.settings.data_dir() / "sandbox"`:
 
-    state.json   pids, port, URIs of the running servers (written by `up`)
+    state.json   pids, port, URIs of the running servers, the schema variant (by `up`)
     pgdata/      the PostgreSQL cluster (owned by the `pgserver` system user when root)
     moto.log     the SQS server's output
     run/         a private XDG_RUNTIME_DIR, used when none is set
     .lock        serialises up/down/seed between processes
+
+The `standard` schema variant lives in the cluster's `postgres` database, `legacy` in
+`dbops_legacy` (`SCHEMA_DATABASES`); `up --schema` switches between them and keeps both.
 
 Postgres is started with `cleanup_mode=None` and moto in its own session, so both keep
 running after the command that started them exits. Heavy imports (pgserver, psycopg,
@@ -29,10 +32,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from dbops.errors import ConfigError, DbopsError, RemoteError
-from dbops.sandbox import DLQ, MAIN_QUEUE, PROFILE, REGION
+from dbops.errors import ConfigError, DbopsError, RefusedError, RemoteError
+from dbops.sandbox import (
+    DEFAULT_SCHEMA,
+    DLQ,
+    MAIN_QUEUE,
+    PROFILE,
+    REGION,
+    SCHEMA_DATABASES,
+    SCHEMA_MIGRATIONS,
+    SchemaName,
+)
 from dbops.settings import Settings, data_dir, profile_values, write_profile
 
 if TYPE_CHECKING:
@@ -54,10 +66,18 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 # --------------------------------------------------------------------------- models
+# `schema` is a BaseModel attribute: the fields are `schema_name`, read and written as
+# "schema" (JSON, state.json).
+_SCHEMA_ALIAS = ConfigDict(serialize_by_alias=True, validate_by_name=True, validate_by_alias=True)
+
+
 class SandboxState(BaseModel):
-    """Contents of `state.json`."""
+    """Contents of `state.json`. `schema` is the application schema variant in use."""
+
+    model_config = _SCHEMA_ALIAS
 
     pgdata: str
+    schema_name: SchemaName = Field(default=DEFAULT_SCHEMA, alias="schema")
     database_url: str | None = None
     postgres_pid: int | None = None
     moto_pid: int | None = None
@@ -77,11 +97,19 @@ class ServiceStatus(BaseModel):
 
 
 class SandboxStatus(BaseModel):
-    """`dbops sandbox status -o json`."""
+    """`dbops sandbox status -o json`.
+
+    `schema` is the application schema variant in use (`standard` or `legacy`), and
+    `database` the database holding it; both null when the sandbox is not running.
+    """
+
+    model_config = _SCHEMA_ALIAS
 
     running: bool
     folder: str
     profile: str = PROFILE
+    schema_name: SchemaName | None = Field(default=None, alias="schema")
+    database: str | None = None
     postgres: ServiceStatus
     sqs: ServiceStatus
     main_queue_url: str | None = None
@@ -89,9 +117,17 @@ class SandboxStatus(BaseModel):
 
 
 class UpResult(BaseModel):
-    """`dbops sandbox up -o json`."""
+    """`dbops sandbox up -o json`.
+
+    `schema` is the application schema variant in use after `up`; `switched_from` is the
+    variant in use before, when `--schema` switched (its database is kept), else null.
+    """
+
+    model_config = _SCHEMA_ALIAS
 
     already_running: bool
+    schema_name: SchemaName = Field(default=DEFAULT_SCHEMA, alias="schema")
+    switched_from: SchemaName | None = None
     started: list[str]
     migrations_applied: list[str]
     profile_written: bool
@@ -252,11 +288,27 @@ def _postmaster(pgdata: Path) -> _Postmaster | None:
     return _Postmaster(pid=pid, port=port, socket_dir=sock)
 
 
-def _dsn(info: _Postmaster) -> str:
+def _dsn(info: _Postmaster, database: str = "postgres") -> str:
     # The same form as pgserver's `get_uri()`: a unix socket, user postgres, no password.
     if info.socket_dir is not None:
-        return f"postgresql://postgres:@/postgres?host={info.socket_dir}"
-    return f"postgresql://postgres:@127.0.0.1:{info.port or 5432}/postgres"
+        return f"postgresql://postgres:@/{database}?host={info.socket_dir}"
+    return f"postgresql://postgres:@127.0.0.1:{info.port or 5432}/{database}"
+
+
+def _schema_dsn(info: _Postmaster, schema: SchemaName) -> str:
+    """The DSN of `schema`'s database, created first when missing (under the lock)."""
+    database = SCHEMA_DATABASES[schema]
+    if database != "postgres":
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(_dsn(info), connect_timeout=10, autocommit=True) as conn:
+            exists = conn.execute(
+                "select 1 from pg_database where datname = %s", (database,)
+            ).fetchone()
+            if exists is None:
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
+    return _dsn(info, database)
 
 
 def _pg_answers(dsn: str) -> bool:
@@ -459,14 +511,14 @@ def _ensure_profile(state: SandboxState, *, force: bool) -> bool:
     return True
 
 
-def _migrate(dsn: str, *, only_if_pending: bool) -> list[str]:
+def _migrate(dsn: str, *, schema: SchemaName, only_if_pending: bool) -> list[str]:
     from dbops.adapters.postgres import PostgresStore
     from dbops.services import migrations
 
     store = PostgresStore(dsn)
     try:
         applied: list[str] = []
-        for which in ("app", "dbops"):
+        for which in (SCHEMA_MIGRATIONS[schema], "dbops"):
             if only_if_pending and not migrations.pending(store=store, which=which):
                 continue
             applied += migrations.migrate(store=store, which=which).applied
@@ -476,8 +528,14 @@ def _migrate(dsn: str, *, only_if_pending: bool) -> list[str]:
 
 
 # --------------------------------------------------------------------------- commands
-def up() -> UpResult:
-    """Start whatever is not running; create queues, migrate, write the profile."""
+def up(schema: SchemaName | None = None) -> UpResult:
+    """Start whatever is not running; create queues, migrate, write the profile.
+
+    `schema` picks the application schema variant (default: the one in use, or standard).
+    Naming another variant than the running one switches to it: its own database is
+    created and migrated if needed, and state and profile point at it; the other
+    variant's database is left as it is.
+    """
     folder = prepare_environment()
     with _locked(folder):
         state = load_state()
@@ -485,12 +543,24 @@ def up() -> UpResult:
         pg_running = pg_info is not None and _pg_answers(_dsn(pg_info))
         moto_running = _moto_running(state)
         if state is not None and pg_running and moto_running and state.database_url:
-            applied = _migrate(state.database_url, only_if_pending=True)
+            assert pg_info is not None
+            current = state.schema_name
+            wanted = schema or current
+            if wanted != current:
+                state = state.model_copy(
+                    update={"schema_name": wanted, "database_url": _schema_dsn(pg_info, wanted)}
+                )
+            assert state.database_url
+            applied = _migrate(state.database_url, schema=wanted, only_if_pending=True)
+            if wanted != current:
+                _save_state(state)
             written = _ensure_profile(state, force=False)
             from dbops.settings import config_path
 
             return UpResult(
                 already_running=True,
+                schema=wanted,
+                switched_from=current if wanted != current else None,
                 started=[],
                 migrations_applied=applied,
                 profile_written=written,
@@ -498,11 +568,16 @@ def up() -> UpResult:
                 status=status(),
             )
 
+        wanted = schema or (state.schema_name if state is not None else DEFAULT_SCHEMA)
         started: list[str] = []
         pgdata = pgdata_path()
-        pg_pid, dsn = _start_postgres(pgdata)
+        pg_pid, _ = _start_postgres(pgdata)
         if not pg_running:
             started.append("postgres")
+        info = _postmaster(pgdata.expanduser().resolve())
+        if info is None:
+            raise RemoteError("embedded PostgreSQL did not report a running server")
+        dsn = _schema_dsn(info, wanted)
 
         if moto_running and state is not None and state.moto_pid and state.moto_port:
             moto_pid, port = state.moto_pid, state.moto_port
@@ -514,7 +589,7 @@ def up() -> UpResult:
         endpoint = _endpoint(port)
         try:
             main_url, dlq_url = _create_queues(endpoint)
-            applied = _migrate(dsn, only_if_pending=False)
+            applied = _migrate(dsn, schema=wanted, only_if_pending=False)
         except BaseException:
             # Not recorded in state.json yet, so `down` could not find it: stop it now.
             # (Postgres is found again through its postmaster.pid.)
@@ -523,6 +598,7 @@ def up() -> UpResult:
             raise
         new_state = SandboxState(
             pgdata=str(pgdata),
+            schema=wanted,
             database_url=dsn,
             postgres_pid=pg_pid,
             moto_pid=moto_pid,
@@ -537,6 +613,7 @@ def up() -> UpResult:
 
         return UpResult(
             already_running=False,
+            schema=wanted,
             started=started,
             migrations_applied=applied,
             profile_written=written,
@@ -603,6 +680,8 @@ def status() -> SandboxStatus:
     return SandboxStatus(
         running=running,
         folder=str(folder),
+        schema=state.schema_name if state and running else None,
+        database=SCHEMA_DATABASES[state.schema_name] if state and running else None,
         postgres=pg,
         sqs=sqs,
         main_queue_url=state.main_queue_url if state and running else None,
@@ -610,12 +689,22 @@ def status() -> SandboxStatus:
     )
 
 
-def require_running() -> SandboxState:
-    """The state of a running sandbox, or a ConfigError saying how to start it."""
+def require_running(schema: SchemaName | None = None) -> SandboxState:
+    """The state of a running sandbox, or a ConfigError saying how to start it.
+
+    With `schema`, refuse (RefusedError) when the sandbox runs another schema variant.
+    """
     state = load_state()
     info = _postmaster(pgdata_path())
     if state is None or info is None or not _moto_running(state) or not state.database_url:
-        raise ConfigError("the sandbox is not running", hint="run `dbops sandbox up`")
+        hint = f"run `dbops sandbox up --schema {schema}`" if schema else "run `dbops sandbox up`"
+        raise ConfigError("the sandbox is not running", hint=hint)
+    if schema is not None and schema != state.schema_name:
+        raise RefusedError(
+            f"the sandbox runs the {state.schema_name} schema, not {schema}",
+            hint=f"switch first with `dbops sandbox up --schema {schema}` "
+            f"(the {state.schema_name} schema's data is kept)",
+        )
     return state
 
 
@@ -648,11 +737,14 @@ class Connection:
 
 
 @contextlib.contextmanager
-def connected() -> Iterator[Connection]:
-    """Adapters bound to the running sandbox (never to the configured environment)."""
+def connected(schema: SchemaName | None = None) -> Iterator[Connection]:
+    """Adapters bound to the running sandbox (never to the configured environment).
+
+    With `schema`, refuse when the sandbox runs another schema variant.
+    """
     from dbops.adapters.postgres import PostgresStore
 
-    state = require_running()
+    state = require_running(schema)
     assert state.database_url and state.sqs_endpoint
     store = PostgresStore(state.database_url, application_name="dbops-sandbox")
     try:

@@ -8,6 +8,13 @@ messages go out in batches of 10.
 
 Seeding wipes the application tables and both sandbox queues. It only ever runs
 against the sandbox's own servers (see `run()`), never the configured environment.
+
+The scenarios fit whichever application schema the database has (`read_shape()` reads it
+from the catalog): on the production-shaped `legacy` variant, customer ids are UUIDs
+(uuid5 of the readable name, which goes to `business_name`), statuses the jobs check
+constraint does not allow become the nearest one it does (`cancelled` -> `failed`), some
+history rows are legacy transitions (`status_from`/`status_to`, no event, no details), and
+the extra columns get plausible values. The standard variant's data is unchanged.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import time
 import uuid
 from collections import Counter
@@ -23,11 +31,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
-from dbops.errors import RemoteError
+from dbops.errors import ConfigError, RemoteError
 from dbops.ports import OutgoingMessage, Queues
-from dbops.sandbox import MAIN_QUEUE
+from dbops.sandbox import MAIN_QUEUE, SchemaName
 
 if TYPE_CHECKING:
     from dbops.adapters.postgres import PostgresStore
@@ -63,11 +71,55 @@ DLQ_REASONS = [
 DIRECTORIES = ["inbox", "exports/daily", "exports/weekly", "archive/2024", "reports", "raw"]
 SOURCES = ["api", "scheduler", "backfill", "webhook"]
 
+# Legacy customers are UUIDs: derived from the readable name, so they are stable.
+CUSTOMER_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://dbops.dev/sandbox/customers")
+
+# A status the jobs check constraint refuses becomes the first of these it allows.
+STATUS_FALLBACKS: dict[str, tuple[str, ...]] = {
+    "cancelled": ("failed",),
+    "completed": ("complete",),
+    "complete": ("completed",),
+}
+# History events that legacy rows record as a status transition (status_from, status_to);
+# None stands for the job's own (final) status.
+LEGACY_TRANSITIONS: dict[str, tuple[str, str | None]] = {
+    "started": ("pending", "in_progress"),
+    "completed": ("in_progress", None),
+    "failed": ("in_progress", "failed"),
+    "cancelled": ("pending", None),
+}
+LEGACY_HISTORY_EVERY = 3  # every third job's lifecycle is recorded the legacy way
+
+# Optional application columns the seeder fills when the table has them: name -> type.
+JOB_EXTRAS = {
+    "business_name": "text",
+    "email": "text",
+    "directory_limit": "int",
+    "package_type": "text",
+}
+RESULT_EXTRAS = {"payload": "jsonb", "response_log": "jsonb"}
+WORKER_EXTRAS = {"queue_depth": "int", "processing_count": "int", "metadata": "jsonb"}
+
 
 class SeedResult(BaseModel):
-    """`dbops sandbox seed -o json`: what was written (counts by construction)."""
+    """`dbops sandbox seed -o json`: what was written (counts by construction).
+
+    `schema` is the sandbox's schema variant (`standard` or `legacy`; null when seeded
+    outside the sandbox); `customer_ids` is `text` or `uuid` (jobs.customer_id's type);
+    `statuses_mapped` names the scenario statuses the jobs check constraint does not allow
+    and what was written instead (e.g. `{"cancelled": "failed"}`); `legacy_history_rows`
+    counts history rows written as `status_from`/`status_to` transitions without an event.
+    """
+
+    model_config = ConfigDict(
+        serialize_by_alias=True, validate_by_name=True, validate_by_alias=True
+    )
 
     scenario: Scenario
+    schema_name: SchemaName | None = Field(default=None, alias="schema")
+    customer_ids: Literal["text", "uuid"] = "text"
+    statuses_mapped: dict[str, str] = {}
+    legacy_history_rows: int = 0
     seed: int
     jobs: int
     jobs_by_status: dict[str, int]
@@ -98,10 +150,113 @@ def idempotency_key(job_id: str, directory: str, factors: Mapping[str, Any]) -> 
     return hashlib.sha256(f"{job_id}:{directory}:{payload}".encode()).hexdigest()
 
 
+# --------------------------------------------------------------------------- shape
+@dataclass(frozen=True)
+class Shape:
+    """The application schema as the catalog describes it: what the seeder adapts to."""
+
+    customer_type: Literal["text", "uuid"] = "text"
+    # Statuses the jobs check constraint allows; None when it does not restrict them.
+    statuses: frozenset[str] | None = None
+    # table -> its columns, and the nullable ones
+    columns: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    nullable: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def has(self, table: str, column: str) -> bool:
+        return column in self.columns.get(table, frozenset())
+
+    @property
+    def legacy_history(self) -> bool:
+        """queue_history takes legacy rows: status_from/status_to, event and details null."""
+        return (
+            self.has("queue_history", "status_from")
+            and self.has("queue_history", "status_to")
+            and "event" in self.nullable.get("queue_history", frozenset())
+            and "details" in self.nullable.get("queue_history", frozenset())
+        )
+
+    def fit_status(self, status: str) -> str:
+        """`status`, or the nearest one the jobs check constraint allows."""
+        if self.statuses is None or status in self.statuses:
+            return status
+        for alternative in STATUS_FALLBACKS.get(status, ()):
+            if alternative in self.statuses:
+                return alternative
+        allowed = ", ".join(sorted(self.statuses))
+        raise ConfigError(
+            f"cannot seed '{status}' jobs: the jobs status check allows only {allowed}"
+        )
+
+
+STANDARD_SHAPE = Shape()
+_CHECK_LITERAL = re.compile(r"'((?:[^']|'')*)'")
+
+_SHAPE_COLUMNS = """
+select c.table_name::text as table_name, c.column_name::text as column_name,
+       c.udt_name::text as udt_name, c.is_nullable = 'YES' as nullable
+from information_schema.columns c
+where c.table_schema = current_schema()
+  and c.table_name in ('jobs', 'job_results', 'worker_heartbeats', 'queue_history')
+"""
+
+_SHAPE_STATUS_CHECKS = """
+select pg_get_constraintdef(k.oid) as definition
+from pg_constraint k
+join pg_attribute a on a.attrelid = k.conrelid and a.attnum = any(k.conkey)
+where k.conrelid = to_regclass('jobs') and k.contype = 'c' and a.attname = 'status'
+"""
+
+
+def read_shape(store: PostgresStore) -> Shape:
+    """The application tables' columns, customer id type and allowed job statuses."""
+    rows = store.query(_SHAPE_COLUMNS)
+    columns: dict[str, set[str]] = {}
+    nullable: dict[str, set[str]] = {}
+    types: dict[tuple[str, str], str] = {}
+    for row in rows:
+        table, column = str(row["table_name"]), str(row["column_name"])
+        columns.setdefault(table, set()).add(column)
+        if row["nullable"]:
+            nullable.setdefault(table, set()).add(column)
+        types[(table, column)] = str(row["udt_name"])
+    if "jobs" not in columns:
+        raise ConfigError(
+            "this database has no jobs table (is DATABASE_URL right?)",
+            hint="the sandbox creates it: `dbops sandbox up`",
+        )
+    customer = types.get(("jobs", "customer_id"), "text")
+    if customer not in ("text", "varchar", "uuid"):
+        raise ConfigError(f"cannot seed jobs.customer_id of type {customer} (text or uuid)")
+    statuses: frozenset[str] | None = None
+    for row in store.query(_SHAPE_STATUS_CHECKS):
+        definition = str(row["definition"])
+        if "ANY (ARRAY[" not in definition.upper():
+            continue  # not a list of values: it does not restrict which statuses exist
+        values = frozenset(v.replace("''", "'") for v in _CHECK_LITERAL.findall(definition))
+        statuses = values if statuses is None else statuses & values
+    return Shape(
+        customer_type="uuid" if customer == "uuid" else "text",
+        statuses=statuses,
+        columns={t: frozenset(c) for t, c in columns.items()},
+        nullable={t: frozenset(c) for t, c in nullable.items()},
+    )
+
+
+def customer_uuid(name: str) -> str:
+    """The legacy schema's customer id for the readable customer `name` (stable)."""
+    return str(uuid.uuid5(CUSTOMER_NAMESPACE, name))
+
+
+def _package_type(package_size: int | None) -> str:
+    size = package_size or 0
+    return "enterprise" if size >= 50 else "pro" if size >= 10 else "starter"
+
+
 # --------------------------------------------------------------------------- planning
 @dataclass
 class Plan:
     rng: random.Random
+    shape: Shape = STANDARD_SHAPE
     jobs: list[dict[str, Any]] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
     workers: list[dict[str, Any]] = field(default_factory=list)
@@ -128,6 +283,10 @@ class Plan:
     def customer(self) -> str:
         return f"cust_{self.rng.randint(1, 40):03d}"
 
+    def customer_id(self, name: str) -> str:
+        """The id the jobs table stores for customer `name` (a UUID on legacy schemas)."""
+        return customer_uuid(name) if self.shape.customer_type == "uuid" else name
+
     def iso(self, age: float) -> str:
         return (self.now - timedelta(seconds=age)).isoformat().replace("+00:00", "Z")
 
@@ -144,7 +303,7 @@ class Plan:
         metadata: dict[str, Any] | None = None,
         package_size: int | None = None,
     ) -> dict[str, Any]:
-        row = {
+        row: dict[str, Any] = {
             "id": self.uid(),
             "customer_id": self.customer(),
             "package_size": package_size or self.rng.choice([1, 2, 5, 10, 25, 50, 100]),
@@ -157,6 +316,14 @@ class Plan:
             "error_message": error,
             "metadata": metadata or {"source": self.rng.choice(SOURCES)},
         }
+        # Legacy-only columns (ignored where the table lacks them); no RNG draws here, so
+        # both schema variants get the same ids, ages and shapes.
+        name = row["customer_id"]
+        row["customer_id"] = self.customer_id(name)
+        row["business_name"] = name
+        row["email"] = f"{name.replace('_', '-')}@customers.example.com"
+        row["directory_limit"] = len(DIRECTORIES)
+        row["package_type"] = _package_type(row["package_size"])
         self.jobs.append(row)
         return row
 
@@ -209,6 +376,13 @@ class Plan:
                 "error_message": error,
                 "created_age": created,
                 "updated_age": updated if updated is not None else created,
+                # legacy-only columns
+                "payload": {"directory": directory, "factors": factors},
+                "response_log": (
+                    [{"status": 500 if status == "failed" else 200, "message": error or "ok"}]
+                    if status in ("submitted", "failed")
+                    else None
+                ),
             }
         )
 
@@ -221,6 +395,10 @@ class Plan:
                 "status": status,
                 "current_job_id": job["id"] if job else None,
                 "beat_age": beat,
+                # legacy-only columns
+                "queue_depth": None,
+                "processing_count": 1 if job else 0,
+                "metadata": {"hostname": f"worker-{worker_id[:8]}"},
             }
         )
         return worker_id
@@ -236,7 +414,7 @@ class Plan:
         job_id = job["id"] if job else self.uid()
         body: dict[str, Any] = {
             "job_id": job_id,
-            "customer_id": job["customer_id"] if job else self.customer(),
+            "customer_id": job["customer_id"] if job else self.customer_id(self.customer()),
             "package_size": job["package_size"] if job else 5,
             "priority": job["priority_level"] if job else 3,
             "created_at": self.iso(job["created_age"] if job else 2 * HOUR),
@@ -324,8 +502,8 @@ def _cancelled(plan: Plan) -> None:
 
 
 # --------------------------------------------------------------------------- scenarios
-def plan_incident(seed: int = DEFAULT_SEED) -> Plan:
-    plan = Plan(rng=random.Random(seed))
+def plan_incident(seed: int = DEFAULT_SEED, *, shape: Shape = STANDARD_SHAPE) -> Plan:
+    plan = Plan(rng=random.Random(seed), shape=shape)
     rng = plan.rng
 
     for _ in range(200):
@@ -510,8 +688,8 @@ def _background_traffic(plan: Plan, *, clients: int, per_client: tuple[int, int]
     plan.requests("api_key:sk_demo_partner_51c0ffee2e7a", "/api/jobs/status", 12, 0, HOUR)
 
 
-def plan_clean(seed: int = DEFAULT_SEED) -> Plan:
-    plan = Plan(rng=random.Random(seed))
+def plan_clean(seed: int = DEFAULT_SEED, *, shape: Shape = STANDARD_SHAPE) -> Plan:
+    plan = Plan(rng=random.Random(seed), shape=shape)
     for _ in range(120):
         _finished(plan, "completed", plan.between(15 * MIN, 24 * HOUR))
     for _ in range(2):
@@ -531,39 +709,79 @@ def plan_clean(seed: int = DEFAULT_SEED) -> Plan:
 PLANNERS = {"incident": plan_incident, "clean": plan_clean}
 
 
+def fit(plan: Plan) -> tuple[dict[str, str], int]:
+    """Fit a planned scenario to its shape's constraints, after planning (no RNG draws).
+
+    Statuses the jobs check refuses become the nearest allowed one; on schemas with legacy
+    history columns, every third job's lifecycle events (started, completed, failed,
+    cancelled) become legacy transition rows. Returns (statuses mapped, legacy rows).
+    """
+    shape = plan.shape
+    mapped: dict[str, str] = {}
+    for job in plan.jobs:
+        fitted = shape.fit_status(job["status"])
+        if fitted != job["status"]:
+            mapped[job["status"]] = fitted
+            job["status"] = fitted
+    if not shape.legacy_history:
+        return dict(sorted(mapped.items())), 0
+    legacy_jobs = {
+        job["id"]: job for i, job in enumerate(plan.jobs) if i % LEGACY_HISTORY_EVERY == 0
+    }
+    legacy_rows = 0
+    for event in plan.events:
+        holder = legacy_jobs.get(event["job_id"])
+        transition = LEGACY_TRANSITIONS.get(event["event"]) if holder else None
+        if holder is None or transition is None:
+            continue
+        status_from, status_to = transition
+        event.update(
+            event=None,
+            details=None,
+            status_from=status_from,
+            status_to=status_to or holder["status"],
+        )
+        legacy_rows += 1
+    return dict(sorted(mapped.items())), legacy_rows
+
+
 # --------------------------------------------------------------------------- writing
+# The extra columns (`{extra_columns}` ...) are filled in from JOB_EXTRAS etc. for the
+# columns the table has (our own names, never user input); empty on the standard schema.
 _INSERT_JOBS = """
 insert into jobs (id, customer_id, package_size, priority_level, status, created_at,
-                  updated_at, started_at, completed_at, error_message, metadata)
+                  updated_at, started_at, completed_at, error_message, metadata{extra_columns})
 select r.id, r.customer_id, r.package_size, r.priority_level, r.status,
        now() - make_interval(secs => r.created_age),
        now() - make_interval(secs => r.updated_age),
        now() - make_interval(secs => r.started_age),
        now() - make_interval(secs => r.completed_age),
-       r.error_message, coalesce(r.metadata, '{}'::jsonb)
+       r.error_message, coalesce(r.metadata, '{{}}'::jsonb){extra_values}
 from jsonb_to_recordset(%(rows)s) as r(
-    id uuid, customer_id text, package_size int, priority_level int, status text,
+    id uuid, customer_id {customer_type}, package_size int, priority_level int, status text,
     created_age float8, updated_age float8, started_age float8, completed_age float8,
-    error_message text, metadata jsonb)
+    error_message text, metadata jsonb{extra_types})
 """
 
 _INSERT_RESULTS = """
 insert into job_results (id, job_id, directory_name, status, idempotency_key, error_message,
-                         created_at, updated_at)
+                         created_at, updated_at{extra_columns})
 select r.id, r.job_id, r.directory_name, r.status, r.idempotency_key, r.error_message,
        now() - make_interval(secs => r.created_age),
-       now() - make_interval(secs => r.updated_age)
+       now() - make_interval(secs => r.updated_age){extra_values}
 from jsonb_to_recordset(%(rows)s) as r(
     id uuid, job_id uuid, directory_name text, status text, idempotency_key text,
-    error_message text, created_age float8, updated_age float8)
+    error_message text, created_age float8, updated_age float8{extra_types})
 """
 
 _INSERT_WORKERS = """
-insert into worker_heartbeats (worker_id, queue_name, status, current_job_id, last_heartbeat)
+insert into worker_heartbeats (worker_id, queue_name, status, current_job_id,
+                               last_heartbeat{extra_columns})
 select r.worker_id, r.queue_name, r.status, r.current_job_id,
-       now() - make_interval(secs => r.beat_age)
+       now() - make_interval(secs => r.beat_age){extra_values}
 from jsonb_to_recordset(%(rows)s) as r(
-    worker_id uuid, queue_name text, status text, current_job_id uuid, beat_age float8)
+    worker_id uuid, queue_name text, status text, current_job_id uuid,
+    beat_age float8{extra_types})
 """
 
 _INSERT_EVENTS = """
@@ -574,6 +792,29 @@ from jsonb_to_recordset(%(rows)s) as r(
     job_id uuid, event text, details jsonb, worker_id uuid, age float8)
 order by r.age desc
 """
+
+# Legacy history: transition rows keep event and details null.
+_INSERT_EVENTS_LEGACY = """
+insert into queue_history (job_id, event, details, worker_id, created_at, status_from, status_to)
+select r.job_id, r.event,
+       case when r.status_to is null then coalesce(r.details, '{}'::jsonb) end,
+       r.worker_id, now() - make_interval(secs => r.age), r.status_from, r.status_to
+from jsonb_to_recordset(%(rows)s) as r(
+    job_id uuid, event text, details jsonb, worker_id uuid, age float8,
+    status_from text, status_to text)
+order by r.age desc
+"""
+
+
+def _with_extras(template: str, shape: Shape, table: str, extras: Mapping[str, str]) -> str:
+    present = [name for name in extras if shape.has(table, name)]
+    return template.format(
+        extra_columns="".join(f", {name}" for name in present),
+        extra_values="".join(f", r.{name}" for name in present),
+        extra_types="".join(f", {name} {extras[name]}" for name in present),
+        customer_type=shape.customer_type,
+    )
+
 
 _INSERT_RATE = """
 insert into rate_limit_requests (identifier, endpoint, created_at)
@@ -630,13 +871,21 @@ def write(
     main_queue_url: str,
     dlq_url: str,
 ) -> None:
-    """Wipe the app tables and the queues, then write the plan."""
+    """Wipe the app tables and the queues, then write the plan (fitted to its shape)."""
+    shape = plan.shape
     with store.connection().transaction():
         store.query(f"truncate table {APP_TABLES} restart identity cascade")
-        store.query(_INSERT_JOBS, {"rows": plan.jobs})
-        store.query(_INSERT_RESULTS, {"rows": plan.results})
-        store.query(_INSERT_WORKERS, {"rows": plan.workers})
-        store.query(_INSERT_EVENTS, {"rows": plan.events})
+        store.query(_with_extras(_INSERT_JOBS, shape, "jobs", JOB_EXTRAS), {"rows": plan.jobs})
+        store.query(
+            _with_extras(_INSERT_RESULTS, shape, "job_results", RESULT_EXTRAS),
+            {"rows": plan.results},
+        )
+        store.query(
+            _with_extras(_INSERT_WORKERS, shape, "worker_heartbeats", WORKER_EXTRAS),
+            {"rows": plan.workers},
+        )
+        events_sql = _INSERT_EVENTS_LEGACY if shape.legacy_history else _INSERT_EVENTS
+        store.query(events_sql, {"rows": plan.events})
         store.query(_INSERT_RATE, {"rows": plan.rate})
         # dbops' own 429 counters (from the ratelimit migration), when installed.
         if store.query("select to_regclass('dbops_rate_limit_denials') as t")[0]["t"]:
@@ -656,9 +905,17 @@ def seed(
     dlq_url: str,
     scenario: Scenario = "incident",
     seed: int = DEFAULT_SEED,
+    schema: SchemaName | None = None,
 ) -> SeedResult:
+    """Seed `scenario` into whatever application schema the database has.
+
+    `schema` only labels the result (the sandbox's variant); the shape is read from the
+    catalog.
+    """
     started = time.perf_counter()
-    plan = PLANNERS[scenario](seed)
+    shape = read_shape(store)
+    plan = PLANNERS[scenario](seed, shape=shape)
+    mapped, legacy_rows = fit(plan)
     write(plan, store=store, queues=queues, main_queue_url=main_queue_url, dlq_url=dlq_url)
     live = [w for w in plan.workers if w["beat_age"] < 2 * MIN]
     dead_holding = [
@@ -666,6 +923,10 @@ def seed(
     ]
     return SeedResult(
         scenario=scenario,
+        schema=schema,
+        customer_ids=shape.customer_type,
+        statuses_mapped=mapped,
+        legacy_history_rows=legacy_rows,
         seed=seed,
         jobs=len(plan.jobs),
         jobs_by_status=dict(sorted(Counter(j["status"] for j in plan.jobs).items())),
@@ -686,11 +947,20 @@ def seed(
     )
 
 
-def run(scenario: Scenario = "incident", *, seed_value: int = DEFAULT_SEED) -> SeedResult:
-    """Seed the running sandbox (its own servers, whatever the environment points at)."""
+def run(
+    scenario: Scenario = "incident",
+    *,
+    seed_value: int = DEFAULT_SEED,
+    schema: SchemaName | None = None,
+) -> SeedResult:
+    """Seed the running sandbox (its own servers, whatever the environment points at).
+
+    `schema` (default: the variant the sandbox runs) must be the variant in use: another
+    one is refused (RefusedError), as `dbops sandbox up --schema` is what switches.
+    """
     from dbops.sandbox import runtime
 
-    with runtime.locked(), runtime.connected() as conn:
+    with runtime.locked(), runtime.connected(schema) as conn:
         assert conn.state.main_queue_url and conn.state.dlq_url
         return seed(
             store=conn.store,
@@ -699,4 +969,5 @@ def run(scenario: Scenario = "incident", *, seed_value: int = DEFAULT_SEED) -> S
             dlq_url=conn.state.dlq_url,
             scenario=scenario,
             seed=seed_value,
+            schema=conn.state.schema_name,
         )
