@@ -285,6 +285,8 @@ def success_paths(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
     run(["config", "path"])
     run(["doctor", "-o", "json"], {0, 5})  # 5: a check failed (see the supabase test)
     run(["db", "status", "-o", "json"])
+    run(["db", "check", "-o", "json"])
+    run(["db", "check"])
     run(["db", "migrate", "--dry-run"])
     run(["db", "migrate", "--yes", "-o", "json"])
     # jobs
@@ -368,6 +370,7 @@ def every_command(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
         ["config", "show", "-o", "json"],
         ["doctor", "-o", "json"],
         ["db", "status"],
+        ["db", "check"],
         ["db", "migrate", "--yes"],
         ["jobs", "list"],
         ["jobs", "show", job],

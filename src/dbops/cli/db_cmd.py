@@ -9,7 +9,7 @@ import typer
 from dbops.cli import _deps
 from dbops.cli._common import DryRunOpt, YesOpt, confirm, recorder
 from dbops.cli.output import Output, OutputOpt, message, render, write
-from dbops.errors import ConfigError
+from dbops.errors import ConfigError, DbopsError
 from dbops.services import migrations
 
 app = typer.Typer(help="Install and inspect dbops' SQL objects (migrations).", no_args_is_help=True)
@@ -37,7 +37,12 @@ def migrate(
         write(migrations.render_script())
         return
     store = _deps.store()
-    migrations.require_compatible(store=store)
+    try:
+        migrations.require_compatible(store=store)
+    except DbopsError:
+        # Refused before anything changed; the action log still records the attempt.
+        with recorder("db migrate", {"dry_run": dry_run}, dry_run=dry_run):
+            raise
     pending = migrations.pending(store=store)
     if pending and not dry_run:
         message("pending: " + ", ".join(f"{m.version}_{m.name}" for m in pending))
