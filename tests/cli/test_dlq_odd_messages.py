@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from dbops.adapters.sqs import SqsQueues
-from dbops.services import dlq
-from dbops.services import slack
+from dbops.services import dlq, slack
 from tests.helpers import invoke
 from tests.odd_messages import BINARY, GZIP_MAGIC, NAMES, ODD, body_of, put_odd_messages
 
@@ -118,9 +117,12 @@ def test_export_masked_by_default_and_raw_with_reveal(env, odd, tmp_path):
                 assert base64.b64decode(got["BinaryValue"]) == value["BinaryValue"]
             else:
                 assert got["StringValue"] == value["StringValue"]
-    assert base64.b64decode(
-        records[odd["binary_attribute"]]["message_attributes"]["gz"]["BinaryValue"]
-    ) == GZIP_MAGIC
+    assert (
+        base64.b64decode(
+            records[odd["binary_attribute"]]["message_attributes"]["gz"]["BinaryValue"]
+        )
+        == GZIP_MAGIC
+    )
 
     stdout = invoke(["dlq", "export", "--out", "-"])
     assert len(stdout.jsonl) == len(ODD) and "masked" in stdout.stderr

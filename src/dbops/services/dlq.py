@@ -355,6 +355,30 @@ def peek(
     return found, scan.stats
 
 
+def list_row(
+    message: ParsedMessage, *, job_status: str | None = None, reveal: bool = False
+) -> DlqMessage:
+    """One `dlq list` row; text fields personal-data masked unless `reveal`."""
+    shown = (lambda text: text) if reveal else mask_optional
+    m = message
+    return DlqMessage(
+        message_id=m.message_id,
+        job_id=shown(m.job_id),
+        customer=shown(m.customer_id),
+        sent_at=m.sent_at,
+        age=format_duration(m.age_seconds),
+        age_seconds=round(m.age_seconds, 1) if m.age_seconds is not None else None,
+        receive_count=m.receive_count,
+        reason=shown(m.reason),
+        size=m.size,
+        job_status=job_status,
+        is_json=m.is_json,
+        body_kind=m.body_kind,
+        preview=_preview(m, reveal=reveal),
+        notes=m.notes,
+    )
+
+
 def list_messages(
     *,
     queues: Queues,
@@ -376,24 +400,8 @@ def list_messages(
         except DbopsError as exc:
             warnings.append(f"job_status unavailable: {exc.one_line()}")
     messages.sort(key=lambda m: (m.sent_at is None, m.sent_at or datetime.min.replace(tzinfo=UTC)))
-    shown = (lambda text: text) if reveal else mask_optional
     rows = [
-        DlqMessage(
-            message_id=m.message_id,
-            job_id=shown(m.job_id),
-            customer=shown(m.customer_id),
-            sent_at=m.sent_at,
-            age=format_duration(m.age_seconds),
-            age_seconds=round(m.age_seconds, 1) if m.age_seconds is not None else None,
-            receive_count=m.receive_count,
-            reason=shown(m.reason),
-            size=m.size,
-            job_status=statuses.get(m.job_id) if m.job_id else None,
-            is_json=m.is_json,
-            body_kind=m.body_kind,
-            preview=_preview(m, reveal=reveal),
-            notes=m.notes,
-        )
+        list_row(m, job_status=statuses.get(m.job_id) if m.job_id else None, reveal=reveal)
         for m in messages
     ]
     return DlqListing(
@@ -460,6 +468,15 @@ def show_message(
             f"message {wanted} not found in {where}{bound}",
             hint="list ids with `dbops dlq list`; raise the bound with --scan-limit",
         )
+    return message_detail(
+        hit, queue=queue_label(queue_url), reveal=reveal, scanned=scan.stats.scanned
+    )
+
+
+def message_detail(
+    hit: ParsedMessage, *, queue: str, reveal: bool = False, scanned: int = 1
+) -> DlqMessageDetail:
+    """The `dlq show` view of one message; personal data masked unless `reveal`."""
     body: Any = load_json(hit.body)
     is_json = body is not NOT_JSON
     if not is_json:
@@ -471,7 +488,7 @@ def show_message(
         attrs = mask_simple_attributes(attrs)
         job_id, customer, reason = map(mask_optional, (job_id, customer, reason))
     return DlqMessageDetail(
-        queue=queue_label(queue_url),
+        queue=queue,
         message_id=hit.message_id,
         job_id=job_id,
         customer=customer,
@@ -487,7 +504,7 @@ def show_message(
         system_attributes=dict(hit.attributes),
         notes=hit.notes,
         masked=not reveal,
-        scanned=scan.stats.scanned,
+        scanned=scanned,
     )
 
 
@@ -923,16 +940,18 @@ class MonitorResult(BaseModel):
 def _alert_messages(*, queues: Queues, queue_url: str, count: int) -> list[slack.AlertMessage]:
     messages, _ = peek(queues=queues, queue_url=queue_url, limit=count)
     messages.sort(key=lambda m: (m.sent_at is None, m.sent_at or datetime.min.replace(tzinfo=UTC)))
-    return [
-        slack.AlertMessage(
-            message_id=m.message_id,
-            job_id=mask_optional(m.job_id),
-            customer=mask_optional(m.customer_id),
-            reason=mask_optional(m.reason) if m.is_json else _preview(m),
-            age_seconds=round(m.age_seconds, 1) if m.age_seconds is not None else None,
-        )
-        for m in messages
-    ]
+    return [alert_message(m) for m in messages]
+
+
+def alert_message(m: ParsedMessage) -> slack.AlertMessage:
+    """How a message is quoted in a Slack alert: personal data always masked."""
+    return slack.AlertMessage(
+        message_id=m.message_id,
+        job_id=mask_optional(m.job_id),
+        customer=mask_optional(m.customer_id),
+        reason=mask_optional(m.reason) if m.is_json else _preview(m),
+        age_seconds=round(m.age_seconds, 1) if m.age_seconds is not None else None,
+    )
 
 
 def monitor(
