@@ -175,6 +175,21 @@ def test_monitor_alert_quotes_every_odd_message_masked(env, odd, sqs_endpoint):
     assert "****" in (quoted[odd["unicode"]].reason or "")
 
 
+def test_jobs_show_peeks_past_odd_messages(env, odd, job_seed):
+    job = job_seed.job(idle=3600)
+    env.client.send_message(
+        QueueUrl=env.dlq_url,
+        MessageBody=json.dumps({"job_id": job, "priority": 1.5, "_dlq_reason": "to bob@corp.io"}),
+    )
+    result = invoke(["jobs", "show", job, "-o", "json"])
+    shown = result.json
+    assert shown["dlq_error"] is None and shown["dlq_scanned"] == len(ODD) + 1
+    assert [m["reason"] for m in shown["dlq_messages"]] == ["to ****"]
+    _no_personal(result.stdout)
+    invoke(["jobs", "show", job])
+    assert env.visible(env.dlq_url) == len(ODD) + 1
+
+
 def test_redrive_moves_odd_messages_byte_identical(env, odd):
     moved = invoke(["dlq", "redrive", "--yes", "-o", "json"]).json
     assert moved["moved"] == len(ODD) and moved["failed"] == 0
