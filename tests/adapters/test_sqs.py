@@ -123,6 +123,40 @@ def test_receive_delete_and_change_visibility(sqs, queues):
     assert queues.drain(queues.main_url) == []
 
 
+def test_binary_and_custom_typed_attributes_round_trip_byte_identical(sqs, queues):
+    """receive() keeps BinaryValue as bytes and send_batch() sends them back unchanged,
+    with every data type (custom suffixes included) and any Unicode body."""
+    blob = bytes(range(256)) * 4  # NUL and invalid UTF-8 included
+    attributes = {
+        "blob": {"DataType": "Binary", "BinaryValue": blob},
+        "gz": {"DataType": "Binary.gzip", "BinaryValue": b"\x1f\x8b\x00"},
+        "score": {"DataType": "Number.float", "StringValue": "1.5"},
+        "meta": {"DataType": "String.json", "StringValue": '{"a": "ü😀"}'},
+        "n": {"DataType": "Number", "StringValue": "-12.50"},
+    }
+    body = "ü 😀 中文\t\r\n\x7f \u2028 not json"
+    sent = sqs.send_batch(
+        queues.dlq_url, [OutgoingMessage(id="0", body=body, message_attributes=attributes)]
+    )
+    assert not sent.failed
+    (received,) = sqs.receive(queues.dlq_url, visibility_timeout=60)
+    assert received.body == body
+    assert received.message_attributes == attributes
+    assert isinstance(received.message_attributes["blob"]["BinaryValue"], bytes)
+    again = sqs.send_batch(
+        queues.main_url,
+        [
+            OutgoingMessage(
+                id="0", body=received.body, message_attributes=received.message_attributes
+            )
+        ],
+    )
+    assert not again.failed
+    (copy,) = sqs.receive(queues.main_url, visibility_timeout=60)
+    assert copy.body == body and copy.message_attributes == attributes
+    assert copy.md5_of_body == received.md5_of_body
+
+
 def test_receive_clamps_max_messages(sqs, queues):
     _send(sqs, queues.main_url, "x")
     assert len(sqs.receive(queues.main_url, max_messages=50)) <= 10

@@ -135,6 +135,28 @@ def test_list_json_contract_with_job_status(env, db):
     assert env.visible(env.dlq_url) == 4  # peeked, not consumed
 
 
+def test_list_masks_personal_data_in_every_text_field(env):
+    send(
+        env.client,
+        env.dlq_url,
+        [
+            job_body("j1", customer="jane@example.com", _dlq_reason="timeout to bob@corp.io"),
+            "raw body: call +1 555 123 4567",
+        ],
+    )
+    result = invoke(["dlq", "list", "-o", "json"])
+    rows = {r["job_id"]: r for r in result.json}
+    assert rows["j1"]["reason"] == "timeout to ****"
+    assert rows["j1"]["customer"] == "****"
+    assert rows[None]["preview"] == "raw body: call ****"
+    table = invoke(["dlq", "list"]).stdout
+    for text in (result.stdout, table):
+        assert "bob@corp.io" not in text and "jane@" not in text and "555 123" not in text
+    revealed = {r["job_id"]: r for r in invoke(["dlq", "list", "--reveal", "-o", "json"]).json}
+    assert revealed["j1"]["reason"] == "timeout to bob@corp.io"
+    assert revealed[None]["preview"] == "raw body: call +1 555 123 4567"
+
+
 def test_list_table_shows_raw_bodies(env, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     send(env.client, env.dlq_url, ["<<not json>>"])
@@ -241,6 +263,58 @@ def test_export_writes_every_message(env, tmp_path):
     assert "already exists" in one_line_error(again.stderr)
     invoke(["dlq", "export", "--out", str(filtered), "--force", "--job-id", "j9"])
     assert [json.loads(x)["job_id"] for x in filtered.read_text().splitlines()] == ["j9"]
+
+
+def test_export_masks_by_default_and_marks_every_line(env, tmp_path):
+    body = job_body("j1", email="jane@example.com", _dlq_reason="mail to bob@corp.io")
+    ids = send(
+        env.client,
+        env.dlq_url,
+        [body, "raw +44 20 7946 0958"],
+        attributes={"email": {"DataType": "String", "StringValue": "jane@example.com"}},
+    )
+    out = tmp_path / "masked.jsonl"
+    summary = invoke(["dlq", "export", "--out", str(out), "-o", "json"]).json
+    assert summary["masked"] is True
+    lines = {r["message_id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    first, second = lines[ids[0]], lines[ids[1]]
+    assert first["masked"] is True and second["masked"] is True
+    assert json.loads(first["body"])["email"] == "****" and first["reason"] == "mail to ****"
+    assert first["message_attributes"]["email"]["StringValue"] == "****"
+    assert second["body"] == "raw ****"
+    assert "jane@" not in out.read_text() and "bob@" not in out.read_text()
+    # a masked export still works as a manifest (only message ids are read)
+    assert sorted(dlq_manifest(out)) == sorted(ids)
+
+    raw = tmp_path / "raw.jsonl"
+    invoke(["dlq", "export", "--out", str(raw), "--reveal"])
+    records = {r["message_id"]: r for r in map(json.loads, raw.read_text().splitlines())}
+    assert records[ids[0]]["masked"] is False and records[ids[0]]["body"] == body
+    assert records[ids[0]]["message_attributes"]["email"]["StringValue"] == "jane@example.com"
+    assert oct(raw.stat().st_mode & 0o777) == "0o600"
+
+
+def dlq_manifest(path: Path) -> list[str]:
+    from dbops.services.dlq import read_manifest
+
+    return read_manifest(path)
+
+
+def test_monitor_slack_message_masks_personal_data(env, slack_receiver):
+    send(
+        env.client,
+        env.dlq_url,
+        [
+            job_body("j1", customer="jane@example.com", _dlq_reason="smtp bob@corp.io"),
+            "not json: call (555) 123-4567",
+        ],
+    )
+    result = invoke(["dlq", "monitor", "--notify", "slack", "-o", "json"], code=1)
+    (payload,) = slack_receiver.payloads
+    for text in (json.dumps(payload, ensure_ascii=False), result.stdout):
+        assert "bob@corp.io" not in text and "jane@example.com" not in text
+        assert "123-4567" not in text
+    assert "smtp ****" in json.dumps(payload)
 
 
 def test_export_to_stdout(env):

@@ -98,6 +98,43 @@ def test_show_lists_the_jobs_dlq_messages_and_leaves_them_there(env, job_seed):
     assert env.visible(env.dlq_url) == 2
 
 
+def test_show_masks_personal_data_unless_revealed(env, job_seed):
+    job = job_seed.job(
+        idle=HOUR,
+        customer="jane@example.com",
+        metadata={"email": "jane@example.com", "note": "call +44 20 7946 0958", "plan": "pro"},
+        error="timeout talking to bob@corp.io",
+    )
+    env.client.send_message(
+        QueueUrl=env.dlq_url,
+        MessageBody=json.dumps(
+            {"job_id": job, "_dlq_reason": "smtp bob@corp.io", "phone": "+1 555 123 4567"}
+        ),
+    )
+
+    masked = invoke(["jobs", "show", job, "-o", "json"])
+    shown = masked.json
+    assert shown["masked"] is True
+    assert shown["job"]["customer_id"] == "****"
+    assert shown["job"]["error_message"] == "timeout talking to ****"
+    assert shown["job"]["metadata"] == {"email": "****", "note": "call ****", "plan": "pro"}
+    (message,) = shown["dlq_messages"]
+    assert message["reason"] == "smtp ****"
+    assert json.loads(message["body"]) == {
+        "job_id": job,
+        "_dlq_reason": "smtp ****",
+        "phone": "****",
+    }
+    for text in (masked.stdout, invoke(["jobs", "show", job]).stdout):
+        assert "bob@corp.io" not in text and "jane@example.com" not in text
+        assert "7946" not in text and "555 123" not in text
+
+    revealed = invoke(["jobs", "show", job, "--reveal", "-o", "json"]).json
+    assert revealed["masked"] is False and revealed["job"]["customer_id"] == "jane@example.com"
+    assert revealed["dlq_messages"][0]["reason"] == "smtp bob@corp.io"
+    assert env.visible(env.dlq_url) == 1
+
+
 # --------------------------------------------------------------------------- recover
 def test_recover_json_contract_action_log_and_messages(env, job_seed, db):
     ids = job_seed.many(12, idle=HOUR)

@@ -26,7 +26,25 @@ def test_depth_defaults_to_main_queue_and_dlq(env):
     assert [r["queue"] for r in rows] == [env.main_name, env.dlq_name]
     dlq = rows[1]
     assert (dlq["visible"], dlq["in_flight"], dlq["delayed"]) == (4, 0, 0)
-    assert dlq["oldest_age_seconds"] is None  # no CloudWatch data: null, never a guess
+    # no CloudWatch data: estimated from a peek of the DLQ, and labelled as such
+    assert dlq["oldest_age_source"] == "sample" and dlq["oldest_age_seconds"] >= 0
+    main = rows[0]
+    assert main["oldest_age_source"] is None and main["oldest_age_seconds"] is None
+    assert "empty" in main["oldest_age_note"]
+    assert env.visible(env.dlq_url) == 4
+
+
+def test_depth_sample_options(env):
+    _send(env.client, env.main_url, 2)
+    auto = invoke(["queue", "depth", env.main_name, "-o", "json"]).json[0]
+    assert auto["oldest_age_source"] is None and "--sample" in auto["oldest_age_note"]
+    forced = invoke(["queue", "depth", env.main_name, "--sample", "-o", "json"]).json[0]
+    assert forced["oldest_age_source"] == "sample"
+    off = invoke(["queue", "depth", env.main_name, "--no-sample", "-o", "json"]).json[0]
+    assert off["oldest_age_source"] is None and off["oldest_age_seconds"] is None
+    info = invoke(["queue", "info", env.main_name, "--sample", "-o", "json"]).json
+    assert info["oldest_age_source"] == "sample" and info["oldest_age_seconds"] >= 0
+    assert env.visible(env.main_url) == 2
 
 
 def test_depth_of_named_queues_and_table(env):
@@ -34,6 +52,9 @@ def test_depth_of_named_queues_and_table(env):
     assert [r["queue"] for r in rows] == [env.dlq_name]
     table = invoke(["queue", "depth", env.dlq_url])
     assert env.dlq_name in table.stdout and "n/a" in table.stdout
+    _send(env.client, env.dlq_url, 1)
+    table = invoke(["queue", "depth", env.dlq_url])
+    assert "(sample)" in table.stdout and "peeked" in table.stderr
 
 
 def test_nonexistent_queue_exits_4(env):

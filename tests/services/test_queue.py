@@ -101,7 +101,7 @@ def test_info_of_dlq_lists_its_sources(port, queues):
     assert info.dead_letter_queue is None
 
 
-def test_depth_counts_and_no_guessed_age(port, queues):
+def test_depth_counts_and_sampled_age(port, queues):
     _send(queues.client, queues.dlq_url, 7)
     queues.client.receive_message(
         QueueUrl=queues.dlq_url, MaxNumberOfMessages=2, VisibilityTimeout=120
@@ -109,9 +109,93 @@ def test_depth_counts_and_no_guessed_age(port, queues):
     rows = svc.depth(queues=port, queue_urls=[queues.main_url, queues.dlq_url])
     main, dlq = rows
     assert (main.queue, main.visible, main.in_flight, main.total) == (queues.main_name, 0, 0, 0)
+    assert main.oldest_age_seconds is None and main.oldest_age_source is None
+    assert "empty" in (main.oldest_age_note or "")
     assert dlq.in_flight == 2 and dlq.visible == 5 and dlq.total == 7
-    # moto has no CloudWatch data for SQS: unknown, not a guess
-    assert dlq.oldest_age_seconds is None
+    # moto has no CloudWatch data for SQS: estimated from a peek, and labelled as such
+    assert dlq.oldest_age_source == "sample" and dlq.oldest_age_seconds is not None
+    assert "peeked" in (dlq.oldest_age_note or "")
+    # the peek consumed nothing and hid nothing
+    assert svc.read_counts(queues=port, queue_url=queues.dlq_url).visible == 5
+
+
+def _sent_ms(queues, url) -> list[int]:
+    got = queues.client.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
+    )
+    return [int(m["Attributes"]["SentTimestamp"]) for m in got.get("Messages", [])]
+
+
+def test_sampled_age_is_the_oldest_sent_timestamp_seen(port, queues):
+    _send(queues.client, queues.dlq_url, 3)
+    oldest = min(_sent_ms(queues, queues.dlq_url)) / 1000
+    attrs = port.get_attributes(queues.dlq_url)
+    age = svc.oldest_age(queues=port, queue_url=queues.dlq_url, attrs=attrs, now=oldest + 600)
+    assert age.source == "sample" and age.sampled == 3
+    assert age.seconds == pytest.approx(600, abs=0.1)
+    never = svc.oldest_age(queues=port, queue_url=queues.dlq_url, attrs=attrs, sample=False)
+    assert (never.seconds, never.source) == (None, None) and "--no-sample" in (never.note or "")
+
+
+def test_queue_with_redrive_policy_is_sampled_only_when_asked(port, queues):
+    _send(queues.client, queues.main_url, 2)
+    attrs = port.get_attributes(queues.main_url)
+    auto = svc.oldest_age(queues=port, queue_url=queues.main_url, attrs=attrs)
+    assert auto.source is None and auto.seconds is None
+    assert "maxReceiveCount (3)" in (auto.note or "")
+    # nothing was received: the receive counts are untouched
+    counts = queues.client.receive_message(
+        QueueUrl=queues.main_url,
+        MaxNumberOfMessages=10,
+        VisibilityTimeout=0,
+        AttributeNames=["All"],
+    )["Messages"]
+    assert {m["Attributes"]["ApproximateReceiveCount"] for m in counts} == {"1"}
+    forced = svc.oldest_age(queues=port, queue_url=queues.main_url, attrs=attrs, sample=True)
+    assert forced.source == "sample" and forced.seconds is not None
+    assert svc.read_counts(queues=port, queue_url=queues.main_url).visible == 2
+
+
+def test_info_carries_the_oldest_age_and_its_source(port, queues):
+    _send(queues.client, queues.dlq_url, 1)
+    info = svc.queue_info(queues=port, queue=queues.dlq_url)
+    assert info.oldest_age_source == "sample" and info.oldest_age_seconds is not None
+    main = svc.queue_info(queues=port, queue=queues.main_url)
+    assert main.oldest_age_source is None and main.oldest_age_note
+
+
+def test_cloudwatch_figure_wins_over_a_sample(port, queues, sqs_endpoint):
+    import datetime as dt
+
+    import boto3
+
+    _send(queues.client, queues.dlq_url, 1)
+    cloudwatch = boto3.client(
+        "cloudwatch",
+        endpoint_url=sqs_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    try:
+        cloudwatch.put_metric_data(
+            Namespace="AWS/SQS",
+            MetricData=[
+                {
+                    "MetricName": "ApproximateAgeOfOldestMessage",
+                    "Dimensions": [{"Name": "QueueName", "Value": queues.dlq_name}],
+                    "Value": 4321,
+                    "Unit": "Seconds",
+                    "Timestamp": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30),
+                }
+            ],
+        )
+    except Exception as exc:  # LocalStack's SQS-only install has no CloudWatch
+        pytest.skip(f"this endpoint has no CloudWatch: {type(exc).__name__}")
+    (row,) = svc.depth(queues=port, queue_urls=[queues.dlq_url])
+    if row.oldest_age_source != "cloudwatch":
+        pytest.skip("the endpoint accepted the metric but does not serve it back")
+    assert row.oldest_age_seconds == 4321 and row.oldest_age_note is None
 
 
 def test_list_queues_by_prefix_marks_dlq(port, queues):

@@ -218,6 +218,9 @@ def list_cmd(
     limit: Annotated[
         int, typer.Option("--limit", min=1, max=10000, help="At most this many messages.")
     ] = 50,
+    reveal: Annotated[
+        bool, typer.Option("--reveal", help="Show personal data (emails, phones) unmasked.")
+    ] = False,
     output: OutputOpt = Output.table,
 ) -> None:
     """Peek at DLQ messages without consuming them, with each job's current status.
@@ -225,6 +228,8 @@ def list_cmd(
     Peeking receives the messages with a 30 s visibility timeout and then makes them
     visible again, so it raises each message's receive count (ApproximateReceiveCount).
     job_status comes from the database; without one it is empty and a warning is shown.
+    Any body is listed: fields dbops cannot read are null, with a note. Emails and phone
+    numbers in job_id, customer, reason and preview are masked unless --reveal.
 
     Example:
         dbops dlq list --limit 20
@@ -238,6 +243,7 @@ def list_cmd(
         limit=limit,
         store=store,
         store_warning=f"job_status unavailable: {warning}" if warning else None,
+        reveal=reveal,
     )
     for text in listing.warnings:
         message(f"warning: {text}", style="yellow")
@@ -325,6 +331,14 @@ def export(
         int | None, typer.Option("--max", min=1, help="Scan at most this many messages.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
+    reveal: Annotated[
+        bool,
+        typer.Option(
+            "--reveal",
+            help="Write bodies and attributes raw (default: personal data masked, each line "
+            'marked "masked": true, which dlq replay refuses).',
+        ),
+    ] = False,
     lease: LeaseOpt = "5m",
     output: OutputOpt = Output.table,
 ) -> None:
@@ -333,6 +347,8 @@ def export(
     Non-destructive: messages are held invisible while the scan reads each one once, then
     released (visibility 0). Streamed: each batch is written as it is received. The file
     is what `dlq delete --manifest` (and redrive's --manifest) read; see docs/dlq.md.
+    Personal data is masked unless --reveal: every line carries "masked": true or false,
+    and only a raw (--reveal) export can restore messages.
 
     Example:
         dbops dlq export --out dlq.jsonl
@@ -359,6 +375,7 @@ def export(
                 lease=lease_seconds,
                 limit=max_messages,
                 progress=update,
+                mask=not reveal,
             )
         else:
             result = dlq.export_to_file(
@@ -370,10 +387,13 @@ def export(
                 lease=lease_seconds,
                 limit=max_messages,
                 progress=update,
+                mask=not reveal,
             )
     summary = (
         f"exported {result.exported} of {result.scanned} scanned message(s) from "
-        f"{result.queue}" + (f" to {result.path}" if result.path else "")
+        f"{result.queue}"
+        + (f" to {result.path}" if result.path else "")
+        + (" (personal data masked; --reveal for a raw export)" if result.masked else " (raw)")
     )
     if not result.drained and max_messages is None:
         summary += (

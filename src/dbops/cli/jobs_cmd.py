@@ -172,12 +172,17 @@ def list_cmd(
 @app.command("show")
 def show(
     job_id: Annotated[str, typer.Argument(help="The job's UUID.")],
+    reveal: Annotated[
+        bool, typer.Option("--reveal", help="Show personal data (emails, phones, names) unmasked.")
+    ] = False,
     output: OutputOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Show one job: results by status, last 20 events, worker, recoveries, DLQ messages.
 
     DLQ messages for the job are peeked (received with a short visibility timeout and
     made visible again at once), never consumed; the scan is bounded (10 receives).
+    Personal data in customer_id, error_message, metadata, event details and the DLQ
+    messages' reason and body is masked unless --reveal.
 
     Example:
         dbops jobs show 6f1c2a7e-0b7d-4c1e-9a51-1d2e3f405060 -o json
@@ -189,6 +194,7 @@ def show(
         job_id=canonical,
         queues=_deps.queues() if current.sqs_dlq_url else None,
         dlq_url=current.sqs_dlq_url,
+        reveal=reveal,
     )
     render(detail, output, table=_show_table)
 

@@ -26,6 +26,18 @@ QueuesArg = Annotated[
 ]
 
 
+SampleOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--sample/--no-sample",
+        help="Without CloudWatch data, estimate the oldest message's age from a peeked sample "
+        "(default: only on queues without a redrive policy, where a peek cannot move "
+        "messages to a DLQ); --sample peeks every queue, --no-sample none.",
+        show_default=False,
+    ),
+]
+
+
 def _default_urls() -> list[str]:
     current = _deps.settings()
     urls = [u for u in (current.sqs_queue_url, current.sqs_dlq_url) if u]
@@ -86,6 +98,7 @@ def _info_table(info: queue_service.QueueInfo) -> None:
     data["visibility_timeout_seconds"] = format_duration(info.visibility_timeout_seconds)
     data["retention_seconds"] = format_duration(info.retention_seconds)
     data["dead_letter_sources"] = ", ".join(info.dead_letter_sources) or None
+    data["oldest_age_seconds"] = _age_cell(info.oldest_age_seconds, info.oldest_age_source)
     key_values(data, title=f"queue {info.queue}")
 
 
@@ -95,10 +108,12 @@ def info(
         str | None,
         typer.Argument(help="Queue name or URL (default: the main queue).", show_default=False),
     ] = None,
+    sample: SampleOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Show a queue's attributes: counts, visibility timeout, retention, redrive policy and
-    its DLQ; for a DLQ, the source queues that send to it (ListDeadLetterSourceQueues).
+    its DLQ; for a DLQ, the source queues that send to it (ListDeadLetterSourceQueues);
+    the oldest message's age and its source (see `queue depth`).
 
     Example:
         dbops queue info jobs-dlq -o json
@@ -106,8 +121,16 @@ def info(
     if queue is not None:
         _not_empty([queue])
     target = queue or _deps.main_queue_url()
-    result = queue_service.queue_info(queues=_deps.queues(), queue=target)
+    result = queue_service.queue_info(queues=_deps.queues(), queue=target, sample=sample)
     render(result, output, table=_info_table)
+
+
+def _age_cell(seconds: float | None, source: str | None) -> str:
+    """`12m (cloudwatch)`, `>= 3m (sample)` (a sample gives a lower bound), or `n/a`."""
+    if seconds is None:
+        return "n/a"
+    text = format_duration(seconds)
+    return f">= {text} (sample)" if source == "sample" else f"{text} ({source})"
 
 
 def _depth_table(rows: list[queue_service.QueueDepth]) -> None:
@@ -116,24 +139,35 @@ def _depth_table(rows: list[queue_service.QueueDepth]) -> None:
     items = [
         {
             **r.model_dump(mode="json"),
-            "oldest_age": format_duration(r.oldest_age_seconds),
+            "oldest_age": _age_cell(r.oldest_age_seconds, r.oldest_age_source),
         }
         for r in rows
     ]
     print_table(items, ["queue", "visible", "in_flight", "delayed", "total", "oldest_age"])
+    for r in rows:
+        if r.oldest_age_source != "cloudwatch" and r.oldest_age_note:
+            message(f"{r.queue}: {r.oldest_age_note}")
 
 
 @app.command("depth")
-def depth(queues: QueuesArg = None, output: OutputOpt = Output.table) -> None:
+def depth(
+    queues: QueuesArg = None, sample: SampleOpt = None, output: OutputOpt = Output.table
+) -> None:
     """Messages visible, in flight and delayed per queue, and the age of the oldest message
-    (CloudWatch ApproximateAgeOfOldestMessage; `n/a` / null when the metric is unavailable).
+    with its source: CloudWatch's ApproximateAgeOfOldestMessage, else an estimate from a
+    peeked sample (a lower bound; see --sample), else `n/a` / null.
+
+    The sample is one ReceiveMessage with visibility timeout 0: nothing is consumed or
+    hidden, but it counts as a receive, so by default queues with a redrive policy (whose
+    messages move to the DLQ after maxReceiveCount receives) are not sampled.
 
     Example:
         dbops queue depth -o json
         dbops queue depth jobs jobs-dlq
+        dbops queue depth --no-sample
     """
     urls = _resolve_all(queues)
-    rows = queue_service.depth(queues=_deps.queues(), queue_urls=urls)
+    rows = queue_service.depth(queues=_deps.queues(), queue_urls=urls, sample=sample)
     render(rows, output, table=_depth_table)
 
 

@@ -15,7 +15,6 @@ import base64
 import contextlib
 import json
 import os
-import re
 import tempfile
 import time
 import uuid
@@ -33,6 +32,16 @@ from dbops.errors import DbopsError, RefusedError, RemoteError, UsageError
 from dbops.ports import Queues, Store
 from dbops.services import slack
 from dbops.services.messages import MessageFilter, ParsedMessage, parse
+from dbops.services.personal import (
+    MASK,
+    NOT_JSON,
+    is_personal_key,
+    load_json,
+    mask_body,
+    mask_optional,
+    mask_personal,
+    mask_text,
+)
 from dbops.services.queue import QueueCounts, queue_label, read_counts
 
 PEEK_LEASE_SECONDS = 30
@@ -199,7 +208,7 @@ def plain_message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
 
 
 def simple_message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
-    """name -> {type, value} for display."""
+    """name -> {type, value} for display (binary values base64-encoded)."""
     out: dict[str, Any] = {}
     for name, value in plain_message_attributes(attributes).items():
         if isinstance(value, dict):
@@ -209,6 +218,48 @@ def simple_message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
             }
         else:
             out[name] = {"type": None, "value": value}
+    return out
+
+
+def _is_binary(data_type: Any) -> bool:
+    return str(data_type or "").split(".", 1)[0] == "Binary"
+
+
+def mask_simple_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """`simple_message_attributes` with personal data masked: every value of an attribute
+    whose name looks personal; emails and phones inside text values. Binary values are
+    left as they are (base64 text is not personal-looking text)."""
+    out: dict[str, Any] = {}
+    for name, item in attributes.items():
+        value = item.get("value")
+        if is_personal_key(name) and value not in (None, ""):
+            value = MASK
+        elif not _is_binary(item.get("type")):
+            value = mask_personal(value)
+        out[name] = {**item, "value": value}
+    return out
+
+
+def mask_plain_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """`plain_message_attributes` (the SQS shape) with personal data masked, as
+    `mask_simple_attributes` does."""
+    out: dict[str, Any] = {}
+    for name, item in attributes.items():
+        if not isinstance(item, dict):
+            out[name] = mask_personal(item, str(name))
+            continue
+        personal = is_personal_key(str(name))
+        masked: dict[str, Any] = {}
+        for key, value in item.items():
+            if key == "DataType" or value in (None, "", []):
+                masked[key] = value
+            elif personal:
+                masked[key] = [MASK for _ in value] if isinstance(value, list) else MASK
+            elif key in ("StringValue", "StringListValues"):
+                masked[key] = mask_personal(value)
+            else:
+                masked[key] = value
+        out[name] = masked
     return out
 
 
@@ -246,71 +297,8 @@ def job_statuses(*, store: Store, job_ids: Iterable[str | None]) -> dict[str, st
 
 
 # --------------------------------------------------------------------------- personal data
-_PERSONAL_KEY = re.compile(
-    r"(^|_)(e?_?mail|email_?address|phone|phone_?number|mobile|telephone|tel|fax|address|"
-    r"street|address_?line\d*|postcode|postal_?code|zip|zip_?code|ssn|dob|birth_?date|"
-    r"date_?of_?birth|ip_?address)($|_)",
-    re.I,
-)
-_PERSONAL_NAMES = {
-    "name",
-    "first_name",
-    "firstname",
-    "last_name",
-    "lastname",
-    "full_name",
-    "fullname",
-    "given_name",
-    "family_name",
-    "surname",
-    "middle_name",
-    "customer_name",
-    "contact_name",
-    "display_name",
-    "username",
-    "user_name",
-    "recipient",
-    "recipient_name",
-    "owner_name",
-}
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-_PHONE_CANDIDATE = re.compile(r"(?<![\w+-])[+(]?\d[\d\s().-]{6,}\d(?![\w-])")
-_PHONE_LOCAL = re.compile(r"\(\d{2,4}\)\s?\d{3,4}[\s.-]?\d{3,4}|\d{3}[\s.-]\d{3}[\s.-]\d{4}")
-MASK = "****"
-
-
-def is_personal_key(key: str) -> bool:
-    normal = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).lower().replace("-", "_")
-    return normal in _PERSONAL_NAMES or bool(_PERSONAL_KEY.search(normal))
-
-
-def _phone(match: re.Match[str]) -> str:
-    text = match.group(0)
-    digits = sum(c.isdigit() for c in text)
-    if not 8 <= digits <= 15:
-        return text
-    if text.startswith("+") or _PHONE_LOCAL.fullmatch(text):
-        return MASK
-    return text
-
-
-def mask_text(text: str) -> str:
-    """Mask email addresses and phone numbers (international `+...`, or `(555) 123-4567` /
-    `555-123-4567` shapes) inside free text; ids, dates and plain numbers are left alone."""
-    return _PHONE_CANDIDATE.sub(_phone, _EMAIL.sub(MASK, text))
-
-
-def mask_personal(value: Any, key: str | None = None) -> Any:
-    """A copy of `value` with personal-looking fields and patterns masked."""
-    if key is not None and is_personal_key(key) and value not in (None, "", [], {}):
-        return MASK
-    if isinstance(value, dict):
-        return {k: mask_personal(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_personal(v) for v in value]
-    if isinstance(value, str):
-        return mask_text(value)
-    return value
+# Masking lives in `dbops.services.personal` (linear time on any input); `dlq.mask_text`,
+# `dlq.mask_personal`, `dlq.is_personal_key` and `dlq.MASK` stay importable from here.
 
 
 # --------------------------------------------------------------------------- list
@@ -328,7 +316,9 @@ class DlqMessage(BaseModel):
     size: int
     job_status: str | None = None
     is_json: bool
+    body_kind: str = "text"
     preview: str | None = None
+    notes: list[str] = Field(default_factory=list)
 
 
 class DlqListing(BaseModel):
@@ -341,10 +331,14 @@ class DlqListing(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
-def _preview(message: ParsedMessage, size: int = 60) -> str | None:
+def _preview(message: ParsedMessage, size: int = 60, *, reveal: bool = False) -> str | None:
+    """The start of a body that is not a JSON object, whitespace collapsed; personal data
+    masked (over the whole body first, so a cut never exposes half an address)."""
     if message.is_json:
         return None
-    text = mask_text(" ".join(message.body.split()))
+    text = " ".join(message.body.split())
+    if not reveal:
+        text = mask_text(text)
     return text if len(text) <= size else text[: size - 1] + "…"
 
 
@@ -361,6 +355,30 @@ def peek(
     return found, scan.stats
 
 
+def list_row(
+    message: ParsedMessage, *, job_status: str | None = None, reveal: bool = False
+) -> DlqMessage:
+    """One `dlq list` row; text fields personal-data masked unless `reveal`."""
+    shown = (lambda text: text) if reveal else mask_optional
+    m = message
+    return DlqMessage(
+        message_id=m.message_id,
+        job_id=shown(m.job_id),
+        customer=shown(m.customer_id),
+        sent_at=m.sent_at,
+        age=format_duration(m.age_seconds),
+        age_seconds=round(m.age_seconds, 1) if m.age_seconds is not None else None,
+        receive_count=m.receive_count,
+        reason=shown(m.reason),
+        size=m.size,
+        job_status=job_status,
+        is_json=m.is_json,
+        body_kind=m.body_kind,
+        preview=_preview(m, reveal=reveal),
+        notes=m.notes,
+    )
+
+
 def list_messages(
     *,
     queues: Queues,
@@ -369,7 +387,10 @@ def list_messages(
     store: Store | None,
     store_warning: str | None = None,
     lease: int = PEEK_LEASE_SECONDS,
+    reveal: bool = False,
 ) -> DlqListing:
+    """Peek at up to `limit` messages; every text field personal-data masked unless
+    `reveal` (job statuses are looked up with the raw job ids)."""
     messages, stats = peek(queues=queues, queue_url=queue_url, limit=limit, lease=lease)
     warnings = [store_warning] if store_warning else []
     statuses: dict[str, str] = {}
@@ -380,20 +401,7 @@ def list_messages(
             warnings.append(f"job_status unavailable: {exc.one_line()}")
     messages.sort(key=lambda m: (m.sent_at is None, m.sent_at or datetime.min.replace(tzinfo=UTC)))
     rows = [
-        DlqMessage(
-            message_id=m.message_id,
-            job_id=m.job_id,
-            customer=m.customer_id,
-            sent_at=m.sent_at,
-            age=format_duration(m.age_seconds),
-            age_seconds=round(m.age_seconds, 1) if m.age_seconds is not None else None,
-            receive_count=m.receive_count,
-            reason=m.reason,
-            size=m.size,
-            job_status=statuses.get(m.job_id) if m.job_id else None,
-            is_json=m.is_json,
-            preview=_preview(m),
-        )
+        list_row(m, job_status=statuses.get(m.job_id) if m.job_id else None, reveal=reveal)
         for m in messages
     ]
     return DlqListing(
@@ -421,9 +429,11 @@ class DlqMessageDetail(BaseModel):
     receive_count: int | None = None
     size: int
     is_json: bool
+    body_kind: str = "text"
     body: Any
     message_attributes: dict[str, Any] = Field(default_factory=dict)
     system_attributes: dict[str, str] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
     masked: bool
     scanned: int
 
@@ -458,29 +468,29 @@ def show_message(
             f"message {wanted} not found in {where}{bound}",
             hint="list ids with `dbops dlq list`; raise the bound with --scan-limit",
         )
-    try:
-        body: Any = json.loads(hit.body)
-        is_json = True
-    except (ValueError, TypeError):
-        body, is_json = hit.body, False
+    return message_detail(
+        hit, queue=queue_label(queue_url), reveal=reveal, scanned=scan.stats.scanned
+    )
+
+
+def message_detail(
+    hit: ParsedMessage, *, queue: str, reveal: bool = False, scanned: int = 1
+) -> DlqMessageDetail:
+    """The `dlq show` view of one message; personal data masked unless `reveal`."""
+    body: Any = load_json(hit.body)
+    is_json = body is not NOT_JSON
+    if not is_json:
+        body = hit.body
     attrs = simple_message_attributes(hit.message_attributes)
-    customer, reason = hit.customer_id, hit.reason
+    job_id, customer, reason = hit.job_id, hit.customer_id, hit.reason
     if not reveal:
         body = mask_personal(body) if is_json else mask_text(body)
-        attrs = {
-            k: (
-                {**v, "value": MASK}
-                if is_personal_key(k)
-                else {**v, "value": mask_personal(v.get("value"))}
-            )
-            for k, v in attrs.items()
-        }
-        customer = mask_text(customer) if customer else customer
-        reason = mask_text(reason) if reason else reason
+        attrs = mask_simple_attributes(attrs)
+        job_id, customer, reason = map(mask_optional, (job_id, customer, reason))
     return DlqMessageDetail(
-        queue=queue_label(queue_url),
+        queue=queue,
         message_id=hit.message_id,
-        job_id=hit.job_id,
+        job_id=job_id,
         customer=customer,
         reason=reason,
         sent_at=hit.sent_at,
@@ -488,29 +498,50 @@ def show_message(
         receive_count=hit.receive_count,
         size=hit.size,
         is_json=is_json,
+        body_kind=hit.body_kind,
         body=body,
         message_attributes=attrs,
         system_attributes=dict(hit.attributes),
+        notes=hit.notes,
         masked=not reveal,
-        scanned=scan.stats.scanned,
+        scanned=scanned,
     )
 
 
 # --------------------------------------------------------------------------- export
-def export_record(message: ParsedMessage, *, queue: str) -> dict[str, Any]:
-    """One line of an export file (the format `--manifest` reads: see docs/dlq.md)."""
+def export_record(message: ParsedMessage, *, queue: str, mask: bool = False) -> dict[str, Any]:
+    """One line of an export file (the format `--manifest` reads: see docs/dlq.md).
+
+    Raw by default (purge and delete backups, `dlq export --reveal`): `body` is exactly the
+    message body. With `mask`, personal data is masked in the body, the text fields and
+    the attribute values, and the line says `"masked": true`: such a line can no longer
+    restore the message, and `dlq replay` refuses it.
+    """
+    attributes = plain_message_attributes(message.message_attributes)
+    body, job_id, customer, reason = (
+        message.body,
+        message.job_id,
+        message.customer_id,
+        message.reason,
+    )
+    if mask:
+        body = mask_body(body)
+        job_id, customer, reason = map(mask_optional, (job_id, customer, reason))
+        attributes = mask_plain_attributes(attributes)
     return {
         "message_id": message.message_id,
         "queue": queue,
-        "job_id": message.job_id,
-        "customer_id": message.customer_id,
-        "reason": message.reason,
+        "masked": mask,
+        "job_id": job_id,
+        "customer_id": customer,
+        "reason": reason,
         "sent_at": message.sent_at.isoformat() if message.sent_at else None,
         "receive_count": message.receive_count,
         "size": message.size,
-        "body": message.body,
-        "message_attributes": plain_message_attributes(message.message_attributes),
+        "body": body,
+        "message_attributes": attributes,
         "system_attributes": dict(message.attributes),
+        "notes": message.notes,
     }
 
 
@@ -526,6 +557,7 @@ class ExportResult(BaseModel):
     drained: bool
     visible_at_end: int | None = None
     filtered: bool
+    masked: bool = False
 
 
 def open_export_file(path: Path, *, overwrite: bool = False) -> IO[str]:
@@ -561,8 +593,10 @@ def export_messages(
     lease: int = SCAN_LEASE_SECONDS,
     limit: int | None = None,
     progress: Progress | None = None,
+    mask: bool = False,
 ) -> ExportResult:
-    """Write every (matching) message as one JSON line, as received; non-destructive."""
+    """Write every (matching) message as one JSON line, as received (raw), or with personal
+    data masked (`mask`: see `export_record`); non-destructive."""
     message_filter = message_filter or MessageFilter()
     name = queue_label(queue_url)
     exported = 0
@@ -570,7 +604,8 @@ def export_messages(
         for batch in scan.batches():
             for message in batch:
                 if message_filter.accepts(message):
-                    stream.write(json.dumps(export_record(message, queue=name)) + "\n")
+                    record = export_record(message, queue=name, mask=mask)
+                    stream.write(json.dumps(record) + "\n")
                     exported += 1
             _sync(stream)
             if progress:
@@ -585,6 +620,7 @@ def export_messages(
         drained=scan.stats.drained,
         visible_at_end=scan.stats.visible_at_end,
         filtered=not message_filter.is_empty,
+        masked=mask,
     )
 
 
@@ -598,6 +634,7 @@ def export_to_file(
     lease: int = SCAN_LEASE_SECONDS,
     limit: int | None = None,
     progress: Progress | None = None,
+    mask: bool = False,
 ) -> ExportResult:
     with open_export_file(path, overwrite=overwrite) as stream:
         result = export_messages(
@@ -608,6 +645,7 @@ def export_to_file(
             lease=lease,
             limit=limit,
             progress=progress,
+            mask=mask,
         )
     result.path = str(path)
     return result
@@ -902,16 +940,18 @@ class MonitorResult(BaseModel):
 def _alert_messages(*, queues: Queues, queue_url: str, count: int) -> list[slack.AlertMessage]:
     messages, _ = peek(queues=queues, queue_url=queue_url, limit=count)
     messages.sort(key=lambda m: (m.sent_at is None, m.sent_at or datetime.min.replace(tzinfo=UTC)))
-    return [
-        slack.AlertMessage(
-            message_id=m.message_id,
-            job_id=m.job_id,
-            customer=m.customer_id,
-            reason=m.reason if m.is_json else _preview(m),
-            age_seconds=round(m.age_seconds, 1) if m.age_seconds is not None else None,
-        )
-        for m in messages
-    ]
+    return [alert_message(m) for m in messages]
+
+
+def alert_message(m: ParsedMessage) -> slack.AlertMessage:
+    """How a message is quoted in a Slack alert: personal data always masked."""
+    return slack.AlertMessage(
+        message_id=m.message_id,
+        job_id=mask_optional(m.job_id),
+        customer=mask_optional(m.customer_id),
+        reason=mask_optional(m.reason) if m.is_json else _preview(m),
+        age_seconds=round(m.age_seconds, 1) if m.age_seconds is not None else None,
+    )
 
 
 def monitor(

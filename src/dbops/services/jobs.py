@@ -40,6 +40,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 from dbops.errors import DbopsError, ExitCode, RemoteError, UsageError
 from dbops.ports import OutgoingMessage, Queues, Row, Store
 from dbops.services.messages import parse
+from dbops.services.personal import mask_body, mask_optional, mask_personal
 
 WORKER_DEAD_SECONDS = 120  # a worker is dead after 2 minutes without a heartbeat
 MIN_RECOVER_OLDER_THAN_SECONDS = WORKER_DEAD_SECONDS
@@ -182,6 +183,7 @@ class JobDetail(BaseModel):
     dlq_messages: list[DlqMessage] | None = None
     dlq_scanned: int | None = None
     dlq_error: str | None = None
+    masked: bool = False
 
 
 class HourlyCount(BaseModel):
@@ -473,8 +475,13 @@ def show(
     job_id: str,
     queues: Queues | None = None,
     dlq_url: str | None = None,
+    reveal: bool = False,
 ) -> JobDetail:
-    """The job and what surrounds it; its DLQ messages are peeked, never consumed."""
+    """The job and what surrounds it; its DLQ messages are peeked, never consumed.
+
+    Unless `reveal`, personal data is masked in every free-text field: the job's
+    `customer_id`, `error_message` and `metadata`, history `details`, and the DLQ
+    messages' `reason` and `body` (see `dbops.services.personal`)."""
     (canonical,) = parse_job_ids([job_id])
     rows = store.call(
         "dbops_jobs_show",
@@ -500,7 +507,30 @@ def show(
             )
         except DbopsError as exc:
             detail.dlq_error = exc.one_line()
-    return detail
+    return detail if reveal else mask_detail(detail)
+
+
+def mask_detail(detail: JobDetail) -> JobDetail:
+    """A copy of `detail` with personal data masked (`masked` set)."""
+    job = detail.job.model_copy(
+        update={
+            "customer_id": mask_optional(detail.job.customer_id),
+            "error_message": mask_optional(detail.job.error_message),
+            "metadata": mask_personal(detail.job.metadata),
+        }
+    )
+    history = [h.model_copy(update={"details": mask_personal(h.details)}) for h in detail.history]
+    messages = (
+        None
+        if detail.dlq_messages is None
+        else [
+            m.model_copy(update={"reason": mask_optional(m.reason), "body": mask_body(m.body)})
+            for m in detail.dlq_messages
+        ]
+    )
+    return detail.model_copy(
+        update={"job": job, "history": history, "dlq_messages": messages, "masked": True}
+    )
 
 
 def peek_dlq(

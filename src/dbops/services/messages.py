@@ -6,21 +6,32 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from dbops.errors import UsageError
 from dbops.ports import QueueMessage
+from dbops.services.personal import NOT_JSON, load_json
+
+BodyKind = Literal["object", "array", "string", "number", "boolean", "null", "text"]
 
 
 class ParsedMessage(BaseModel):
-    """A received message plus what dbops could read out of it."""
+    """A received message plus what dbops could read out of it (best effort).
+
+    The body is opaque text: `body` is exactly what SQS returned, `message_attributes`
+    exactly what boto3 returned (binary values stay `bytes`). The fields read out of it
+    (`job_id`, `customer_id`, `priority`, `reason`, ...) never fail: a field of an
+    unexpected type is kept as its compact JSON text and `notes` says so; a body that is
+    not a JSON object leaves them to the message attributes (or null).
+    """
 
     message_id: str
     receipt_handle: str = Field(exclude=True)
     body: str
     body_json: dict[str, Any] | None = None
+    body_kind: BodyKind = "text"
     job_id: str | None = None
     customer_id: str | None = None
     priority: int | str | None = None
@@ -31,9 +42,11 @@ class ParsedMessage(BaseModel):
     size: int
     attributes: dict[str, str] = Field(default_factory=dict)
     message_attributes: dict[str, Any] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
 
     @property
     def is_json(self) -> bool:
+        """The body is a JSON object (the shape job messages have)."""
         return self.body_json is not None
 
 
@@ -41,48 +54,109 @@ def _attr(message_attributes: dict[str, Any], name: str) -> str | None:
     value = message_attributes.get(name)
     if isinstance(value, dict):
         got = value.get("StringValue")
-        return str(got) if got is not None else None
+        return got if isinstance(got, str) else None
     return None
 
 
-def parse(message: QueueMessage, *, now: float | None = None) -> ParsedMessage:
-    body_json: dict[str, Any] | None = None
+def json_kind(value: Any) -> BodyKind:
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "null" if value is None else "text"
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON text of a parsed value (never raises)."""
     try:
-        loaded = json.loads(message.body)
-        if isinstance(loaded, dict):
-            body_json = loaded
-    except (ValueError, TypeError):
-        body_json = None
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (ValueError, TypeError, RecursionError):
+        return str(value)
+
+
+def _text_field(data: dict[str, Any], key: str, notes: list[str]) -> str | None:
+    """A body field expected to be a string: other types as their JSON text, with a note."""
+    value = data.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    notes.append(f"{key} is a JSON {json_kind(value)}, not a string: shown as JSON text")
+    return json_text(value)
+
+
+def _priority(data: dict[str, Any], notes: list[str]) -> int | str | None:
+    value = data.get("priority")
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    kind = json_kind(value)
+    what = "a number with a fraction" if isinstance(value, float) else f"a JSON {kind}"
+    notes.append(f"priority is {what}, not an integer or a string: shown as JSON text")
+    return json_text(value)
+
+
+def _epoch_ms(value: str | None) -> float | None:
+    """SentTimestamp-style epoch milliseconds as seconds; None when not a plain number."""
+    if not value or not value.isascii() or not value.isdigit() or len(value) > 15:
+        return None
+    return int(value) / 1000
+
+
+def _count(value: str | None) -> int | None:
+    if not value or not value.isascii() or not value.isdigit() or len(value) > 18:
+        return None
+    return int(value)
+
+
+def parse(message: QueueMessage, *, now: float | None = None) -> ParsedMessage:
+    """What dbops can read out of `message`. Never raises on the body or the attributes."""
+    notes: list[str] = []
+    loaded = load_json(message.body)
+    kind: BodyKind = "text" if loaded is NOT_JSON else json_kind(loaded)
+    body_json: dict[str, Any] | None = loaded if kind == "object" else None
+    if kind not in ("object", "text"):
+        notes.append(f"body is a JSON {kind}, not an object: no job fields read from it")
+    elif kind == "text" and message.body.lstrip()[:1] in ("{", "["):
+        notes.append("body looks like JSON but does not parse (or nests too deeply): raw text")
     data = body_json or {}
-    job_id = data.get("job_id")
-    job_id = str(job_id) if job_id is not None else _attr(message.message_attributes, "job_id")
-    customer = data.get("customer_id")
-    customer = (
-        str(customer) if customer is not None else _attr(message.message_attributes, "customer_id")
-    )
-    sent_ms = message.attributes.get("SentTimestamp")
+    job_id = _text_field(data, "job_id", notes)
+    if job_id is None:
+        job_id = _attr(message.message_attributes, "job_id")
+    customer = _text_field(data, "customer_id", notes)
+    if customer is None:
+        customer = _attr(message.message_attributes, "customer_id")
     sent_at = None
     age = None
-    if sent_ms and str(sent_ms).isdigit():
-        sent_at = datetime.fromtimestamp(int(sent_ms) / 1000, tz=UTC)
-        age = max(0.0, (now if now is not None else time.time()) - int(sent_ms) / 1000)
-    receive = message.attributes.get("ApproximateReceiveCount")
-    reason = data.get("_dlq_reason")
+    sent = _epoch_ms(message.attributes.get("SentTimestamp"))
+    if sent is not None:
+        try:
+            sent_at = datetime.fromtimestamp(sent, tz=UTC)
+            age = max(0.0, (now if now is not None else time.time()) - sent)
+        except (ValueError, OverflowError, OSError):
+            sent_at = None
     return ParsedMessage(
         message_id=message.message_id,
         receipt_handle=message.receipt_handle,
         body=message.body,
         body_json=body_json,
+        body_kind=kind,
         job_id=job_id,
         customer_id=customer,
-        priority=data.get("priority"),
-        reason=str(reason) if reason is not None else None,
+        priority=_priority(data, notes),
+        reason=_text_field(data, "_dlq_reason", notes),
         sent_at=sent_at,
         age_seconds=age,
-        receive_count=int(receive) if receive and str(receive).isdigit() else None,
-        size=len(message.body.encode()),
+        receive_count=_count(message.attributes.get("ApproximateReceiveCount")),
+        size=len(message.body.encode("utf-8", "surrogatepass")),
         attributes=message.attributes,
         message_attributes=message.message_attributes,
+        notes=notes,
     )
 
 

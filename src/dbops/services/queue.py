@@ -8,9 +8,11 @@ and a time-to-empty estimate; the CLI owns the clock and the waiting between sam
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -70,6 +72,85 @@ def counts_from_attributes(attrs: dict[str, str]) -> QueueCounts:
 
 def read_counts(*, queues: Queues, queue_url: str) -> QueueCounts:
     return counts_from_attributes(queues.get_attributes(queue_url))
+
+
+# --------------------------------------------------------------------------- oldest age
+OldestAgeSource = Literal["cloudwatch", "sample"]
+SAMPLE_WAIT_SECONDS = 1
+
+
+class OldestAge(BaseModel):
+    """The age of a queue's oldest message and where the figure comes from.
+
+    `source` is `cloudwatch` (ApproximateAgeOfOldestMessage, the latest point of the last
+    5 minutes), `sample` (the oldest SentTimestamp among up to 10 messages peeked with
+    visibility timeout 0: a lower bound, since SQS does not return the oldest first) or
+    null (unknown; `note` says why).
+    """
+
+    seconds: float | None = None
+    source: OldestAgeSource | None = None
+    sampled: int | None = None
+    note: str | None = None
+
+
+def _sent_seconds(value: str | None) -> float | None:
+    if not value or not value.isascii() or not value.isdigit() or len(value) > 15:
+        return None
+    return int(value) / 1000
+
+
+def oldest_age(
+    *,
+    queues: Queues,
+    queue_url: str,
+    attrs: dict[str, str],
+    sample: bool | None = None,
+    now: float | None = None,
+) -> OldestAge:
+    """CloudWatch's figure when it has one; otherwise, an estimate from a peeked sample.
+
+    The peek (ReceiveMessage with VisibilityTimeout 0, up to 10 messages, a 1 s long poll)
+    never consumes or hides a message, but it counts as a receive. `sample` None (auto)
+    peeks only queues without a redrive policy (a DLQ, a plain queue): on a queue with
+    one, each peek would bring the sampled messages one receive closer to being moved to
+    its DLQ, so it is done only with `sample=True`. `sample=False` never peeks.
+    """
+    from_cloudwatch = queues.oldest_message_age(queue_url)
+    if from_cloudwatch is not None:
+        return OldestAge(seconds=from_cloudwatch, source="cloudwatch")
+    unavailable = "CloudWatch metric unavailable"
+    counts = counts_from_attributes(attrs)
+    if sample is False:
+        return OldestAge(note=f"{unavailable}; not sampled (--no-sample)")
+    if counts.visible == 0:
+        return OldestAge(
+            note=f"{unavailable}; "
+            + ("the queue is empty" if counts.total == 0 else "no visible message to sample")
+        )
+    policy = _redrive_policy(attrs)
+    if sample is None and policy and policy.get("deadLetterTargetArn"):
+        limit = policy.get("maxReceiveCount")
+        return OldestAge(
+            note=f"{unavailable}; not sampled: a peek counts as a receive toward this "
+            f"queue's maxReceiveCount ({limit}); --sample peeks anyway"
+        )
+    try:
+        got = queues.receive(
+            queue_url, max_messages=10, visibility_timeout=0, wait_seconds=SAMPLE_WAIT_SECONDS
+        )
+    except DbopsError as exc:
+        return OldestAge(note=f"{unavailable}; could not sample: {exc.one_line()}")
+    sent = [t for t in (_sent_seconds(m.attributes.get("SentTimestamp")) for m in got) if t]
+    if not sent:
+        return OldestAge(note=f"{unavailable}; the sample returned no message")
+    current = time.time() if now is None else now
+    return OldestAge(
+        seconds=round(max(0.0, current - min(sent)), 1),
+        source="sample",
+        sampled=len(sent),
+        note=f"{unavailable}; at least this old: the oldest of {len(sent)} peeked message(s)",
+    )
 
 
 # --------------------------------------------------------------------------- list
@@ -149,6 +230,9 @@ class QueueInfo(BaseModel):
     redrive_allow_policy: dict[str, object] | None = None
     is_dead_letter_queue: bool = False
     dead_letter_sources: list[str] = Field(default_factory=list)
+    oldest_age_seconds: float | None = None
+    oldest_age_source: OldestAgeSource | None = None
+    oldest_age_note: str | None = None
     attributes: dict[str, str] = Field(default_factory=dict)
 
 
@@ -163,7 +247,8 @@ def _redrive_policy(attrs: dict[str, str]) -> dict[str, object] | None:
     return loaded if isinstance(loaded, dict) else {"raw": raw}
 
 
-def queue_info(*, queues: Queues, queue: str) -> QueueInfo:
+def queue_info(*, queues: Queues, queue: str, sample: bool | None = None) -> QueueInfo:
+    """A queue's attributes, wiring and oldest message age (see `oldest_age`)."""
     url = queues.resolve_url(queue)
     attrs = queues.get_attributes(url)
     counts = counts_from_attributes(attrs)
@@ -190,6 +275,7 @@ def queue_info(*, queues: Queues, queue: str) -> QueueInfo:
             allow = None
     sources = [queue_label(u) for u in queues.dead_letter_sources(url)]
     name = queue_label(url)
+    age = oldest_age(queues=queues, queue_url=url, attrs=attrs, sample=sample)
     return QueueInfo(
         queue=name,
         url=url,
@@ -212,14 +298,21 @@ def queue_info(*, queues: Queues, queue: str) -> QueueInfo:
         redrive_allow_policy=allow,
         is_dead_letter_queue=bool(sources),
         dead_letter_sources=sources,
+        oldest_age_seconds=age.seconds,
+        oldest_age_source=age.source,
+        oldest_age_note=age.note,
         attributes=attrs,
     )
 
 
 # --------------------------------------------------------------------------- depth
 class QueueDepth(BaseModel):
-    """One row of `dbops queue depth -o json`. `oldest_age_seconds` is CloudWatch's
-    ApproximateAgeOfOldestMessage, or null when that metric is not available."""
+    """One row of `dbops queue depth -o json`.
+
+    `oldest_age_seconds` comes from `oldest_age_source`: `cloudwatch`
+    (ApproximateAgeOfOldestMessage), `sample` (estimated from the SentTimestamp of peeked
+    messages: a lower bound) or null (unknown, with the reason in `oldest_age_note`).
+    """
 
     queue: str
     url: str
@@ -228,12 +321,18 @@ class QueueDepth(BaseModel):
     delayed: int
     total: int
     oldest_age_seconds: float | None = None
+    oldest_age_source: OldestAgeSource | None = None
+    oldest_age_note: str | None = None
 
 
-def depth(*, queues: Queues, queue_urls: Sequence[str]) -> list[QueueDepth]:
+def depth(
+    *, queues: Queues, queue_urls: Sequence[str], sample: bool | None = None
+) -> list[QueueDepth]:
     rows = []
     for url in queue_urls:
-        counts = read_counts(queues=queues, queue_url=url)
+        attrs = queues.get_attributes(url)
+        counts = counts_from_attributes(attrs)
+        age = oldest_age(queues=queues, queue_url=url, attrs=attrs, sample=sample)
         rows.append(
             QueueDepth(
                 queue=queue_label(url),
@@ -242,7 +341,9 @@ def depth(*, queues: Queues, queue_urls: Sequence[str]) -> list[QueueDepth]:
                 in_flight=counts.in_flight,
                 delayed=counts.delayed,
                 total=counts.total,
-                oldest_age_seconds=queues.oldest_message_age(url),
+                oldest_age_seconds=age.seconds,
+                oldest_age_source=age.source,
+                oldest_age_note=age.note,
             )
         )
     return rows
