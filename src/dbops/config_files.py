@@ -72,9 +72,10 @@ def write_profile(name: str, values: dict[str, Any], path: Path | None = None) -
     data = read_config_file(path)
     profiles = data.setdefault("profiles", {})
     profiles[name] = {k: v for k, v in values.items() if v is not None}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_dump_toml(data))
-    path.chmod(0o600)
+    from dbops.files import write_text_private
+
+    # 0600 from the start and replaced atomically: a profile can hold secrets.
+    write_text_private(path, _dump_toml(data))
     return path
 
 

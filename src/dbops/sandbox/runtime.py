@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from dbops.errors import ConfigError, DbopsError, RefusedError, RemoteError
+from dbops.files import private_dir
 from dbops.sandbox import (
     DEFAULT_SCHEMA,
     DLQ,
@@ -165,7 +166,7 @@ def prepare_environment() -> Path:
     Must run before pgserver is imported: it reads the runtime folder at import time.
     """
     folder = sandbox_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     if not os.environ.get("XDG_RUNTIME_DIR"):
         runtime = folder / "run"
         runtime.mkdir(mode=0o700, exist_ok=True)

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from dbops.errors import DbopsError, RefusedError
+from dbops.files import append_private
 from dbops.ports import Store
 from dbops.redaction import scrub_fragments
 from dbops.services.redact import redact_arguments, redact_text
@@ -109,12 +110,10 @@ class ActionRecorder:
             except DbopsError:
                 pass
         if self.fallback_file is not None:
-            self.fallback_file.parent.mkdir(parents=True, exist_ok=True)
             record = {k[2:]: v for k, v in params.items()}
             record["started_at"] = self.started_at.isoformat()
             record["finished_at"] = datetime.now(UTC).isoformat()
-            with self.fallback_file.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
+            append_private(self.fallback_file, json.dumps(record) + "\n")
             self.written_to = str(self.fallback_file)
 
 
