@@ -406,6 +406,18 @@ class _Run:
                 hint="replay needs it next to FILE to send each message once",
             ) from None
         self._progress_file = os.fdopen(fd, "a", encoding="utf-8")
+        # A kill while appending can leave a torn last line: start on a fresh one, so the
+        # torn fragment (ignored when read) does not swallow the next record.
+        torn = False
+        with contextlib.suppress(OSError):
+            size = os.fstat(fd).st_size
+            if size:
+                with path.open("rb") as existing:
+                    existing.seek(size - 1)
+                    torn = existing.read(1) != b"\n"
+        if torn:
+            self._progress_file.write("\n")
+            self._progress_file.flush()
 
     def close_progress(self) -> None:
         if self._progress_file is not None:
