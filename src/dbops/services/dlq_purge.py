@@ -256,6 +256,8 @@ class _SnapshotRun:
         self._spool: IO[str] = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
         self._leased_at: float | None = None
         self._not_deleted: list[Item] = []
+        self._unspooled: list[Item] = []  # the batch being received, until it is spooled
+        self._deleted: set[str] = set()
 
     def __enter__(self) -> _SnapshotRun:
         return self
@@ -413,6 +415,8 @@ class _SnapshotRun:
                         return
                 continue
             empty = 0
+            # Until spooled below, this batch is released from here if anything fails.
+            self._unspooled = [(m.message_id, m.receipt_handle) for m in got]
             if self._leased_at is None:
                 self._leased_at = started
             now = time.time()
@@ -425,18 +429,21 @@ class _SnapshotRun:
                 self._seen.add(message.message_id)
                 fresh.append(_parse(message, now))
             if not fresh:
+                self._unspooled = []  # only copies of spooled messages (newest handles kept)
                 continue
             hits = {m.message_id for m in fresh if self.accept is None or self.accept(m)}
-            if self.backup is not None and hits:
-                self.backup.write(
-                    [backup_record(m, queue=self.name) for m in fresh if m.message_id in hits]
-                )
+            # Spool first: if the backup write fails, these are released with the rest.
             self._spool.write(
                 "".join(
                     f"{'M' if m.message_id in hits else 'R'}\t{m.message_id}\t{m.receipt_handle}\n"
                     for m in fresh
                 )
             )
+            self._unspooled = []
+            if self.backup is not None and hits:
+                self.backup.write(
+                    [backup_record(m, queue=self.name) for m in fresh if m.message_id in hits]
+                )
             self.scanned += len(fresh)
             self.matched += len(hits)
             if self.manifest is not None:
@@ -445,7 +452,16 @@ class _SnapshotRun:
             pause("backup_batch")
 
     def delete(self) -> None:
-        """DeleteMessageBatch with the held receipt handles of the accepted messages."""
+        """DeleteMessageBatch with the held receipt handles of the accepted messages. If it
+        is interrupted, every held message not deleted is released before re-raising."""
+        try:
+            self._delete()
+        except BaseException:
+            with contextlib.suppress(DbopsError):
+                self.release(everything=True)
+            raise
+
+    def _delete(self) -> None:
         self.keep_leases(fraction=1 / 3)
         first = True
 
@@ -454,6 +470,7 @@ class _SnapshotRun:
             for i, (message_id, handle) in enumerate(chunk):
                 if str(i) in result.successful:
                     self.deleted += 1
+                    self._deleted.add(message_id)
                     continue
                 self.failed += 1
                 self._not_deleted.append((message_id, handle))
@@ -472,9 +489,14 @@ class _SnapshotRun:
         )
 
     def release(self, *, everything: bool = False) -> None:
-        """Visibility 0 for every held message not removed (all of them if `everything`)."""
+        """Visibility 0 for the held messages to keep (not accepted, or their delete was
+        refused); with `everything` (after a failure), for every held message not deleted."""
         items: Iterable[Item] = (
-            self._held("MR") if everything else itertools.chain(self._held("R"), self._not_deleted)
+            itertools.chain(
+                (i for i in self._held("MR") if i[0] not in self._deleted), self._unspooled
+            )
+            if everything
+            else itertools.chain(self._held("R"), self._not_deleted)
         )
         ok, failed = self._set_visibility(items, 0)
         self.released += ok
