@@ -145,7 +145,7 @@ def test_replay_sends_bodies_and_every_attribute_type_exactly(port, queues, tmp_
     bodies = [json.dumps({"job_id": f"j{i}"}) for i in range(97)] + [
         "raw text",
         json.dumps({"ü": "✓"}, ensure_ascii=False),
-        "",
+        " ",
     ]
     items = [record(b, attributes=ATTRIBUTES) for b in bodies]
     path = write(tmp_path / "backup.jsonl", [*items, items[0]])  # a repeated line: sent once
