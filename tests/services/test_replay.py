@@ -234,3 +234,15 @@ def test_binary_attributes_round_trip_through_base64():
     raw = {"b": {"DataType": "Binary.x", "BinaryValue": base64.b64encode(b"\x00\xff").decode()}}
     sendable = replay.sendable_attributes(raw, path=Path("f"), number=1)
     assert sendable == {"b": {"DataType": "Binary.x", "BinaryValue": b"\x00\xff"}}
+
+
+def test_workers_and_rate(port, queues, tmp_path):
+    items = [record(f"m{i}") for i in range(60)]
+    path = write(tmp_path / "x.jsonl", items)
+    result = run(port, path, queues.main_url, workers=4, rate=50)
+    assert (result.sent, result.send_calls) == (60, 6)
+    # 50 messages a second with a burst of 10: the last 50 cannot go out in under 1 s
+    assert result.duration_seconds >= 0.9
+    assert sorted(m["Body"] for m in received(queues.client, queues.main_url)) == sorted(
+        i["body"] for i in items
+    )

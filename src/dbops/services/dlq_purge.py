@@ -214,8 +214,9 @@ Item = tuple[str, str]  # (message id, receipt handle)
 
 
 class _SnapshotRun:
-    """Scan at most `bound` distinct messages, holding each; back up and remove the
-    accepted ones (when `remove`), release everything else. See the module docstring."""
+    """Scan at most `bound` distinct messages, holding each and backing up the accepted
+    ones (`scan`); then `delete` the accepted ones by receipt handle and `release` the rest
+    (or, for a peek, `release(everything=True)`). See the module docstring."""
 
     def __init__(
         self,
