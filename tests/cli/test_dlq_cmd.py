@@ -464,15 +464,73 @@ def test_purge_with_default_backup(env, db, tmp_path):
     assert env.drain(env.dlq_url) == []
     rows = action_rows(db, "dlq purge")
     assert [r["outcome"] for r in rows] == ["ok"]
-    assert rows[0]["counts"] == {"purged": 13, "backed_up": 13}
+    assert rows[0]["counts"] == {
+        "snapshot": 13,
+        "scanned": 13,
+        "backed_up": 13,
+        "purged": 13,
+        "failed": 0,
+        "left_in_place": 0,
+    }
+    assert rows[0]["arguments"]["fast"] is False
 
 
-def test_purge_twice_within_a_minute_exits_5(env):
+def test_purge_while_messages_keep_arriving_finishes_and_loses_nothing(env, tmp_path):
+    """A sender thread keeps putting messages on the DLQ (150, one per call) for the whole
+    purge of 100: the purge ends after its snapshot, and every message ever sent is either
+    still in the queue or in the backup (never both, never neither)."""
+    first = [job_body(f"old-{i}") for i in range(100)]
+    send(env.client, env.dlq_url, first)
+    arrivals: list[str] = []
+    warmed_up = threading.Event()
+    purge_done = threading.Event()
+
+    def keep_sending() -> None:
+        for i in range(150):
+            body = job_body(f"new-{i}")
+            env.client.send_message(QueueUrl=env.dlq_url, MessageBody=body)
+            arrivals.append(body)
+            if i == 4:
+                warmed_up.set()
+            purge_done.wait(0.01)  # pace: keep arriving while the purge runs
+
+    sender = threading.Thread(target=keep_sending, daemon=True)
+    sender.start()
+    assert warmed_up.wait(30)
+    before = len(arrivals)
+    backup = tmp_path / "backup.jsonl"
+    result = invoke(["dlq", "purge", "--backup", str(backup), "--yes", "-o", "json"]).json
+    during = len(arrivals) - before
+    purge_done.set()
+    sender.join(60)
+    assert not sender.is_alive() and len(arrivals) == 150
+    assert during > 0, "no message arrived while the purge ran"
+
+    assert result["snapshot"] >= 100 and result["scanned"] <= result["snapshot"]
+    saved = [json.loads(x)["body"] for x in backup.read_text().splitlines()]
+    left = [m["Body"] for m in env.drain(env.dlq_url)]
+    assert len(saved) == result["backed_up"] == result["scanned"]
+    assert result["backed_up"] == result["purged"] + result["failed"] and result["failed"] == 0
+    assert not set(saved) & set(left)
+    assert sorted(saved + left) == sorted(first + arrivals)
+    assert result["purged"] + len(left) == 250
+    assert result["left_in_place"] <= len(left)
+
+
+def test_purge_fast_preview_says_what_it_can_lose(env, db):
+    send(env.client, env.dlq_url, [job_body("j1")])
+    result = invoke(["dlq", "purge", "--fast", "--dry-run", "-o", "json"])
+    assert result.json["fast"] is True and "NOT in the backup" in result.json["warning"]
+    assert "NOT in the backup" in result.stderr
+    assert env.visible(env.dlq_url) == 1
+
+
+def test_purge_fast_twice_within_a_minute_exits_5(env):
     require_purge_in_progress_rule(env.client)
     send(env.client, env.dlq_url, [job_body("j1")])
-    invoke(["dlq", "purge", "--no-backup", "--yes"])
+    invoke(["dlq", "purge", "--fast", "--no-backup", "--yes"])
     send(env.client, env.dlq_url, [job_body("j2")])
-    result = invoke(["dlq", "purge", "--no-backup", "--yes"], code=5)
+    result = invoke(["dlq", "purge", "--fast", "--no-backup", "--yes"], code=5)
     error = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(error) == 1 and "wait 60 s" in error[0]
 

@@ -12,11 +12,13 @@ row here fails the suite.
 
 Inputs use placeholders, filled in per test: {missing_url} is a queue URL on the test SQS
 endpoint that does not exist, {uuid} a well-formed job id no job has, {long} 10,000
-characters, {long_digits} a 10,000-digit number.
+characters, {long_digits} a 10,000-digit number, {export} / {masked} a one-message export
+file for `dlq replay` (unmasked / masked; its source queue does not exist).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -133,11 +135,27 @@ CASES: list[Case] = [
     case("dlq purge", "--queue no-such-queue --yes", NOT_FOUND, "unknown queue name"),
     case("dlq purge", "--lease 10x --yes", USAGE, "malformed duration"),
     case("dlq purge", ["--queue", "", "--yes"], USAGE, "empty queue"),
+    case("dlq purge", "--lease 1s --yes", USAGE, "lease too short"),
+    case("dlq purge", "--lease 13h --yes", USAGE, "lease over the SQS maximum"),
+    case("dlq purge", "--fast --lease 1s --yes", USAGE, "fast with a too short lease"),
+    case("dlq purge", "--backup {file} --yes", USAGE, "existing backup file"),
     case("dlq delete", "--older-than 5 --yes", USAGE, "duration without unit"),
     case("dlq delete", "--match foo --yes", USAGE, "malformed --match"),
     case("dlq delete", "--manifest {tmp}/no-such-file.jsonl --yes", USAGE, "missing manifest"),
     case("dlq delete", "--yes", USAGE, "no filter"),
     case("dlq delete", "--customer acme --queue {missing_url} --yes", NOT_FOUND, "unknown URL"),
+    case("dlq delete", "--customer acme --lease 1s --yes", USAGE, "lease too short"),
+    case("dlq delete", "--customer acme --backup {file} --yes", USAGE, "existing backup file"),
+    case("dlq replay", "{tmp}/no-such-file.jsonl --yes", USAGE, "missing file"),
+    case("dlq replay", [""], USAGE, "empty file name"),
+    case("dlq replay", "{file} --yes", USAGE, "not JSON lines"),
+    case("dlq replay", "{masked} --yes", REFUSED, "masked export"),
+    case("dlq replay", "{export} --rate 0 --yes", USAGE, "zero rate"),
+    case("dlq replay", "{export} --workers 0 --yes", USAGE, "zero workers"),
+    case("dlq replay", ["{export}", "--to", "", "--yes"], USAGE, "empty target"),
+    case("dlq replay", "{export} --to no-such-queue --yes", NOT_FOUND, "unknown target queue"),
+    case("dlq replay", ["{export}", "--to", "{long}", "--yes"], NOT_FOUND, "long target name"),
+    case("dlq replay", "{export} --yes", NOT_FOUND, "source queue gone"),
     case("dlq monitor", "--threshold 0", USAGE, "zero threshold"),
     case("dlq monitor", "--interval 10x", USAGE, "malformed duration"),
     case("dlq monitor", "--notify email", USAGE, "unknown channel"),
@@ -328,6 +346,15 @@ def configured_env(
 
 
 # --------------------------------------------------------------------------- the matrix
+def _replay_file(path: Any, *, masked: bool) -> Any:
+    """A one-message export for `dlq replay` rows: its source queue does not exist, so no
+    row can send anything; `masked` adds the masked-export header."""
+    line = {"message_id": "m-1", "queue": "no-such-source-queue", "body": "x"}
+    header = [json.dumps({"dbops_export": {"masked": True}})] if masked else []
+    path.write_text("\n".join([*header, json.dumps(line)]) + "\n")
+    return path
+
+
 def assert_clean_failure(stderr: str, code: int) -> None:
     assert "Traceback" not in stderr, stderr
     lines = stderr.rstrip("\n").split("\n")
@@ -353,6 +380,8 @@ def test_bad_input_fails_with_one_line_and_the_documented_code(
         "{long}": LONG,
         "{tmp}": str(tmp_path),
         "{file}": __file__,
+        "{export}": str(_replay_file(tmp_path / "export.jsonl", masked=False)),
+        "{masked}": str(_replay_file(tmp_path / "masked.jsonl", masked=True)),
     }
     args = []
     for arg in bad.args:

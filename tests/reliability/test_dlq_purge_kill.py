@@ -1,10 +1,13 @@
-"""DESIGN.md section 5, invariant 1, for `dbops dlq purge`: a purge killed after its backup
-is written (and before PurgeQueue) leaves a complete backup and every message in the DLQ;
-killed mid-backup, every message is still in the DLQ.
+"""DESIGN.md section 5, invariants 1 and 8, for `dbops dlq purge`: a purge SIGKILLed at
+any point leaves every message in the DLQ or in the backup (and every deleted one in the
+backup).
 
 `dbops dlq purge` runs as a subprocess. The test-only hook DBOPS_TEST_PAUSE_AT=<point>
 makes it write DBOPS_TEST_PAUSE_MARKER and block at that point; the test waits for the
-marker, then SIGKILLs the process.
+marker, then SIGKILLs the process. Points: `backup_batch` (a received batch was written to
+the backup), `after_backup` (the backup is complete and fsynced, nothing deleted yet),
+`mid_delete` (the first DeleteMessageBatch answered). A short `--lease` lets the messages
+the killed process held come back quickly.
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import QueuePair
+
 pytestmark = [pytest.mark.reliability, pytest.mark.sqs]
 
 COUNT = 60
+LEASE = "3s"  # held messages of a killed purge come back this soon
 
 
 def _seed(client: Any, url: str) -> list[str]:
@@ -72,45 +78,79 @@ def _kill(process: subprocess.Popen[str]) -> None:
     assert process.returncode == -signal.SIGKILL
 
 
-def _total(queues: Any, url: str) -> int:
-    attrs = queues.client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    return sum(
-        int(attrs[k])
-        for k in (
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        )
+def _counts(client: Any, url: str) -> tuple[int, int]:
+    attrs = client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]), int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
     )
 
 
-def test_purge_killed_after_backup_loses_nothing(env, tmp_path):
+def _after_the_lease(client: Any, url: str, timeout: float = 60) -> list[str]:
+    """The bodies left in the queue, once the killed process's leases have run out."""
+    deadline = time.monotonic() + timeout
+    while _counts(client, url)[1] > 0:
+        assert time.monotonic() < deadline, "held messages never became visible again"
+        time.sleep(0.1)
+    return [m["Body"] for m in QueuePair("", url, "", "", client).drain(url)]
+
+
+def _backup(path: Path) -> list[str]:
+    return [json.loads(line)["body"] for line in path.read_text().splitlines()]
+
+
+def _run(env: Any, tmp_path: Path, point: str) -> tuple[list[str], list[str], list[str]]:
     bodies = _seed(env.client, env.dlq_url)
     marker, backup = tmp_path / "paused", tmp_path / "backup.jsonl"
-    process = _start("after_backup", marker, "--backup", str(backup))
+    process = _start(point, marker, "--backup", str(backup), "--lease", LEASE)
     try:
         _wait_for_marker(marker, process)
     finally:
         _kill(process)
-    lines = [json.loads(line) for line in backup.read_text().splitlines()]
-    assert sorted(r["body"] for r in lines) == sorted(bodies)
-    assert len({r["message_id"] for r in lines}) == COUNT
-    # the backup released every message before the pause: all visible, none purged
-    remaining = env.drain(env.dlq_url)
-    assert sorted(m["Body"] for m in remaining) == sorted(bodies)
+    return bodies, _backup(backup), _after_the_lease(env.client, env.dlq_url)
 
 
 def test_purge_killed_mid_backup_loses_nothing(env, tmp_path):
+    bodies, partial, left = _run(env, tmp_path, "backup_batch")
+    # the partial backup holds whole lines only, all of them real messages; nothing deleted
+    assert 0 < len(partial) <= 10
+    assert set(partial) <= set(bodies)
+    assert sorted(left) == sorted(bodies)
+
+
+def test_purge_killed_after_backup_loses_nothing(env, tmp_path):
+    bodies, saved, left = _run(env, tmp_path, "after_backup")
+    assert sorted(saved) == sorted(bodies)  # complete (and fsynced) before any delete
+    assert sorted(left) == sorted(bodies)  # nothing deleted: all back once the lease ends
+
+
+def test_purge_killed_mid_delete_loses_nothing(env, tmp_path):
+    bodies, saved, left = _run(env, tmp_path, "mid_delete")
+    assert sorted(saved) == sorted(bodies)
+    deleted = set(bodies) - set(left)
+    assert 10 <= len(deleted) < COUNT  # killed part-way through the deletes
+    assert deleted <= set(saved)  # every deleted message is in the backup
+    assert sorted(left) == sorted(set(bodies) - deleted)  # the rest once each
+
+
+def test_purge_interrupted_mid_delete_releases_the_rest_at_once(env, tmp_path):
+    """Ctrl-C (SIGINT) during the deletes: exit 130, what was deleted is in the backup, and
+    every other held message is released at once (visible, not left to a 5-minute lease)."""
     bodies = _seed(env.client, env.dlq_url)
     marker, backup = tmp_path / "paused", tmp_path / "backup.jsonl"
-    process = _start("export_batch", marker, "--backup", str(backup), "--lease", "1m")
+    process = _start("mid_delete", marker, "--backup", str(backup), "--lease", "5m")
     try:
         _wait_for_marker(marker, process)
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=60)
     finally:
-        _kill(process)
-    # the partial backup holds whole lines only, all of them real messages
-    partial = [json.loads(line) for line in backup.read_text().splitlines()]
-    assert 0 < len(partial) <= 10
-    assert {r["body"] for r in partial} <= set(bodies)
-    # nothing was purged: held messages are in flight until their lease ends, the rest visible
-    assert _total(env, env.dlq_url) == COUNT
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "Error: interrupted"
+    visible, in_flight = _counts(env.client, env.dlq_url)
+    assert in_flight == 0 and 0 < visible <= COUNT - 10
+    left = [m["Body"] for m in env.drain(env.dlq_url)]
+    saved = _backup(backup)
+    assert sorted(saved) == sorted(bodies)
+    assert set(bodies) - set(left) <= set(saved) and len(left) == visible

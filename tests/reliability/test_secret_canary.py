@@ -316,6 +316,7 @@ def success_paths(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
     run(["dlq", "redrive-status", "-o", "json"], {0, 5})
     run(["dlq", "redrive-cancel", "--yes"], {0, 4, 5})
     run(["dlq", "purge", "--yes", "-o", "json"])
+    run(["dlq", "replay", str(data / "export.jsonl"), "--yes", "-o", "json"])
     # rate limits
     run(["ratelimit", "list", "-o", "json"])
     run(
@@ -393,6 +394,7 @@ def every_command(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
         ["dlq", "redrive-status"],
         ["dlq", "redrive-cancel", "--yes"],
         ["dlq", "purge", "--yes"],
+        ["dlq", "replay", str(data / "replay.jsonl"), "--yes"],
         ["ratelimit", "list"],
         ["ratelimit", "set", "public", "--limit", "200", "--reason", IDENTIFIER, "--yes"],
         ["ratelimit", "enable", "staff", "--yes"],
@@ -468,6 +470,9 @@ def test_failure_paths_leak_no_secret(
         seen = Seen()
         data = tmp_path / "data"
         data.mkdir(exist_ok=True)
+        (data / "replay.jsonl").write_text(
+            json.dumps({"message_id": "m-1", "queue": "some-dlq", "body": "x"}) + "\n"
+        )
         every_command(seen, {}, data, debug=debug)
         assert proxy.faults["denied"] > 0
     finally:

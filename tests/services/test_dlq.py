@@ -1,6 +1,6 @@
 """DLQ service against moto over HTTP and the test Postgres: scan, list, show, export,
-manifest, delete, purge, monitor, personal-data masking. Tests taking `store` run on both
-transports (direct Postgres and Supabase through the PostgREST stub)."""
+manifest, monitor, personal-data masking (purge and delete: test_dlq_purge.py). Tests
+taking `store` run on both transports (direct Postgres and Supabase through the PostgREST stub)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ import pytest
 
 from dbops.adapters.postgres import PostgresStore
 from dbops.adapters.sqs import SqsQueues
-from dbops.errors import NotFoundError, RefusedError, RemoteError, UsageError
+from dbops.errors import NotFoundError, RemoteError, UsageError
 from dbops.services import dlq, slack
 from dbops.services.messages import MessageFilter
-from tests.helpers import require_purge_in_progress_rule
 
 
 @pytest.fixture
@@ -321,90 +320,6 @@ def test_read_manifest_shapes_and_errors(tmp_path):
         dlq.read_manifest(no_id)
     with pytest.raises(UsageError, match="cannot read manifest"):
         dlq.read_manifest(tmp_path / "missing.jsonl")
-
-
-# --------------------------------------------------------------------------- delete
-def test_delete_only_matching_messages_and_back_them_up(port, queues, tmp_path):
-    send(
-        queues.client,
-        queues.dlq_url,
-        [job_body(f"a{i}", customer="acme") for i in range(12)]
-        + [job_body(f"g{i}", customer="globex") for i in range(8)]
-        + ["raw acme text"],
-    )
-    flt = MessageFilter(customers=["acme"])
-    preview = dlq.delete_preview(queues=port, queue_url=queues.dlq_url, message_filter=flt)
-    assert (preview.scanned, preview.matched) == (21, 12)
-    assert queues.visible(queues.dlq_url) == 21
-    backup = tmp_path / "deleted.jsonl"
-    counts: dict[str, Any] = {}
-    result = dlq.delete_messages(
-        queues=port, queue_url=queues.dlq_url, message_filter=flt, backup=backup, counts=counts
-    )
-    assert (result.matched, result.deleted, result.failed, result.released) == (12, 12, 0, 9)
-    assert counts["deleted"] == 12
-    saved = [json.loads(x) for x in backup.read_text().splitlines()]
-    assert sorted(r["customer_id"] for r in saved) == ["acme"] * 12
-    left = queues.drain(queues.dlq_url)
-    assert len(left) == 9
-    assert all("acme" not in m["Body"] or m["Body"] == "raw acme text" for m in left)
-
-
-def test_delete_by_manifest_stops_when_all_found(port, queues, tmp_path):
-    ids = send(queues.client, queues.dlq_url, [job_body(f"j{i}") for i in range(15)])
-    manifest = tmp_path / "m.jsonl"
-    manifest.write_text("".join(json.dumps({"message_id": i}) + "\n" for i in ids[:3]))
-    flt = MessageFilter(message_ids=dlq.read_manifest(manifest))
-    result = dlq.delete_messages(
-        queues=port, queue_url=queues.dlq_url, message_filter=flt, backup=None
-    )
-    assert result.deleted == 3
-    remaining = {m["MessageId"] for m in queues.drain(queues.dlq_url)}
-    assert remaining == set(ids[3:])
-
-
-def test_delete_requires_a_filter(port, queues):
-    with pytest.raises(UsageError, match="filter") as info:
-        dlq.delete_messages(
-            queues=port, queue_url=queues.dlq_url, message_filter=MessageFilter(), backup=None
-        )
-    assert "dbops dlq purge" in info.value.one_line()
-    with pytest.raises(UsageError, match="no message ids"):
-        dlq.delete_preview(
-            queues=port, queue_url=queues.dlq_url, message_filter=MessageFilter(message_ids=[])
-        )
-
-
-# --------------------------------------------------------------------------- purge
-def test_purge_writes_complete_backup_then_purges(port, queues, tmp_path):
-    bodies = [job_body(f"j{i}") for i in range(17)] + ["raw"]
-    send(queues.client, queues.dlq_url, bodies)
-    backup = tmp_path / "b" / "backup.jsonl"
-    result = dlq.purge(queues=port, queue_url=queues.dlq_url, backup=backup)
-    assert (result.backed_up, result.purged) == (18, 18)
-    assert sorted(json.loads(x)["body"] for x in backup.read_text().splitlines()) == sorted(bodies)
-    assert queues.drain(queues.dlq_url) == []
-
-
-def test_purge_refuses_when_backup_cannot_hold_everything(port, queues, tmp_path):
-    send(queues.client, queues.dlq_url, [job_body(f"j{i}") for i in range(5)])
-    # another consumer holds two messages: they cannot be read into the backup
-    queues.client.receive_message(
-        QueueUrl=queues.dlq_url, MaxNumberOfMessages=2, VisibilityTimeout=600
-    )
-    with pytest.raises(RefusedError, match="backup"):
-        dlq.purge(queues=port, queue_url=queues.dlq_url, backup=tmp_path / "b.jsonl")
-    assert queues.visible(queues.dlq_url) == 3
-    assert in_flight(queues, queues.dlq_url) == 2
-
-
-def test_second_purge_within_a_minute_says_wait(port, queues):
-    require_purge_in_progress_rule(queues.client)
-    send(queues.client, queues.dlq_url, [job_body("j")])
-    dlq.purge(queues=port, queue_url=queues.dlq_url, backup=None)
-    with pytest.raises(RemoteError, match="60") as info:
-        dlq.purge(queues=port, queue_url=queues.dlq_url, backup=None)
-    assert "wait 60 s" in info.value.one_line()
 
 
 # --------------------------------------------------------------------------- monitor

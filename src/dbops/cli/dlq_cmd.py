@@ -1,7 +1,7 @@
 """`dbops dlq`: inspect, export, purge, delete and monitor the dead-letter queue.
 
-`dlq redrive`, `redrive-status` and `redrive-cancel` live in `dlq_redrive_cmd` and are
-registered on this app at the end of this module.
+`dlq redrive`, `redrive-status` and `redrive-cancel` live in `dlq_redrive_cmd`, `dlq replay`
+in `dlq_replay_cmd`; both are registered on this app at the end of this module.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from dbops.cli.output import (
 from dbops.durations import parse_duration
 from dbops.errors import ConfigError, DbopsError, ExitCode, RemoteError, UsageError
 from dbops.ports import Store
-from dbops.services import dlq
+from dbops.services import dlq, dlq_purge
 from dbops.services.messages import MessageFilter, parse_match
 
 app = typer.Typer(
-    help="Dead-letter queue: list, show, export, purge, delete, monitor (and redrive).",
+    help="Dead-letter queue: list, show, export, purge, delete, monitor, redrive, replay.",
     no_args_is_help=True,
 )
 
@@ -407,6 +407,25 @@ def export(
 
 
 # --------------------------------------------------------------------------- purge
+def _purge_summary(r: dlq_purge.PurgeResult) -> None:
+    if r.mode == "fast":
+        message(
+            f"purged about {r.purged} message(s) from {r.queue} (PurgeQueue)"
+            + (f"; backup of {r.backed_up} in {r.backup}" if r.backup else " (no backup)")
+        )
+        return
+    message(
+        f"purged {r.purged} of {r.scanned} message(s) from {r.queue} (snapshot {r.snapshot})"
+        + (f", {r.failed} failed" if r.failed else "")
+        + (f"; backup of {r.backed_up} in {r.backup}" if r.backup else " (no backup)")
+        + (
+            f"; {r.left_in_place} left in place (arrived meanwhile, in flight or delayed)"
+            if r.left_in_place
+            else ""
+        )
+    )
+
+
 @app.command("purge")
 def purge(
     queue: QueueOpt = None,
@@ -419,18 +438,28 @@ def purge(
         ),
     ] = None,
     no_backup: Annotated[
-        bool, typer.Option("--no-backup", help="Purge without exporting a backup first.")
+        bool, typer.Option("--no-backup", help="Purge without writing a backup first.")
+    ] = False,
+    fast: Annotated[
+        bool,
+        typer.Option(
+            "--fast",
+            help="Use PurgeQueue after the backup scan: can delete messages that arrive "
+            "meanwhile (up to 60 s) without backing them up.",
+        ),
     ] = False,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     lease: LeaseOpt = "5m",
     output: OutputOpt = Output.table,
 ) -> None:
-    """Delete every message in the DLQ (PurgeQueue), after exporting a backup file.
+    """Delete the messages the DLQ holds now, each backed up first; new arrivals stay.
 
-    The backup (same format as `dlq export`) is written first unless --no-backup; the
-    purge is refused (exit 6) if the queue holds more messages than the backup got.
-    SQS allows one purge per queue every 60 s (exit 5 otherwise).
+    Works on a snapshot: scans at most the depth shown in the preview (visible + in
+    flight), writes every received message to the backup (fsynced; undo with `dlq replay
+    BACKUP`), then deletes exactly those by receipt handle. Messages that arrive meanwhile
+    are left in place and reported. --fast uses PurgeQueue instead (one per queue every
+    60 s, exit 5 otherwise) and can lose messages that arrive during its window.
 
     Example:
         dbops dlq purge --dry-run
@@ -439,58 +468,89 @@ def purge(
     if backup and no_backup:
         raise UsageError("--backup and --no-backup are mutually exclusive")
     lease_seconds = parse_duration(lease, option="--lease")
+    dlq_purge.validate(lease=lease_seconds)
     url = queue_url(queue)
     port = _deps.queues()
     backup_path = (
         None
         if no_backup
-        else (Path(backup).expanduser() if backup else dlq.default_backup_path(url, "purge"))
+        else (Path(backup).expanduser() if backup else dlq_purge.default_backup_path(url, "purge"))
     )
     if backup_path is not None and backup_path.exists():
         raise UsageError(
             f"backup file {backup_path} already exists", hint="choose another --backup"
         )
-    preview = dlq.purge_preview(queues=port, queue_url=url, backup=backup_path)
-    arguments = {"queue": preview.queue, "backup": preview.backup, "no_backup": no_backup}
+    preview = dlq_purge.purge_preview(queues=port, queue_url=url, backup=backup_path, fast=fast)
+    arguments = {
+        "queue": preview.queue,
+        "backup": preview.backup,
+        "no_backup": no_backup,
+        "fast": fast,
+    }
     message(
         f"{preview.queue} holds {preview.total} message(s) ({preview.visible} visible, "
         f"{preview.in_flight} in flight, {preview.delayed} delayed); "
+        + (
+            "PurgeQueue (--fast)"
+            if fast
+            else f"will scan at most {preview.snapshot} and delete exactly what it backs up"
+        )
+        + "; "
         + (f"backup to {backup_path}" if backup_path else "NO backup")
     )
+    if preview.warning:
+        message(f"warning: {preview.warning}", style="yellow")
     if dry_run:
         with recorder("dlq purge", arguments, dry_run=True) as rec:
-            rec.counts = {"total": preview.total}
+            rec.counts = {"total": preview.total, "snapshot": preview.snapshot}
         render(preview, output, table=lambda _p: message("dry run: nothing purged"))
         return
-    if preview.total == 0:
-        message(f"{preview.queue} is empty: nothing to purge")
+    if (preview.total if fast else preview.snapshot) == 0:
+        message(f"{preview.queue} has nothing to purge")
         render(
-            dlq.PurgeResult(queue=preview.queue, purged=0, backup=None, backed_up=None),
+            dlq_purge.PurgeResult(
+                queue=preview.queue,
+                mode="fast" if fast else "snapshot",
+                left_in_place=preview.total,
+            ),
             output,
             table=lambda _r: None,
         )
         return
     confirm(
-        f"purge {preview.total} message(s) from {preview.queue}"
+        f"purge {preview.total if fast else preview.snapshot} message(s) from {preview.queue}"
+        + (" with PurgeQueue" if fast else "")
         + ("" if backup_path else " without a backup"),
         yes=yes,
         dry_run=False,
     )
     with recorder("dlq purge", arguments) as rec:
-        rec.counts = {"total": preview.total}
-        with progress_bar("backing up", preview.visible) as update:
-            result = dlq.purge(
-                queues=port, queue_url=url, backup=backup_path, lease=lease_seconds, progress=update
+        rec.counts = {"snapshot": preview.snapshot}
+        with progress_bar("backing up", preview.snapshot) as update:
+            result = dlq_purge.purge(
+                queues=port,
+                queue_url=url,
+                backup=backup_path,
+                snapshot=preview.snapshot,
+                fast=fast,
+                lease=lease_seconds,
+                progress=update,
+                counts=rec.counts,
             )
-        rec.counts = {"purged": result.purged, "backed_up": result.backed_up}
-    render(
-        result,
-        output,
-        table=lambda r: message(
-            f"purged {r.purged} message(s) from {r.queue}"
-            + (f"; backup of {r.backed_up} in {r.backup}" if r.backup else " (no backup)")
-        ),
-    )
+        rec.counts = {
+            "snapshot": result.snapshot,
+            "scanned": result.scanned,
+            "backed_up": result.backed_up,
+            "purged": result.purged,
+            "failed": result.failed,
+            "left_in_place": result.left_in_place,
+        }
+    render(result, output, table=_purge_summary)
+    if result.failed:
+        raise RemoteError(
+            f"{result.failed} message(s) could not be deleted (still in the queue, and in the "
+            "backup): " + "; ".join(result.failures[:3])
+        )
 
 
 # --------------------------------------------------------------------------- delete
@@ -531,8 +591,10 @@ def delete(
     """Delete the DLQ messages matching filters (or listed in --manifest); keep the rest.
 
     Needs at least one filter or --manifest (use `dlq purge` to delete everything).
-    Counts the matches first, asks (or --yes), writes each deleted message to a backup
-    file before deleting it, and releases every other message untouched.
+    Counts the matches first (a peek), asks (or --yes), then scans at most the queue's
+    depth at the start: matches are written to a backup file (fsynced; undo with `dlq
+    replay BACKUP`) and deleted by the receipt handles of that scan; every other message,
+    and anything that arrives meanwhile, is left in place.
 
     Example:
         dbops dlq delete --customer acme --older-than 7d --dry-run
@@ -556,10 +618,20 @@ def delete(
             hint="to delete every message use `dbops dlq purge`",
         )
     lease_seconds = parse_duration(lease, option="--lease")
+    dlq_purge.validate(lease=lease_seconds)
     url = queue_url(queue)
     port = _deps.queues()
+    backup_path = (
+        None
+        if no_backup
+        else (Path(backup).expanduser() if backup else dlq_purge.default_backup_path(url, "delete"))
+    )
+    if backup_path is not None and backup_path.exists():
+        raise UsageError(
+            f"backup file {backup_path} already exists", hint="choose another --backup"
+        )
     with progress_bar("counting", _approximate_depth(url)) as update:
-        preview = dlq.delete_preview(
+        preview = dlq_purge.delete_preview(
             queues=port, queue_url=url, message_filter=flt, lease=lease_seconds, progress=update
         )
     arguments = {
@@ -576,8 +648,9 @@ def delete(
         return
     if preview.matched == 0:
         render(
-            dlq.DeleteResult(
+            dlq_purge.DeleteResult(
                 queue=preview.queue,
+                snapshot=preview.snapshot,
                 scanned=preview.scanned,
                 matched=0,
                 deleted=0,
@@ -589,15 +662,10 @@ def delete(
             table=lambda _r: message("nothing to delete"),
         )
         return
-    backup_path = (
-        None
-        if no_backup
-        else (Path(backup).expanduser() if backup else dlq.default_backup_path(url, "delete"))
-    )
     confirm(f"delete {preview.matched} message(s) from {preview.queue}", yes=yes, dry_run=False)
     with recorder("dlq delete", arguments) as rec:
         with progress_bar("deleting", preview.matched) as update:
-            result = dlq.delete_messages(
+            result = dlq_purge.delete_messages(
                 queues=port,
                 queue_url=url,
                 message_filter=flt,
@@ -607,6 +675,7 @@ def delete(
                 counts=rec.counts,
             )
         rec.counts = {
+            "snapshot": result.snapshot,
             "scanned": result.scanned,
             "matched": result.matched,
             "deleted": result.deleted,
@@ -753,3 +822,8 @@ def monitor(
 from dbops.cli import dlq_redrive_cmd  # noqa: E402  (registers onto `app`, defined above)
 
 dlq_redrive_cmd.register(app)
+
+# --------------------------------------------------------------------------- replay
+from dbops.cli import dlq_replay_cmd  # noqa: E402  (registers onto `app`, defined above)
+
+dlq_replay_cmd.register(app)

@@ -1,4 +1,5 @@
-"""Dead-letter queue use cases: list (peek), show, export, purge, delete, monitor.
+"""Dead-letter queue use cases: list (peek), show, export, monitor. Purge and delete live in
+`dbops.services.dlq_purge` (re-exported here for existing callers).
 
 Everything that reads messages goes through `Scan`: receive in batches of 10 with a
 visibility lease, hold every message invisible until the scan ends (so each is read once),
@@ -26,11 +27,21 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from dbops.config_files import data_dir
 from dbops.durations import format_duration
-from dbops.errors import DbopsError, RefusedError, RemoteError, UsageError
+from dbops.errors import DbopsError, RemoteError, UsageError
 from dbops.ports import Queues, Store
 from dbops.services import slack
+from dbops.services.dlq_purge import (  # noqa: F401  (re-exported: purge and delete moved)
+    DeletePreview,
+    DeleteResult,
+    PurgePreview,
+    PurgeResult,
+    default_backup_path,
+    delete_messages,
+    delete_preview,
+    purge,
+    purge_preview,
+)
 from dbops.services.messages import MessageFilter, ParsedMessage, parse
 from dbops.services.personal import (
     MASK,
@@ -687,12 +698,7 @@ def read_manifest(path: Path | str) -> list[str]:
     return list(ids)
 
 
-# --------------------------------------------------------------------------- purge
-def default_backup_path(queue_url: str, kind: str = "purge") -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    return data_dir() / "backups" / f"{queue_label(queue_url)}-{kind}-{stamp}.jsonl"
-
-
+# --------------------------------------------------------------------------- test hook
 def _test_pause(point: str) -> None:
     """Test-only hook: DBOPS_TEST_PAUSE_AT=<point> writes DBOPS_TEST_PAUSE_MARKER and blocks,
     so a reliability test can SIGKILL the process at a known point."""
@@ -703,216 +709,6 @@ def _test_pause(point: str) -> None:
         Path(marker).write_text(f"{os.getpid()} {point}\n")
     while True:
         time.sleep(3600)
-
-
-class PurgePreview(BaseModel):
-    queue: str
-    visible: int
-    in_flight: int
-    delayed: int
-    total: int
-    backup: str | None
-    dry_run: bool = True
-
-
-class PurgeResult(BaseModel):
-    """`dbops dlq purge -o json`."""
-
-    queue: str
-    purged: int  # approximate: the queue's total just before PurgeQueue
-    backup: str | None
-    backed_up: int | None
-    dry_run: bool = False
-
-
-def purge_preview(*, queues: Queues, queue_url: str, backup: Path | None) -> PurgePreview:
-    counts = read_counts(queues=queues, queue_url=queue_url)
-    return PurgePreview(
-        queue=queue_label(queue_url),
-        visible=counts.visible,
-        in_flight=counts.in_flight,
-        delayed=counts.delayed,
-        total=counts.total,
-        backup=str(backup) if backup else None,
-    )
-
-
-def purge(
-    *,
-    queues: Queues,
-    queue_url: str,
-    backup: Path | None,
-    lease: int = SCAN_LEASE_SECONDS,
-    progress: Progress | None = None,
-) -> PurgeResult:
-    """Back up every message (unless `backup` is None), then PurgeQueue.
-
-    Refuses (exit 6) when the queue holds more messages than the backup got (messages
-    in flight with a consumer, or delayed, cannot be read), so a backup is never partial.
-    """
-    name = queue_label(queue_url)
-    backed_up: int | None = None
-    if backup is not None:
-        exported = export_to_file(
-            queues=queues, queue_url=queue_url, path=backup, lease=lease, progress=progress
-        )
-        backed_up = exported.exported
-        counts = read_counts(queues=queues, queue_url=queue_url)
-        if counts.total > backed_up:
-            raise RefusedError(
-                f"not purging {name}: the backup {backup} holds {backed_up} message(s) but the "
-                f"queue holds {counts.total} ({counts.in_flight} in flight, {counts.delayed} "
-                "delayed)",
-                hint="wait for in-flight messages to return and re-run, or use --no-backup",
-            )
-        _test_pause("after_backup")
-    before = read_counts(queues=queues, queue_url=queue_url).total
-    try:
-        queues.purge(queue_url)
-    except RemoteError as exc:
-        if "PurgeQueueInProgress" in exc.message:
-            raise RemoteError(
-                f"a purge of {name} is already in progress (SQS allows one PurgeQueue per "
-                "queue every 60 seconds)",
-                hint="wait 60 s and re-run"
-                + (f"; the backup is in {backup}" if backup is not None else ""),
-            ) from None
-        raise
-    return PurgeResult(
-        queue=name, purged=before, backup=str(backup) if backup else None, backed_up=backed_up
-    )
-
-
-# --------------------------------------------------------------------------- delete
-class DeletePreview(BaseModel):
-    queue: str
-    scanned: int
-    matched: int
-    drained: bool
-    released: int
-    dry_run: bool = True
-
-
-class DeleteResult(BaseModel):
-    """`dbops dlq delete -o json`."""
-
-    queue: str
-    scanned: int
-    matched: int
-    deleted: int
-    failed: int
-    failures: list[str] = Field(default_factory=list)
-    released: int
-    backup: str | None = None
-    drained: bool
-    dry_run: bool = False
-
-
-def _require_filter(message_filter: MessageFilter) -> None:
-    if message_filter.is_empty:
-        raise UsageError(
-            "dlq delete needs a filter or --manifest",
-            hint="to delete every message use `dbops dlq purge` (it writes a backup first)",
-        )
-    if message_filter.message_ids is not None and not message_filter.message_ids:
-        raise UsageError("the manifest lists no message ids")
-
-
-def _all_found(message_filter: MessageFilter, seen: set[str]) -> bool:
-    ids = message_filter.message_ids
-    return ids is not None and len(seen) >= len(set(ids))
-
-
-def delete_preview(
-    *,
-    queues: Queues,
-    queue_url: str,
-    message_filter: MessageFilter,
-    lease: int = SCAN_LEASE_SECONDS,
-    progress: Progress | None = None,
-) -> DeletePreview:
-    """Count the messages `delete_messages` would delete (peeks; deletes nothing)."""
-    _require_filter(message_filter)
-    matched: set[str] = set()
-    with Scan(queues, queue_url, lease=lease) as scan:
-        for batch in scan.batches():
-            matched.update(m.message_id for m in batch if message_filter.accepts(m))
-            if progress:
-                progress(scan.stats.scanned, len(matched))
-            if _all_found(message_filter, matched):
-                break
-    return DeletePreview(
-        queue=queue_label(queue_url),
-        scanned=scan.stats.scanned,
-        matched=len(matched),
-        drained=scan.stats.drained,
-        released=scan.stats.released,
-    )
-
-
-def delete_messages(
-    *,
-    queues: Queues,
-    queue_url: str,
-    message_filter: MessageFilter,
-    backup: Path | None,
-    lease: int = SCAN_LEASE_SECONDS,
-    progress: Progress | None = None,
-    counts: dict[str, Any] | None = None,
-) -> DeleteResult:
-    """Delete exactly the matching messages; the rest are released untouched.
-
-    Each matching message is written to `backup` (flushed to disk) before it is deleted.
-    `counts` (the action recorder's) is kept current so an interruption still logs them.
-    """
-    _require_filter(message_filter)
-    name = queue_label(queue_url)
-    matched = deleted = failed = 0
-    failures: list[str] = []
-    seen: set[str] = set()
-    stream = open_export_file(backup) if backup is not None else None
-    try:
-        with Scan(queues, queue_url, lease=lease) as scan:
-            for batch in scan.batches():
-                hits = [m for m in batch if message_filter.accepts(m)]
-                seen.update(m.message_id for m in hits)
-                matched += len(hits)
-                if hits:
-                    if stream is not None:
-                        for m in hits:
-                            stream.write(json.dumps(export_record(m, queue=name)) + "\n")
-                        _sync(stream)
-                    entries = {str(i): m.receipt_handle for i, m in enumerate(hits)}
-                    result = queues.delete_batch(queue_url, entries)
-                    done = [hits[int(i)].message_id for i in result.successful]
-                    scan.consumed(done)
-                    deleted += len(done)
-                    failed += len(result.failed)
-                    failures.extend(
-                        f"{hits[int(i)].message_id}: {why}" for i, why in result.failed.items()
-                    )
-                if counts is not None:
-                    counts.update(
-                        scanned=scan.stats.scanned, matched=matched, deleted=deleted, failed=failed
-                    )
-                if progress:
-                    progress(scan.stats.scanned, deleted)
-                if _all_found(message_filter, seen):
-                    break
-    finally:
-        if stream is not None:
-            stream.close()
-    return DeleteResult(
-        queue=name,
-        scanned=scan.stats.scanned,
-        matched=matched,
-        deleted=deleted,
-        failed=failed,
-        failures=failures[:20],
-        released=scan.stats.released,
-        backup=str(backup) if backup else None,
-        drained=scan.stats.drained,
-    )
 
 
 # --------------------------------------------------------------------------- monitor

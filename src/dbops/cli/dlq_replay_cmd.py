@@ -1,0 +1,148 @@
+"""`dbops dlq replay FILE`: send an export, a purge/delete backup or a manifest back to a
+queue. Registered on the `dlq` app by `dlq_cmd.py` through `register(app)`.
+
+Test-only hooks (inert unless set): `DBOPS_TEST_PAUSE_AT=replay_after_send[:n]` (after the
+n-th SendMessageBatch returned, before its progress is recorded) or
+`replay_after_progress[:n]` (after it is recorded and fsynced), with
+`DBOPS_TEST_PAUSE_MARKER=FILE`: the process writes FILE and blocks, to be killed there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dbops.cli import _deps
+from dbops.cli._common import DryRunOpt, YesOpt, confirm, recorder
+from dbops.cli.output import Output, OutputOpt, message, render
+from dbops.errors import DbopsError, RemoteError, UsageError
+
+
+def _summary(result: Any) -> None:
+    message(
+        f"replayed {result.sent} message(s) to {result.target} in {result.send_calls} "
+        f"SendMessageBatch call(s)"
+        + (f"; {result.already_sent} already sent before" if result.already_sent else "")
+        + (f"; {result.failed} failed" if result.failed else "")
+        + (f"; {result.not_sent} not sent (stopped early)" if result.not_sent else "")
+        + f"; progress in {result.progress_file}"
+    )
+
+
+def replay(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="JSONL file: a `dlq export`, a purge/delete backup, or a manifest cut from one.",
+            show_default=False,
+        ),
+    ],
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="Target queue name or URL (default: the queue the file's messages came from).",
+            show_default=False,
+        ),
+    ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option("--rate", help="At most this many messages per second.", show_default=False),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", help="Parallel SendMessageBatch calls (file order is kept only with 1)."
+        ),
+    ] = 1,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Send the messages of an export or backup file back to a queue, exactly as they were.
+
+    Bodies and message attributes (every data type) are sent unchanged, 10 per
+    SendMessageBatch; FIFO targets keep each MessageGroupId, with a MessageDeduplicationId
+    derived from the original message id. Each message sent is recorded in
+    FILE.replay-progress (fsynced), so a killed or interrupted replay re-run sends each
+    line once. Masked exports are refused (exit 6). `dlq purge` + `dlq replay BACKUP`
+    undoes a purge.
+
+    Example:
+        dbops dlq replay jobs-dlq-purge-20240501T100000Z.jsonl --dry-run
+        dbops dlq replay reviewed.jsonl --to jobs --rate 50 --yes
+    """
+    from dbops.services import replay as svc
+
+    svc.validate(rate=rate, workers=workers)
+    if to is not None and not to.strip():
+        # An empty --to is usually an unset shell variable: never fall back to a default.
+        raise UsageError("--to must not be empty", hint="omit it to use the file's source queue")
+    path = file.expanduser()
+    plan = svc.plan(path)
+    queues = _deps.queues()
+    target_url = queues.resolve_url(to if to else svc.default_target(plan))
+    target = svc.target_facts(queues, target_url)
+    preview = svc.preview(replay_plan=plan, target=target)
+    message(
+        f"Replay {preview.to_send} of {preview.messages} message(s) from {path} to "
+        f"{preview.target}{' (FIFO)' if preview.target_fifo else ''}"
+        + (
+            f"; {preview.already_sent} already sent (per {preview.progress_file})"
+            if preview.already_sent
+            else ""
+        )
+        + (f"; {preview.duplicates} repeated line(s) skipped" if preview.duplicates else "")
+        + "."
+    )
+    arguments: dict[str, Any] = {
+        "file": str(path),
+        "to": preview.target,
+        "rate": rate,
+        "workers": workers,
+    }
+    if dry_run:
+        with recorder("dlq replay", arguments, dry_run=True) as rec:
+            rec.counts = {"messages": preview.messages, "to_send": preview.to_send}
+        render(preview, output, table=lambda _p: message("dry run: nothing sent"))
+        return
+    if preview.to_send:
+        confirm(f"replay {preview.to_send} message(s) to {preview.target}", yes=yes, dry_run=False)
+    with recorder("dlq replay", arguments) as rec:
+        rec.counts = {"messages": preview.messages, "already_sent": preview.already_sent}
+        try:
+            result = svc.replay(
+                queues=queues,
+                replay_plan=plan,
+                target=target,
+                rate=rate,
+                workers=workers,
+                counts=rec.counts,
+            )
+        except DbopsError as exc:
+            partial = getattr(exc, "partial_result", None)
+            if isinstance(partial, svc.ReplayResult) and output in (Output.json, Output.jsonl):
+                render(partial, output)
+            raise
+        rec.counts = {
+            "messages": result.messages,
+            "already_sent": result.already_sent,
+            "sent": result.sent,
+            "failed": result.failed,
+            "not_sent": result.not_sent,
+            "send_calls": result.send_calls,
+        }
+        render(result, output, table=_summary)
+        if result.interrupted:
+            message(f"Interrupted: sent {result.sent}; re-run to send the rest (each once).")
+            raise KeyboardInterrupt
+    if result.failed:
+        shown = "; ".join(f"{f.message_id}: {f.reason}" for f in result.failures[:3])
+        raise RemoteError(f"{result.failed} message(s) could not be sent: {shown}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `replay` to the `dlq` app."""
+    app.command("replay")(replay)
