@@ -45,9 +45,8 @@ def test_force_replaces_a_world_readable_file_atomically(tmp_path: Path, open_um
     target = tmp_path / "export.jsonl"
     target.write_text("old\n")
     target.chmod(0o644)
-    with pytest.raises(UsageError, match="already exists"):
-        with write_private(target):
-            pass
+    with pytest.raises(UsageError, match="already exists"), write_private(target):
+        pass
     with write_private(target, overwrite=True) as stream:
         stream.write("new\n")
         assert target.read_text() == "old\n"  # readers see the old file until the rename
@@ -58,10 +57,9 @@ def test_force_replaces_a_world_readable_file_atomically(tmp_path: Path, open_um
 def test_an_error_inside_the_block_keeps_the_old_file(tmp_path: Path) -> None:
     target = tmp_path / "export.jsonl"
     target.write_text("old\n")
-    with pytest.raises(RuntimeError):
-        with write_private(target, overwrite=True) as stream:
-            stream.write("partial")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), write_private(target, overwrite=True) as stream:
+        stream.write("partial")
+        raise RuntimeError("boom")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["export.jsonl"]
 
