@@ -265,6 +265,45 @@ def test_export_writes_every_message(env, tmp_path):
     assert [json.loads(x)["job_id"] for x in filtered.read_text().splitlines()] == ["j9"]
 
 
+def test_export_force_replaces_a_world_readable_file_with_a_private_one(env, tmp_path):
+    send(env.client, env.dlq_url, [job_body("j1")])
+    out = tmp_path / "dlq.jsonl"
+    out.write_text("someone else's notes\n")
+    out.chmod(0o644)
+    invoke(["dlq", "export", "--out", str(out), "--force"])
+    assert (out.stat().st_mode & 0o777) == 0o600
+    assert json.loads(out.read_text().splitlines()[0])["job_id"] == "j1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dlq.jsonl"]
+
+
+def test_export_write_failure_is_one_line_exit_6_without_a_partial_file(env, tmp_path):
+    import os
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    send(env.client, env.dlq_url, [job_body(f"j{i}", filler="x" * 2000) for i in range(20)])
+    out = tmp_path / "dlq.jsonl"
+
+    def small_files() -> None:  # like a full disk: writes past 8 KiB fail (EFBIG)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "dbops", "dlq", "export", "--out", str(out)],
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        preexec_fn=small_files,
+    )
+    assert done.returncode == 6, done.stderr
+    line = one_line_error(done.stderr)
+    assert str(out) in line and "File too large" in line
+    assert list(tmp_path.iterdir()) == []
+    assert env.visible(env.dlq_url) == 20  # non-destructive: every message still there
+
+
 def test_export_masks_by_default_and_marks_every_line(env, tmp_path):
     body = job_body("j1", email="jane@example.com", _dlq_reason="mail to bob@corp.io")
     ids = send(

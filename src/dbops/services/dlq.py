@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 
 from dbops.durations import format_duration
 from dbops.errors import DbopsError, RemoteError, UsageError
+from dbops.files import write_private
 from dbops.ports import Queues, Store
 from dbops.services import slack
 from dbops.services.dlq_purge import (  # noqa: F401  (re-exported: purge and delete moved)
@@ -571,22 +572,11 @@ class ExportResult(BaseModel):
     masked: bool = False
 
 
-def open_export_file(path: Path, *, overwrite: bool = False) -> IO[str]:
-    """Create the file readable by the owner only (exports hold personal data)."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a parent is a file, or not writable
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        raise UsageError(
-            f"{path} already exists", hint="choose another --out, or pass --force to overwrite"
-        ) from None
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-    return os.fdopen(fd, "w", encoding="utf-8")
+def open_export_file(path: Path, *, overwrite: bool = False) -> Any:
+    """The export file: 0600 from the start (exports hold personal data), written to a
+    temporary file and renamed into place at the end, so `--force` never leaves a mix of
+    the old and the new export, and a write failure leaves no partial file (exit 6)."""
+    return write_private(path, overwrite=overwrite)
 
 
 def _sync(stream: IO[str]) -> None:
