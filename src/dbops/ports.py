@@ -5,12 +5,15 @@ Services depend on these protocols only; `dbops.cli._deps` picks the adapters.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
 Row = dict[str, Any]
+# Called by a service at named points of a long operation; tests pause or kill it there
+# (the CLI builds it in dbops.cli._checkpoint). None or a no-op in production.
+Checkpoint = Callable[[str], None]
 
 
 class Store(Protocol):
