@@ -436,7 +436,14 @@ def test_a_killed_run_is_taken_over_at_once_wherever_it_ran(
     assert (alive.resumed, alive.sent, alive.leased_elsewhere) == (0, 0, 3)
     assert queues.drain(queues.main_url) == []
 
+    pid = other.info.backend_pid
     other.close()  # killed: its session (and advisory lock) ends with it
+    # The server ends that session's backend a moment after the client is gone.
+    with psycopg.connect(database_url, autocommit=True) as watcher:
+        while watcher.execute(
+            "select count(*) from pg_stat_activity where pid = %s", [pid]
+        ).fetchone()[0]:
+            watcher.execute("select pg_sleep(0.02)")
     state, _ = jobs.outbox_state(store=store)
     assert (state.unsent, state.leased_elsewhere) == (3, 0)
     result = _recover(store, sqs, queues.main_url)
