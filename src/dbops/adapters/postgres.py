@@ -22,7 +22,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from dbops.errors import ConfigError, NotFoundError, RemoteError, UsageError
+from dbops.errors import ConfigError, NotFoundError, PermissionDeniedError, RemoteError, UsageError
 
 _FUNCTION_NAME = re.compile(r"dbops_[a-z0-9_]+")
 
@@ -109,10 +109,8 @@ def translate_error(exc: Exception, target: str) -> Exception:
             f"({(exc.diag.message_primary or '').strip()})",
             hint="`dbops db check` lists what dbops expects",
         )
-    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
-        return RemoteError(
-            f"permission denied on {target}: {(exc.diag.message_primary or '').strip()}"
-        )
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):  # a grant: exit 3, not 5
+        return PermissionDeniedError.from_database(exc.diag.message_primary or "", target)
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return RemoteError(
             f"database {target}: {(exc.diag.message_primary or 'statement canceled').strip()}",

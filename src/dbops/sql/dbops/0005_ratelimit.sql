@@ -143,24 +143,23 @@ language sql stable as $$
 $$;
 
 -- ---------------------------------------------------------------- the check
--- Evaluates (and with p_record, records) one request. With p_record the decision and the
--- insert happen under a per-(identifier, endpoint) transaction advisory lock, so that
--- concurrent calls are serialised: count the window, then insert only when allowed.
-create or replace function dbops_ratelimit_check(
-    p_identifier text, p_endpoint text, p_record boolean
+-- The decision for one request at p_now, recording nothing. STABLE, so `ratelimit status`
+-- and the read-only role (`dbops db roles`) can use it; dbops_ratelimit_check records.
+create or replace function dbops_ratelimit_evaluate(
+    p_identifier text, p_endpoint text, p_now timestamptz
 )
 returns table (
     allowed boolean, "limit" int, remaining int, reset_at timestamptz,
     retry_after_seconds int, rule_name text, blocked boolean, window_seconds int, used int,
     block_reason text, block_expires_at timestamptz, checked_at timestamptz
 )
-language plpgsql volatile
+language plpgsql stable
 set search_path = public, pg_temp
 as $$
 #variable_conflict use_column
 declare
     v_kind text := dbops_ratelimit_kind(p_identifier);
-    v_now timestamptz := clock_timestamp();
+    v_now timestamptz := coalesce(p_now, now());
     v_rule record;
     v_block_reason text;
     v_block_expires timestamptz;
@@ -189,12 +188,6 @@ begin
 
     -- 1. An active block denies, whatever the rule says.
     if v_block_expires is not null then
-        if p_record then
-            insert into dbops_rate_limit_denials as d (minute, identifier, endpoint, denied, blocked)
-            values (date_trunc('minute', v_now), p_identifier, p_endpoint, 1, 1)
-            on conflict (minute, identifier, endpoint)
-            do update set denied = d.denied + 1, blocked = d.blocked + 1;
-        end if;
         return query select false, v_rule.max_requests, 0, v_block_expires,
             greatest(1, ceil(extract(epoch from v_block_expires - v_now)))::int,
             v_rule.rule_name, true, v_rule.window_seconds, null::int,
@@ -202,24 +195,14 @@ begin
         return;
     end if;
 
-    -- 2. No rule, or a disabled one: not limited (still logged, so `top` sees the traffic).
+    -- 2. No rule, or a disabled one: not limited.
     if v_rule.rule_name is null or not v_rule.enabled then
-        if p_record then
-            insert into rate_limit_requests (identifier, endpoint, created_at)
-            values (p_identifier, p_endpoint, v_now);
-        end if;
         return query select true, null::int, null::int, null::timestamptz, 0,
             v_rule.rule_name, false, null::int, null::int, null::text, null::timestamptz, v_now;
         return;
     end if;
 
-    -- 3. Limited: serialise per (identifier, endpoint), then count the sliding window.
-    if p_record then
-        perform pg_advisory_xact_lock(
-            hashtextextended(p_identifier || chr(31) || p_endpoint, 0));
-        v_now := clock_timestamp();
-    end if;
-
+    -- 3. Limited: count the sliding window.
     select count(*)::int, min(q.created_at) into v_used, v_oldest
     from rate_limit_requests q
     where q.identifier = p_identifier
@@ -227,12 +210,6 @@ begin
       and q.created_at > v_now - make_interval(secs => v_rule.window_seconds);
 
     if v_used < v_rule.max_requests then
-        if p_record then
-            insert into rate_limit_requests (identifier, endpoint, created_at)
-            values (p_identifier, p_endpoint, v_now);
-            v_used := v_used + 1;
-            v_oldest := coalesce(v_oldest, v_now);
-        end if;
         v_reset := v_oldest + make_interval(secs => v_rule.window_seconds);
         return query select true, v_rule.max_requests, v_rule.max_requests - v_used, v_reset, 0,
             v_rule.rule_name, false, v_rule.window_seconds, v_used, null::text,
@@ -250,15 +227,58 @@ begin
     offset (v_used - v_rule.max_requests)
     limit 1;
     v_reset := coalesce(v_free_at, v_now) + make_interval(secs => v_rule.window_seconds);
-    if p_record then
-        insert into dbops_rate_limit_denials as d (minute, identifier, endpoint, denied, blocked)
-        values (date_trunc('minute', v_now), p_identifier, p_endpoint, 1, 0)
-        on conflict (minute, identifier, endpoint) do update set denied = d.denied + 1;
-    end if;
     return query select false, v_rule.max_requests, 0, v_reset,
         greatest(1, ceil(extract(epoch from v_reset - v_now)))::int,
         v_rule.rule_name, false, v_rule.window_seconds, v_used, null::text,
         null::timestamptz, v_now;
+end;
+$$;
+
+-- Evaluates (and with p_record, records) one request. With p_record the decision and the
+-- insert happen under a per-(identifier, endpoint) transaction advisory lock, so that
+-- concurrent calls are serialised: evaluate (a fresh snapshot, taken after the lock), then
+-- log the request only when allowed; a denial is counted per minute instead.
+create or replace function dbops_ratelimit_check(
+    p_identifier text, p_endpoint text, p_record boolean
+)
+returns table (
+    allowed boolean, "limit" int, remaining int, reset_at timestamptz,
+    retry_after_seconds int, rule_name text, blocked boolean, window_seconds int, used int,
+    block_reason text, block_expires_at timestamptz, checked_at timestamptz
+)
+language plpgsql volatile
+set search_path = public, pg_temp
+as $$
+#variable_conflict use_column
+declare
+    v_now timestamptz;
+    v record;
+begin
+    if p_record then
+        perform pg_advisory_xact_lock(
+            hashtextextended(p_identifier || chr(31) || p_endpoint, 0));
+    end if;
+    v_now := clock_timestamp();
+    select * into v from dbops_ratelimit_evaluate(p_identifier, p_endpoint, v_now) e;
+    if p_record and v.allowed then
+        -- Allowed (limited or not): log it, so the window and `top` see it.
+        insert into rate_limit_requests (identifier, endpoint, created_at)
+        values (p_identifier, p_endpoint, v_now);
+        if v."limit" is not null then
+            v.used := v.used + 1;
+            v.remaining := v.remaining - 1;
+            v.reset_at := coalesce(v.reset_at, v_now + make_interval(secs => v.window_seconds));
+        end if;
+    elsif p_record then
+        insert into dbops_rate_limit_denials as d (minute, identifier, endpoint, denied, blocked)
+        values (date_trunc('minute', v_now), p_identifier, p_endpoint, 1,
+                case when v.blocked then 1 else 0 end)
+        on conflict (minute, identifier, endpoint)
+        do update set denied = d.denied + 1, blocked = d.blocked + excluded.blocked;
+    end if;
+    return query select v.allowed, v."limit", v.remaining, v.reset_at, v.retry_after_seconds,
+        v.rule_name, v.blocked, v.window_seconds, v.used, v.block_reason, v.block_expires_at,
+        v.checked_at;
 end;
 $$;
 
@@ -484,7 +504,7 @@ returns table (
     retry_after_seconds int, rule_name text, window_seconds int, blocked boolean,
     block_reason text, block_expires_at timestamptz
 )
-language plpgsql volatile
+language plpgsql stable
 set search_path = public, pg_temp
 as $$
 #variable_conflict use_column
@@ -514,7 +534,7 @@ begin
         select v_endpoint, c.allowed, c."limit", c.remaining, coalesce(c.used, 0), c.reset_at,
                c.retry_after_seconds, c.rule_name, c.window_seconds, c.blocked, c.block_reason,
                c.block_expires_at
-        from dbops_ratelimit_check(p_identifier, v_endpoint, false) c;
+        from dbops_ratelimit_evaluate(p_identifier, v_endpoint, v_now) c;
     end loop;
     if not v_any then
         return query
