@@ -167,6 +167,15 @@ def test_readonly_role_runs_every_read_command(
     assert {s["status"] for s in invoke(["db", "status", "-o", "json"]).json} == {"applied"}
     assert invoke(["db", "check", "-o", "json"]).json["compatible"] is True
 
+    assert invoke(["audit", "history", "-o", "json"]).json  # the stored run
+    env.client.send_message(
+        QueueUrl=env.dlq_url, MessageBody=json.dumps({"job_id": jobs["failed"]})
+    )
+    dlq = invoke(["dlq", "list", "-o", "json"]).json  # job status looked up in the database
+    assert [(m["job_id"], m["job_status"]) for m in dlq] == [(jobs["failed"], "failed")]
+    doctor = invoke(["doctor", "-o", "json"]).json
+    assert doctor["ok"] and {c["status"] for c in doctor["checks"]} == {"pass"}
+
     report = invoke(["audit", "-o", "json"], code=None).json
     unknown = [(c["id"], c["explanation"]) for c in report["checks"] if c["severity"] == "unknown"]
     assert unknown == []
