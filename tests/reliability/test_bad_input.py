@@ -100,6 +100,8 @@ CASES: list[Case] = [
     case("jobs recover", "--limit 0 --yes", USAGE, "zero limit"),
     case("jobs recover", "--max-recoveries -1 --yes", USAGE, "negative number"),
     case("jobs recover", "--chunk-size 0 --yes", USAGE, "zero chunk size"),
+    case("jobs recover", "--group-by bogus --yes", USAGE, "unknown group-by"),
+    case("jobs requeue", "--orphans --group-by bogus --yes", USAGE, "unknown group-by"),
     case("jobs requeue", "not-a-uuid --yes", USAGE, "malformed id"),
     case("jobs requeue", ["", "--yes"], USAGE, "empty id"),
     case("jobs requeue", "--orphans --older-than 10x --yes", USAGE, "malformed duration"),

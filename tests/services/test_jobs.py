@@ -403,58 +403,146 @@ def test_outbox_rows_of_jobs_no_longer_pending_are_skipped(store, job_seed, queu
     assert state["state"] == "skipped" and "completed" in state["last_error"]
 
 
-def test_a_dead_local_run_is_taken_over_at_once(store, job_seed, queues, sqs, db):
-    import subprocess
-    import sys
-
-    ids = job_seed.many(3, idle=HOUR)
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    store.call(
+def _claim_for(store: Any, owner: str, *, lease: int = 300) -> list[Any]:
+    return store.call(
         "dbops_jobs_claim_stale",
         {
             "p_older_than_seconds": 600,
             "p_limit": 10,
             "p_max_recoveries": 3,
             "p_operator": "x",
-            "p_lease_owner": f"{socket.gethostname()}:{gone.pid}:dead",
+            "p_lease_owner": owner,
+            "p_lease_seconds": lease,
         },
     )
-    state, dead = jobs.outbox_state(store=store)
-    assert state.unsent == 3 and dead == [f"{socket.gethostname()}:{gone.pid}:dead"]
 
+
+def test_a_killed_run_is_taken_over_at_once_wherever_it_ran(
+    store, job_seed, queues, sqs, database_url
+):
+    """A run is identified by a random id held in the database, not by host and pid: a
+    run in another container with the same hostname and pid is not taken for dead while
+    its session lives, and is taken over as soon as its session is gone."""
+    ids = job_seed.many(3, idle=HOUR)
+    other = psycopg.connect(database_url, autocommit=True)  # the other run's own session
+    owner = f"{socket.gethostname()}-container:1:run"
+    other.execute(
+        "select * from dbops_jobs_run_start(%s, 'bob', 'jobs recover', 300, true)", [owner]
+    )
+    _claim_for(store, owner)
+    state, _ = jobs.outbox_state(store=store)
+    assert (state.unsent, state.leased_elsewhere) == (3, 3)
+    alive = _recover(store, sqs, queues.main_url)
+    assert (alive.resumed, alive.sent, alive.leased_elsewhere) == (0, 0, 3)
+    assert queues.drain(queues.main_url) == []
+
+    other.close()  # killed: its session (and advisory lock) ends with it
+    state, _ = jobs.outbox_state(store=store)
+    assert (state.unsent, state.leased_elsewhere) == (3, 0)
     result = _recover(store, sqs, queues.main_url)
-
     assert (result.resumed, result.claimed, result.sent) == (3, 0, 3)
     assert all(j.resumed for j in result.jobs)
     assert _by_job(queues.drain(queues.main_url)) == Counter(ids)
 
 
-# --------------------------------------------------------------------------- requeue, fail
-def test_requeue_pending_and_failed_jobs(store, job_seed, queues, sqs, db):
-    pending = job_seed.job(status="pending", idle=60)
-    failed = job_seed.job(status="failed", idle=60, error="exploded")
-    done = job_seed.job(status="completed", idle=60)
+def test_a_stalled_run_cannot_record_rows_another_run_took_over(
+    job_seed, queues, sqs, database_url, db
+):
+    """Two runs with a 1-second lease: the first stalls after SQS accepted its batch,
+    the second takes the rows over once the lease expired and sends them; the first's
+    record is rejected and reported as possibly duplicated. Nothing is lost."""
+    import threading
 
-    result = jobs.requeue(
-        store=store,
-        queues=sqs,
-        queue_url=queues.main_url,
-        operator="alice",
-        job_ids=[pending, failed, done],
-    )
+    from dbops.adapters.postgres import PostgresStore
 
-    assert (result.requested, result.requeued, result.skipped, result.sent) == (3, 2, 1, 2)
-    assert _by_job(queues.drain(queues.main_url)) == Counter([pending, failed])
-    row = db.execute("select status, error_message from jobs where id = %s", [failed]).fetchone()
-    assert row["status"] == "pending" and row["error_message"] is None
-    event = db.execute(
-        "select details from queue_history where job_id = %s and event = 'requeued_manual'",
-        [failed],
+    ids = job_seed.many(4, idle=HOUR)
+    reached, resume = threading.Event(), threading.Event()
+
+    def stall(point: str) -> None:
+        if point == "after_send" and not reached.is_set():
+            reached.set()
+            resume.wait(60)
+
+    first_store, second_store = PostgresStore(database_url), PostgresStore(database_url)
+    outcome: dict[str, Any] = {}
+
+    def first() -> None:
+        outcome["first"] = _recover(
+            first_store, sqs, queues.main_url, lease_seconds=1, checkpoint=stall
+        )
+
+    runner = threading.Thread(target=first)
+    runner.start()
+    try:
+        assert reached.wait(60)
+        # Wait for the database to see the lease expired (the run is alive but stalled).
+        while db.execute(
+            "select bool_or(sending_until > clock_timestamp()) as held "
+            "from dbops_job_recoveries where state = 'pending_send'"
+        ).fetchone()["held"]:
+            db.execute("select pg_sleep(0.05)")
+        second = _recover(second_store, sqs, queues.main_url, lease_seconds=60)
+    finally:
+        resume.set()
+        runner.join(60)
+    first_result = outcome["first"]
+    assert (second.resumed, second.sent, second.possibly_duplicated) == (4, 4, 0)
+    assert first_result.possibly_duplicated == 4
+    assert first_result.counts()["possibly_duplicated"] == 4
+    rows = db.execute("select state, message_id from dbops_job_recoveries order by id").fetchall()
+    assert [r["state"] for r in rows] == ["sent"] * 4
+    by_job = _by_job(queues.drain(queues.main_url))
+    assert by_job == Counter(ids * 2)  # each sent by both runs: duplicated, never lost
+    first_store.close()
+    second_store.close()
+
+
+def test_fifo_main_queue_gets_group_and_deduplication_ids(store, job_seed, sqs, sqs_client, db):
+    import uuid as _uuid
+
+    url = sqs_client.create_queue(
+        QueueName=f"jobs-{_uuid.uuid4().hex[:10]}.fifo",
+        Attributes={"FifoQueue": "true"},
+    )["QueueUrl"]
+    ids = job_seed.many(3, idle=HOUR)
+    result = _recover(store, sqs, url)
+    assert result.sent == 3
+    got = sqs_client.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=1
+    )["Messages"]
+    groups = {m["Attributes"]["MessageGroupId"] for m in got}
+    assert groups == set(ids)
+    dedup = {m["Attributes"].get("MessageDeduplicationId") for m in got}
+    assert len(dedup) == 3 and all(d and d.startswith("dbops-recovery-") for d in dedup)
+    # The same recovery sent again within 5 minutes is dropped by SQS itself.
+    row = db.execute(
+        "select r.id as outbox_id, r.job_id, r.attempt, r.operator, r.created_at as requeued_at, "
+        "j.customer_id, j.package_size, j.priority_level, j.created_at, j.metadata "
+        "from dbops_job_recoveries r join jobs j on j.id = r.job_id order by r.id limit 1"
     ).fetchone()
-    assert event["details"]["previous_error"] == "exploded"
-    skipped = next(j for j in result.jobs if str(j.job_id) == done)
-    assert skipped.action == "skipped" and "completed" in (skipped.error or "")
+    again = jobs._outgoing(dict(row), fifo=True)
+    sqs.send_batch(url, [again])
+    sqs_client.delete_message_batch(
+        QueueUrl=url,
+        Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)],
+    )
+    assert sqs_client.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages") is None
+
+
+def test_fifo_group_by_customer(store, job_seed, sqs, sqs_client):
+    import uuid as _uuid
+
+    url = sqs_client.create_queue(
+        QueueName=f"jobs-{_uuid.uuid4().hex[:10]}.fifo", Attributes={"FifoQueue": "true"}
+    )["QueueUrl"]
+    job_seed.many(2, idle=HOUR)
+    result = _recover(store, sqs, url, group_by="customer")
+    assert result.sent == 2
+    got = sqs_client.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=1
+    )["Messages"]
+    customers = {json.loads(m["Body"])["customer_id"] for m in got}
+    assert {m["Attributes"]["MessageGroupId"] for m in got} == customers
 
 
 def test_requeue_orphans_rechecks_them_under_lock(store, job_seed, queues, sqs):

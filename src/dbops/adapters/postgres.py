@@ -154,6 +154,12 @@ class PostgresStore:
             else timeout_per_call
         )
 
+    @property
+    def holds_sessions(self) -> bool:
+        """True when our session is ours alone (not shared through a transaction pooler),
+        so session-level advisory locks mean what they say."""
+        return not self._timeout_per_call
+
     # -- connection -------------------------------------------------------------
     def _connect(self, *, with_options: bool) -> psycopg.Connection[dict[str, Any]]:
         kwargs: dict[str, Any] = {}

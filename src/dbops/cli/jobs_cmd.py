@@ -40,6 +40,13 @@ OlderThanStale = Annotated[
     ),
 ]
 LimitOpt = Annotated[int, typer.Option(min=1, max=100_000, help="At most this many jobs.")]
+GroupByOpt = Annotated[
+    jobs.GroupBy,
+    typer.Option(
+        "--group-by",
+        help="FIFO main queue: MessageGroupId per job (default) or per customer.",
+    ),
+]
 
 STALE_COLUMNS = [
     "id",
@@ -318,6 +325,7 @@ def recover(
     chunk_size: Annotated[
         int, typer.Option(min=10, max=10_000, help="Jobs claimed per database transaction.")
     ] = jobs.DEFAULT_CHUNK,
+    group_by: GroupByOpt = "job",
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     output: OutputOpt = "table",  # type: ignore[assignment]
@@ -370,6 +378,7 @@ def recover(
         "limit": limit,
         "max_recoveries": max_recoveries,
         "chunk_size": chunk_size,
+        "group_by": group_by,
         "queue_url": queue_url,
     }
     with recorder("jobs recover", arguments, dry_run=dry_run) as rec:
@@ -390,6 +399,7 @@ def recover(
                         max_recoveries=max_recoveries,
                         chunk_size=chunk_size,
                         progress=progress,
+                        group_by=group_by,
                     )
                 except jobs.RecoveryIncomplete as exc:
                     if isinstance(exc.result, jobs.RecoverResult):
@@ -467,11 +477,24 @@ def requeue(
         ),
     ] = None,
     limit: LimitOpt = 100,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Also send pending jobs dbops already enqueued since their last state change.",
+        ),
+    ] = False,
+    group_by: GroupByOpt = "job",
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     output: OutputOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Re-queue pending/failed jobs, or orphans, through the same outbox as `recover`.
+
+    Each job's status is re-checked when its row is locked: a job another operator
+    changed since the preview is skipped (`skipped_changed`), and a pending job dbops
+    already enqueued since its last state change is skipped (`skipped_enqueued`) unless
+    --force.
 
     Example:
         dbops jobs requeue 6f1c2a7e-0b7d-4c1e-9a51-1d2e3f405060 --yes
@@ -516,6 +539,8 @@ def requeue(
         "orphans": orphans,
         "older_than_seconds": orphan_seconds,
         "limit": limit,
+        "force": force,
+        "group_by": group_by,
         "queue_url": queue_url,
     }
     with recorder("jobs requeue", arguments, dry_run=dry_run) as rec:
@@ -533,6 +558,9 @@ def requeue(
                         job_ids=[str(j.id) for j in preview.jobs],
                         orphans_older_than_seconds=orphan_seconds,
                         progress=progress,
+                        expected={str(j.id): j.status for j in preview.jobs},
+                        force=force,
+                        group_by=group_by,
                     )
                 except jobs.RecoveryIncomplete as exc:
                     if isinstance(exc.result, jobs.RequeueResult):
@@ -578,12 +606,19 @@ def fail(
         result = (
             planned
             if dry_run
-            else jobs.fail(store=store, job_ids=ids, reason=reason, operator=_deps.operator())
+            else jobs.fail(
+                store=store,
+                job_ids=ids,
+                reason=reason,
+                operator=_deps.operator(),
+                expected={str(j.id): j.status for j in preview},
+            )
         )
         rec.counts = {
             "requested": result.requested,
             "failed": result.failed,
             "skipped": result.skipped,
+            "skipped_changed": result.skipped_changed,
         }
         render(
             result,

@@ -10,7 +10,15 @@ Recovery (`recover`, `requeue`) is an outbox protocol:
 3. messages go to SQS in batches of 10; each batch is recorded with one database call
    (MessageIds); entries SQS refused stay unsent and are retried by the next run.
 A run that dies between 2 and 3 leaves its rows in the outbox; the next run takes them
-over (immediately when the dead run was on this host, else once the lease expired).
+over. Each run has a random run id registered in `dbops_job_runs` with a lease it renews
+as it works; over direct Postgres it also holds a session advisory lock, so a killed run
+is seen dead at once (wherever it ran), and a stalled one once its lease expired. Only
+the run that still holds a row may record it sent: a stalled run whose rows were taken
+over reports them as `possibly_duplicated` (sent by both runs, never lost).
+
+On a FIFO main queue each message carries MessageGroupId (the job id, or the customer id
+with `group_by="customer"`) and a MessageDeduplicationId derived from its outbox row, so
+SQS itself drops a resend of the same recovery within its 5-minute window.
 """
 
 from __future__ import annotations
@@ -18,11 +26,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -45,6 +52,9 @@ DLQ_PEEK_VISIBILITY = 30
 STATUSES = ("pending", "in_progress", "completed", "complete", "failed", "cancelled")
 
 Progress = Callable[[int, int], None]
+# Called at named points of a run (tests pause or interrupt it there); None: no-op.
+Checkpoint = Callable[[str], None]
+GroupBy = Literal["job", "customer"]
 T = TypeVar("T")
 
 
@@ -244,6 +254,7 @@ class RecoverResult(BaseModel):
     skipped_unsent: int = 0
     unsent_remaining: int = 0
     leased_elsewhere: int = 0
+    possibly_duplicated: int = 0
     more_stale: bool = False
     jobs: list[RecoveredJob] = Field(default_factory=list)
 
@@ -258,6 +269,7 @@ class RecoverResult(BaseModel):
                 "sent",
                 "failed_sends",
                 "unsent_remaining",
+                "possibly_duplicated",
             )
         }
 
@@ -271,25 +283,43 @@ class RequeuePreview(BaseModel):
 
 
 class RequeueResult(BaseModel):
-    """`dbops jobs requeue -o json`."""
+    """`dbops jobs requeue -o json`.
+
+    `skipped` counts every job left alone; of those, `skipped_changed` had another status
+    than the preview showed (another operator changed it meanwhile) and `skipped_enqueued`
+    were pending jobs dbops had already enqueued since their last state change.
+    """
 
     dry_run: bool
     orphans: bool
     requested: int
     requeued: int = 0
     skipped: int = 0
+    skipped_changed: int = 0
+    skipped_enqueued: int = 0
     resumed: int = 0
     sent: int = 0
     failed_sends: int = 0
     skipped_unsent: int = 0
     unsent_remaining: int = 0
     leased_elsewhere: int = 0
+    possibly_duplicated: int = 0
     jobs: list[RecoveredJob] = Field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {
             k: getattr(self, k)
-            for k in ("requested", "requeued", "skipped", "resumed", "sent", "failed_sends")
+            for k in (
+                "requested",
+                "requeued",
+                "skipped",
+                "skipped_changed",
+                "skipped_enqueued",
+                "resumed",
+                "sent",
+                "failed_sends",
+                "possibly_duplicated",
+            )
         }
 
 
@@ -302,13 +332,15 @@ class FailedJob(BaseModel):
 
 
 class FailResult(BaseModel):
-    """`dbops jobs fail -o json`."""
+    """`dbops jobs fail -o json` (`skipped_changed`: jobs whose status another operator
+    changed after the preview; they are part of `skipped`)."""
 
     dry_run: bool
     requested: int
     failed: int
     skipped: int
     reason: str
+    skipped_changed: int = 0
     jobs: list[FailedJob] = Field(default_factory=list)
 
 
@@ -521,44 +553,35 @@ def peek_dlq(
 
 # --------------------------------------------------------------------------- outbox
 def lease_owner() -> str:
-    """`host:pid:token`: lets a later run on this host see that this run died."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A random run id; its liveness is held in the database (dbops_job_runs)."""
+    return f"run-{uuid.uuid4().hex}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
-def _dead_local_owner(owner: str) -> bool:
-    host, _, rest = owner.partition(":")
-    pid_text = rest.split(":", 1)[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    return pid != os.getpid() and not _pid_alive(pid)
+def _start_run(store: Store, owner: str, operator: str, command: str, lease: int) -> None:
+    store.call(
+        "dbops_jobs_run_start",
+        {
+            "p_run_id": owner,
+            "p_operator": operator,
+            "p_command": command,
+            "p_lease_seconds": lease,
+            # a session lock only where the session is ours (not through a pooler/PostgREST)
+            "p_session_lock": bool(getattr(store, "holds_sessions", False)),
+        },
+    )
 
 
 def outbox_state(*, store: Store) -> tuple[OutboxState, list[str]]:
-    """Unsent outbox rows, and the lease owners known dead (runs killed on this host)."""
+    """Unsent outbox rows; the database already counts rows of dead runs as free (the
+    second value, owners to take over, stays for callers that know of more)."""
     rows = store.call("dbops_jobs_outbox_unsent")
     state = OutboxState()
-    dead: list[str] = []
     for row in rows:
         count = int(row.get("unsent") or 0)
         state.unsent += count
-        owner = row.get("lease_owner")
-        if owner:
-            if _dead_local_owner(str(owner)):
-                dead.append(str(owner))
-            else:
-                state.leased_elsewhere += count
-    return state, dead
+        if row.get("lease_owner"):
+            state.leased_elsewhere += count
+    return state, []
 
 
 def _test_pause(point: str) -> None:
@@ -622,7 +645,7 @@ def message_body(row: Row) -> dict[str, Any]:
     }
 
 
-def _outgoing(row: Row) -> OutgoingMessage:
+def _outgoing(row: Row, *, fifo: bool = False, group_by: GroupBy = "job") -> OutgoingMessage:
     body = message_body(row)
     attributes: dict[str, Any] = {"job_id": {"DataType": "String", "StringValue": body["job_id"]}}
     customer = body.get("customer_id")
@@ -631,10 +654,21 @@ def _outgoing(row: Row) -> OutgoingMessage:
     priority = body.get("priority")
     if isinstance(priority, int) and not isinstance(priority, bool):
         attributes["priority"] = {"DataType": "Number", "StringValue": str(priority)}
+    group = None
+    dedup = None
+    if fifo:
+        group = body["job_id"]
+        if group_by == "customer" and customer not in (None, ""):
+            group = str(customer)
+        # One id per recovery (outbox row): a resend of it within 5 minutes is dropped by
+        # SQS, a later recovery of the same job is a new message.
+        dedup = f"dbops-recovery-{row['outbox_id']}-{body['job_id']}"
     return OutgoingMessage(
         id=str(row["outbox_id"]),
         body=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
         message_attributes=attributes,
+        message_group_id=group,
+        message_deduplication_id=dedup,
     )
 
 
@@ -650,7 +684,13 @@ class _Sender:
         owner: str,
         progress: Progress | None,
         lease_seconds: int,
+        group_by: GroupBy = "job",
+        checkpoint: Checkpoint | None = None,
     ) -> None:
+        self.fifo = queue_url.endswith(".fifo")
+        self.group_by: GroupBy = group_by
+        self.checkpoint = checkpoint or (lambda _point: None)
+        self.possibly_duplicated = 0
         self.store = store
         self.queues = queues
         self.queue_url = queue_url
@@ -683,14 +723,18 @@ class _Sender:
                     {"p_lease_owner": self.owner, "p_lease_seconds": self.lease_seconds},
                 )
                 self.leased()
-            outcome = self.queues.send_batch(self.queue_url, [_outgoing(r) for r in batch])
+            outcome = self.queues.send_batch(
+                self.queue_url,
+                [_outgoing(r, fifo=self.fifo, group_by=self.group_by) for r in batch],
+            )
             sent = {int(entry): message_id for entry, message_id in outcome.successful.items()}
             failed = {int(entry): error for entry, error in outcome.failed.items()}
             for row in batch:
                 outbox_id = int(row["outbox_id"])
                 if outbox_id not in sent and outbox_id not in failed:
                     failed[outbox_id] = "no result from SQS"
-            self.store.call(
+            self.checkpoint("after_send")
+            marked = self.store.call(
                 "dbops_jobs_outbox_mark",
                 {
                     "p_lease_owner": self.owner,
@@ -699,6 +743,10 @@ class _Sender:
                     "p_failed": [{"id": k, "error": v} for k, v in failed.items()],
                 },
             )
+            # Rows another run took over while this one stalled past its lease: that run
+            # sends them too, so these messages may exist twice (never zero times).
+            rejected = int(marked[0].get("rejected") or 0) if marked else 0
+            self.possibly_duplicated += rejected
             for outbox_id, message_id in sent.items():
                 job = self.jobs.get(outbox_id)
                 if job is not None:
@@ -776,6 +824,7 @@ def _incomplete(
 def _finalize(store: Store, sender: _Sender, result: RecoverResult | RequeueResult) -> None:
     result.sent = sender.sent
     result.failed_sends = sender.failed
+    result.possibly_duplicated = sender.possibly_duplicated
     try:
         state, _dead = outbox_state(store=store)
         result.unsent_remaining = state.unsent
@@ -848,6 +897,8 @@ def recover(
     chunk_size: int = DEFAULT_CHUNK,
     lease_seconds: int = LEASE_SECONDS,
     progress: Progress | None = None,
+    group_by: GroupBy = "job",
+    checkpoint: Checkpoint | None = None,
 ) -> RecoverResult:
     """Finish the outbox, then claim stale jobs and send their messages (see module doc).
 
@@ -877,7 +928,10 @@ def recover(
         owner=owner,
         progress=progress,
         lease_seconds=lease_seconds,
+        group_by=group_by,
+        checkpoint=checkpoint,
     )
+    _start_run(store, owner, operator, "jobs recover", lease_seconds)
     try:
         _test_pause("before_outbox")
         _state, dead = outbox_state(store=store)
@@ -931,6 +985,7 @@ def recover(
             )
     except DbopsError as exc:
         result.sent, result.failed_sends = sender.sent, sender.failed
+        result.possibly_duplicated = sender.possibly_duplicated
         _release(store, owner)
         if not _waiting(result):
             raise
@@ -1014,8 +1069,18 @@ def requeue(
     orphans_older_than_seconds: int | None = None,
     lease_seconds: int = LEASE_SECONDS,
     progress: Progress | None = None,
+    expected: Mapping[str, str] | None = None,
+    force: bool = False,
+    group_by: GroupBy = "job",
+    checkpoint: Checkpoint | None = None,
 ) -> RequeueResult:
-    """Re-queue pending/failed jobs (or orphans, re-checked under lock) via the outbox."""
+    """Re-queue pending/failed jobs (or orphans, re-checked under lock) via the outbox.
+
+    `expected` maps job id -> the status the operator saw in the preview: a job whose
+    status differs by the time its row is locked is skipped (`skipped_changed`). A pending
+    job dbops already enqueued since its last state change is skipped
+    (`skipped_enqueued`) unless `force`.
+    """
     ids = parse_job_ids(job_ids)
     result = RequeueResult(
         dry_run=False, orphans=orphans_older_than_seconds is not None, requested=len(ids)
@@ -1030,7 +1095,10 @@ def requeue(
         owner=owner,
         progress=progress,
         lease_seconds=lease_seconds,
+        group_by=group_by,
+        checkpoint=checkpoint,
     )
+    _start_run(store, owner, operator, "jobs requeue", lease_seconds)
     try:
         _state, dead = outbox_state(store=store)
         resumed, skipped = _finish_outbox(sender, takeover=dead, chunk_size=DEFAULT_CHUNK)
@@ -1046,6 +1114,8 @@ def requeue(
                     "p_lease_seconds": lease_seconds,
                     "p_kind": "orphan" if orphans_older_than_seconds is not None else "manual",
                     "p_orphan_older_than_seconds": orphans_older_than_seconds,
+                    "p_expected": {str(k): v for k, v in (expected or {}).items()},
+                    "p_force": force,
                 },
             )
             sender.leased()
@@ -1065,10 +1135,15 @@ def requeue(
                     to_send.append(row)
             result.requeued += len(to_send)
             result.skipped += len(rows) - len(to_send)
+            for row in rows:
+                reason = str(row.get("reason") or "")
+                result.skipped_changed += reason.startswith("skipped_changed")
+                result.skipped_enqueued += reason.startswith("skipped_enqueued")
             sender.expect(len(to_send))
             sender.send(to_send)
     except DbopsError as exc:
         result.sent, result.failed_sends = sender.sent, sender.failed
+        result.possibly_duplicated = sender.possibly_duplicated
         _release(store, owner)
         if not _waiting(result):
             raise
@@ -1124,8 +1199,19 @@ def fail_dry_run(preview: Sequence[JobState], reason: str) -> FailResult:
     )
 
 
-def fail(*, store: Store, job_ids: Sequence[str], reason: str, operator: str) -> FailResult:
-    """Mark jobs failed with a reason (pending, or in progress without sign of life)."""
+def fail(
+    *,
+    store: Store,
+    job_ids: Sequence[str],
+    reason: str,
+    operator: str,
+    expected: Mapping[str, str] | None = None,
+) -> FailResult:
+    """Mark jobs failed with a reason (pending, or in progress without sign of life).
+
+    `expected` maps job id -> the status the preview showed; a job another operator
+    changed meanwhile is skipped (`skipped_changed`), checked under the row lock.
+    """
     ids = parse_job_ids(job_ids)
     if not reason.strip():
         raise UsageError("--reason must not be empty")
@@ -1136,6 +1222,7 @@ def fail(*, store: Store, job_ids: Sequence[str], reason: str, operator: str) ->
             "p_reason": reason,
             "p_operator": operator,
             "p_dead_after_seconds": WORKER_DEAD_SECONDS,
+            "p_expected": {str(k): v for k, v in (expected or {}).items()},
         },
     )
     jobs = [FailedJob.model_validate(r) for r in rows]
@@ -1146,5 +1233,6 @@ def fail(*, store: Store, job_ids: Sequence[str], reason: str, operator: str) ->
         failed=changed,
         skipped=len(jobs) - changed,
         reason=reason,
+        skipped_changed=sum(1 for j in jobs if (j.reason or "").startswith("skipped_changed")),
         jobs=jobs,
     )

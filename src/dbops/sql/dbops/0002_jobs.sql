@@ -48,10 +48,71 @@ create index if not exists dbops_job_recoveries_job_idx
 create index if not exists dbops_job_recoveries_unsent_idx
     on dbops_job_recoveries (id) where state = 'pending_send';
 
+-- One row per `jobs recover`/`jobs requeue` run. `lease_owner` of the outbox rows is the
+-- run id (random, made by the client). A run is alive while its lease (renewed as it
+-- works) has not expired and, when it holds a session-level advisory lock (direct
+-- Postgres, not through a transaction pooler), while that lock is held: a killed run's
+-- session ends at once, so its rows are taken over at once, whatever host or container it
+-- ran in; a stalled run loses its rows when its lease expires.
+create table if not exists dbops_job_runs (
+    run_id text primary key,
+    operator text not null,
+    command text not null,
+    session_lock boolean not null default false,
+    started_at timestamptz not null default now(),
+    lease_until timestamptz not null,
+    finished_at timestamptz
+);
+
 -- --------------------------------------------------------------------------- helpers
 create or replace function dbops_jobs_iso(p_at timestamptz) returns text
 language sql stable as $$
     select to_char(p_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
+create or replace function dbops_jobs_run_alive(p_run_id text) returns boolean
+language sql stable as $$
+    select coalesce((
+        select u.finished_at is null and u.lease_until > now()
+               and (not u.session_lock or exists (
+                   select 1 from pg_locks l
+                   where l.locktype = 'advisory' and l.granted and l.objsubid = 2
+                     and l.classid = 1684828275::oid
+                     and l.objid = (hashtext(u.run_id)::bigint & 4294967295)::oid))
+        from dbops_job_runs u where u.run_id = p_run_id), false)
+$$;
+
+-- A registered run that is no longer alive (unknown owners: only their lease counts).
+create or replace function dbops_jobs_run_dead(p_run_id text) returns boolean
+language sql stable as $$
+    select exists (select 1 from dbops_job_runs u where u.run_id = p_run_id)
+           and not dbops_jobs_run_alive(p_run_id)
+$$;
+
+create or replace function dbops_jobs_run_start(
+    p_run_id text,
+    p_operator text,
+    p_command text,
+    p_lease_seconds int,
+    p_session_lock boolean default false
+) returns table (run_id text, lease_until timestamptz)
+language plpgsql volatile as $$
+#variable_conflict use_column
+begin
+    if coalesce(p_run_id, '') = '' or coalesce(p_lease_seconds, 0) < 1 then
+        raise exception 'a run id and a positive lease are required' using errcode = '22023';
+    end if;
+    if p_session_lock then
+        perform pg_advisory_lock(1684828275, hashtext(p_run_id));
+    end if;
+    delete from dbops_job_runs u where u.lease_until < now() - interval '7 days';
+    return query
+    insert into dbops_job_runs as u (run_id, operator, command, session_lock, lease_until)
+    values (p_run_id, coalesce(p_operator, ''), coalesce(p_command, ''),
+            coalesce(p_session_lock, false), now() + make_interval(secs => p_lease_seconds))
+    on conflict (run_id) do update set lease_until = excluded.lease_until
+    returning u.run_id, u.lease_until;
+end;
 $$;
 
 -- --------------------------------------------------------------------------- read
@@ -435,13 +496,16 @@ $$;
 
 -- Re-queue chosen pending/failed jobs (`jobs requeue ID...`), or orphans re-checked under
 -- the lock (`jobs requeue --orphans`): same outbox path as the stale recovery.
+drop function if exists dbops_jobs_requeue(jsonb, text, text, int, text, int);
 create or replace function dbops_jobs_requeue(
     p_job_ids jsonb,
     p_operator text,
     p_lease_owner text,
     p_lease_seconds int default 300,
     p_kind text default 'manual',
-    p_orphan_older_than_seconds int default null
+    p_orphan_older_than_seconds int default null,
+    p_expected jsonb default null,
+    p_force boolean default false
 ) returns table (
     job_id uuid, previous_status text, action text, outbox_id bigint, attempt int,
     operator text, requeued_at timestamptz, customer_id text, package_size int,
@@ -487,12 +551,21 @@ begin
         for update of j
     ), judged as (
         select l.*, n.recoveries,
+               -- the status the operator saw in the preview, re-checked under the row lock
                case
+                   when p_expected ? l.id::text and p_expected->>l.id::text <> l.status then
+                       format('skipped_changed: status is %s now, %s when previewed (changed by someone else meanwhile)',
+                              l.status, p_expected->>l.id::text)
                    when l.status not in ('pending', 'failed') then
                        format('status is %s (only pending or failed jobs are re-queued; use `dbops jobs recover` for stale ones)', l.status)
                    when exists (select 1 from dbops_job_recoveries r
                                  where r.job_id = l.id and r.state = 'pending_send') then
                        'already waiting in the dbops outbox: run `dbops jobs recover` to send it'
+                   when l.status = 'pending' and not coalesce(p_force, false) and exists (
+                        select 1 from dbops_job_recoveries r
+                         where r.job_id = l.id and r.action = 'requeued' and r.state = 'sent'
+                           and r.created_at >= l.updated_at) then
+                       'skipped_enqueued: dbops already enqueued it since its last state change (--force sends it again)'
                    when p_kind = 'orphan' and (
                         l.status <> 'pending' or l.updated_at >= v_cutoff
                         or exists (select 1 from queue_history h
@@ -545,11 +618,13 @@ end;
 $$;
 
 -- Fail chosen jobs with a reason. Jobs whose last sign of life is fresh are skipped.
+drop function if exists dbops_jobs_fail(jsonb, text, text, int);
 create or replace function dbops_jobs_fail(
     p_job_ids jsonb,
     p_reason text,
     p_operator text,
-    p_dead_after_seconds int default 120
+    p_dead_after_seconds int default 120,
+    p_expected jsonb default null
 ) returns table (
     job_id uuid, previous_status text, status text, changed boolean, reason text
 )
@@ -579,6 +654,9 @@ begin
     ), judged as (
         select l.*, greatest(l.updated_at, w.beat) as activity,
                case
+                   when p_expected ? l.id::text and p_expected->>l.id::text <> l.status then
+                       format('skipped_changed: status is %s now, %s when previewed (changed by someone else meanwhile)',
+                              l.status, p_expected->>l.id::text)
                    when l.status not in ('pending', 'in_progress') then
                        format('status is %s (only pending or in_progress jobs are failed)', l.status)
                    when l.status = 'in_progress' and greatest(l.updated_at, w.beat)
@@ -618,8 +696,11 @@ $$;
 create or replace function dbops_jobs_outbox_unsent()
 returns table (lease_owner text, unsent bigint, leased_until timestamptz, oldest_at timestamptz)
 language sql stable as $$
-    select case when r.sending_until > now() then r.lease_owner end,
-           count(*), max(r.sending_until) filter (where r.sending_until > now()),
+    select case when r.sending_until > now() and not dbops_jobs_run_dead(r.lease_owner)
+                then r.lease_owner end,
+           count(*),
+           max(r.sending_until) filter (
+               where r.sending_until > now() and not dbops_jobs_run_dead(r.lease_owner)),
            min(r.created_at)
     from dbops_job_recoveries r
     where r.state = 'pending_send'
@@ -628,7 +709,7 @@ language sql stable as $$
 $$;
 
 -- Take unsent rows (oldest first) and lease them to the caller: rows whose lease expired,
--- or whose owner the caller knows to be dead. Rows whose job is no longer pending are
+-- whose run is dead (dbops_job_runs), or whose owner the caller knows to be dead. Rows whose job is no longer pending are
 -- marked skipped instead of being sent twice.
 create or replace function dbops_jobs_outbox_take(
     p_lease_owner text,
@@ -651,6 +732,7 @@ begin
         select r.id from dbops_job_recoveries r
         where r.state = 'pending_send'
           and (r.sending_until is null or r.sending_until < now()
+               or dbops_jobs_run_dead(r.lease_owner)
                or r.lease_owner in (
                    select jsonb_array_elements_text(coalesce(p_takeover_owners, '[]'::jsonb))))
         order by r.id
@@ -692,12 +774,16 @@ $$;
 
 -- Record one SQS batch: sent entries get their MessageId (and an event), failed entries
 -- keep their lease (so this run does not retry them) and the error. One call per batch.
+-- Only rows the caller still holds are recorded: a run that stalled past its lease while
+-- another run took its rows over gets them back as `rejected` (their messages may have
+-- been sent twice: by the stalled run and by the one that took over; none is lost).
+drop function if exists dbops_jobs_outbox_mark(text, text, jsonb, jsonb);
 create or replace function dbops_jobs_outbox_mark(
     p_lease_owner text,
     p_queue_url text,
     p_sent jsonb,
     p_failed jsonb default '[]'::jsonb
-) returns table (sent bigint, failed bigint)
+) returns table (sent bigint, failed bigint, rejected bigint)
 language plpgsql volatile as $$
 #variable_conflict use_column
 declare
@@ -709,7 +795,7 @@ begin
             queue_url = p_queue_url, sent_at = now(), lease_owner = null,
             sending_until = null, last_error = null
         from jsonb_to_recordset(coalesce(p_sent, '[]'::jsonb)) as x(id bigint, message_id text)
-        where r.id = x.id and r.state = 'pending_send'
+        where r.id = x.id and r.state = 'pending_send' and r.lease_owner = p_lease_owner
         returning r.id, r.job_id, r.message_id, r.operator, r.kind
     ), events as (
         insert into queue_history (job_id, event, details)
@@ -723,9 +809,10 @@ begin
     select count(*) into v_sent from done;
     update dbops_job_recoveries r set last_error = left(x.error, 500)
     from jsonb_to_recordset(coalesce(p_failed, '[]'::jsonb)) as x(id bigint, error text)
-    where r.id = x.id and r.state = 'pending_send';
+    where r.id = x.id and r.state = 'pending_send' and r.lease_owner = p_lease_owner;
     get diagnostics v_failed = row_count;
-    return query select v_sent, v_failed;
+    return query select v_sent, v_failed,
+        coalesce(jsonb_array_length(p_sent), 0)::bigint - v_sent;
 end;
 $$;
 
@@ -733,7 +820,11 @@ $$;
 create or replace function dbops_jobs_outbox_renew(p_lease_owner text, p_lease_seconds int)
 returns table (renewed bigint)
 language sql volatile as $$
-    with r as (
+    with run as (
+        update dbops_job_runs set lease_until = now() + make_interval(secs => p_lease_seconds)
+        where run_id = p_lease_owner and finished_at is null
+        returning 1
+    ), r as (
         update dbops_job_recoveries set sending_until = now() + make_interval(secs => p_lease_seconds)
         where lease_owner = p_lease_owner and state = 'pending_send'
         returning 1
@@ -744,10 +835,21 @@ $$;
 create or replace function dbops_jobs_outbox_release(p_lease_owner text)
 returns table (released bigint)
 language sql volatile as $$
-    with r as (
+    with run as (
+        update dbops_job_runs set finished_at = now()
+        where run_id = p_lease_owner and finished_at is null
+        returning session_lock
+    ), unlocked as (
+        select pg_advisory_unlock(1684828275, hashtext(p_lease_owner))
+        from run where run.session_lock
+          and exists (select 1 from pg_locks l
+                      where l.locktype = 'advisory' and l.granted and l.objsubid = 2
+                        and l.pid = pg_backend_pid() and l.classid = 1684828275::oid
+                        and l.objid = (hashtext(p_lease_owner)::bigint & 4294967295)::oid)
+    ), r as (
         update dbops_job_recoveries set sending_until = null, lease_owner = null
         where lease_owner = p_lease_owner and state = 'pending_send'
         returning 1
     )
-    select count(*) from r
+    select (select count(*) from r) from (select count(*) from unlocked) u
 $$;
