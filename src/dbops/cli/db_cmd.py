@@ -143,6 +143,7 @@ def roles_cmd(
     store = _deps.store()
     preview = roles.resolve(store=store)
     if output is Output.table:
+        print_table(preview.grant_rows(), ["role", "privileges", "on", "objects", "which"])
         message(preview.summary())
     confirm(f"create or update roles {', '.join(roles.ROLES)}", yes=yes, dry_run=dry_run)
     with recorder("db roles", {"apply": True}, dry_run=dry_run) as rec:
@@ -153,7 +154,6 @@ def roles_cmd(
             "policies": len(result.policies),
         }
     if output is Output.table:
-        print_table(result.grant_rows(), ["role", "privileges", "on", "objects", "which"])
         message(("dry run: nothing changed; " if dry_run else "") + result.summary())
         return
     render(result if output is Output.json else result.grant_rows(), output)

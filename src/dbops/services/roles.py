@@ -49,6 +49,7 @@ OPERATOR_TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "dbops_schema_migrations": ("SELECT",),  # written by `dbops db migrate` (the owner)
     "dbops_action_log": ("SELECT", "INSERT"),
     "dbops_job_recoveries": ("SELECT", "INSERT", "UPDATE"),
+    "dbops_job_runs": ("SELECT", "INSERT", "UPDATE", "DELETE"),  # run leases; old runs pruned
     "dbops_dlq_monitor_state": ("SELECT", "INSERT", "UPDATE"),
     "dbops_rate_limit_rules": ("SELECT", "UPDATE"),
     "dbops_rate_limit_overrides": ("SELECT", "INSERT", "UPDATE"),
@@ -275,7 +276,7 @@ class RolesReport(BaseModel):
                 "on": g.object_type,
                 "objects": len(g.objects) if g.objects is not None and self.resolved else None,
                 "which": ", ".join(g.objects)
-                if g.objects is not None and len(g.objects) <= 3
+                if g.objects is not None and len(g.objects) <= 4
                 else g.rule,
             }
             for role in self.roles
@@ -283,16 +284,17 @@ class RolesReport(BaseModel):
         ]
 
     def summary(self) -> str:
+        """One line: per role, its state and how many objects of each kind it gets."""
         parts = []
         for role in self.roles:
             state = {True: "exists", False: "to create", None: "not checked"}[role.exists]
             if self.applied:
-                state = "created" if role.name in self.created else "updated"
-            counts = ", ".join(
-                f"{'/'.join(g.privileges)} on {len(g.objects or [])} {g.object_type}(s)"
-                for g in role.grants
-                if g.object_type != "schema"
-            )
+                state = "created" if role.name in self.created else "up to date"
+            kinds: dict[str, set[str]] = {}
+            for g in role.grants:
+                if g.object_type != "schema":
+                    kinds.setdefault(g.object_type, set()).update(g.objects or [])
+            counts = ", ".join(f"{len(names)} {kind}s" for kind, names in sorted(kinds.items()))
             parts.append(f"{role.name} ({state}): {counts}")
         if self.policies:
             parts.append(f"policy {POLICY} on {', '.join(self.policies)} (row-level security)")
