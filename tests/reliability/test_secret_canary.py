@@ -283,6 +283,9 @@ def success_paths(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
     run(["db", "status", "-o", "json"])
     run(["db", "migrate", "--dry-run"])
     run(["db", "migrate", "--yes", "-o", "json"])
+    run(["db", "check", "-o", "json"])
+    run(["db", "roles", "-o", "json"])
+    run(["db", "roles", "--apply", "--yes", "-o", "json"])
     # jobs
     run(["jobs", "list", "-o", "json"])
     run(["jobs", "show", ids["stale"], "-o", "json"])
@@ -365,6 +368,8 @@ def every_command(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
         ["doctor", "-o", "json"],
         ["db", "status"],
         ["db", "migrate", "--yes"],
+        ["db", "check"],
+        ["db", "roles", "--apply", "--yes"],
         ["jobs", "list"],
         ["jobs", "show", job],
         ["jobs", "stats"],
