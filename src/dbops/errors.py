@@ -7,6 +7,7 @@ Messages must never contain a secret: adapters build them from safe parts only.
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 
 
@@ -44,6 +45,40 @@ class UsageError(DbopsError):
 
 class ConfigError(DbopsError):
     exit_code = ExitCode.CONFIG
+
+
+class PermissionDeniedError(ConfigError):
+    """The database refused the connected role (SQLSTATE 42501): a missing grant, or
+    row-level security. A credentials problem (exit 3), not a remote failure."""
+
+    @classmethod
+    def from_database(
+        cls, primary: str, where: str, *, hint: str | None = None
+    ) -> PermissionDeniedError:
+        """One line naming the privilege and object from the server's message, e.g.
+        `permission denied for function dbops_jobs_fail` -> EXECUTE on that function."""
+        primary = " ".join((primary or "permission denied").split())
+        match = re.fullmatch(
+            r"permission denied for (function|procedure|table|view|sequence|schema) (\S+)",
+            primary,
+        )
+        if match:
+            kind, name = match.groups()
+            privilege = {
+                "function": "EXECUTE on function",
+                "procedure": "EXECUTE on procedure",
+                "sequence": "USAGE on sequence",
+                "schema": "USAGE on schema",
+            }.get(kind, f"the privilege this needs on {kind}")
+            detail = f"the database role lacks {privilege} {name}"
+        else:
+            detail = primary
+        return cls(
+            f"permission denied on {where}: {detail}",
+            hint=hint
+            or "a dbops_readonly member can only read; use a dbops_operator member or the "
+            "service role for changes (see `dbops db roles`)",
+        )
 
 
 class NotFoundError(DbopsError):

@@ -12,7 +12,13 @@ import pytest
 from postgrest.exceptions import APIError
 
 from dbops.adapters.supabase import SupabaseStore, translate_error
-from dbops.errors import ConfigError, NotFoundError, RemoteError, UsageError
+from dbops.errors import (
+    ConfigError,
+    NotFoundError,
+    PermissionDeniedError,
+    RemoteError,
+    UsageError,
+)
 from tests.helpers import free_port, invoke, one_line_error
 
 
@@ -218,6 +224,29 @@ def test_translate_error_shapes():
     assert isinstance(timeout, RemoteError) and "canceling statement" in timeout.one_line()
     down = translate_error(APIError({"code": "PGRST000", "message": "Could not\nconnect"}), host)
     assert isinstance(down, RemoteError) and "\n" not in down.one_line()
+
+
+def test_a_missing_grant_is_a_config_error_naming_the_privilege(supabase_url, supabase_key, db):
+    """PostgREST answers 42501 (HTTP 403) when the key's role lacks EXECUTE: exit 3 with
+    the privilege and function named, like the direct transport, and never the key."""
+    db.execute(
+        """
+        create function dbops_test_denied() returns table (x int) language plpgsql as $$
+        begin raise exception 'permission denied for function dbops_jobs_fail'
+              using errcode = '42501'; end $$;
+        """
+    )
+    store = SupabaseStore(supabase_url, supabase_key)
+    try:
+        with pytest.raises(PermissionDeniedError) as caught:
+            store.call("dbops_test_denied")
+    finally:
+        store.close()
+    line = caught.value.one_line()
+    assert caught.value.exit_code == 3
+    assert "lacks EXECUTE on function dbops_jobs_fail" in line
+    assert "SUPABASE_SERVICE_ROLE_KEY" in line
+    _no_secret(line, supabase_key)
 
 
 # --------------------------------------------------------------------------- CLI

@@ -289,6 +289,9 @@ def success_paths(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
     run(["db", "check"])
     run(["db", "migrate", "--dry-run"])
     run(["db", "migrate", "--yes", "-o", "json"])
+    run(["db", "check", "-o", "json"])
+    run(["db", "roles", "-o", "json"])
+    run(["db", "roles", "--apply", "--yes", "-o", "json"])
     # jobs
     run(["jobs", "list", "-o", "json"])
     run(["jobs", "show", ids["stale"], "-o", "json"])
@@ -373,6 +376,8 @@ def every_command(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
         ["db", "status"],
         ["db", "check"],
         ["db", "migrate", "--yes"],
+        ["db", "check"],
+        ["db", "roles", "--apply", "--yes"],
         ["jobs", "list"],
         ["jobs", "show", job],
         ["jobs", "stats"],

@@ -22,7 +22,14 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from dbops.errors import ConfigError, DbopsError, NotFoundError, RemoteError, UsageError
+from dbops.errors import (
+    ConfigError,
+    DbopsError,
+    NotFoundError,
+    PermissionDeniedError,
+    RemoteError,
+    UsageError,
+)
 from dbops.redaction import (
     dsn_secrets,
     looks_unencoded,
@@ -149,10 +156,8 @@ def _translate(exc: Exception, target: str) -> Exception:
             f"({(exc.diag.message_primary or '').strip()})",
             hint="`dbops db check` lists what dbops expects",
         )
-    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
-        return RemoteError(
-            f"permission denied on {target}: {(exc.diag.message_primary or '').strip()}"
-        )
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):  # a grant: exit 3, not 5
+        return PermissionDeniedError.from_database(exc.diag.message_primary or "", target)
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return RemoteError(
             f"database {target}: {(exc.diag.message_primary or 'statement canceled').strip()}",

@@ -29,13 +29,20 @@ import httpx
 from postgrest.exceptions import APIError
 from supabase import Client, ClientOptions, create_client
 
-from dbops.errors import ConfigError, DbopsError, NotFoundError, RemoteError, UsageError
+from dbops.errors import (
+    ConfigError,
+    DbopsError,
+    NotFoundError,
+    PermissionDeniedError,
+    RemoteError,
+    UsageError,
+)
 from dbops.redaction import dsn_secrets, scrub_fragments, strip_userinfo
 
 _FUNCTION_NAME = re.compile(r"dbops_[a-z0-9_]+")
 
 # PostgREST / gateway codes that mean "the key was not accepted".
-_REFUSED = {"42501", "401", "403", "PGRST300", "PGRST301", "PGRST302", "PGRST303"}
+_REFUSED = {"401", "403", "PGRST300", "PGRST301", "PGRST302", "PGRST303"}
 # The dbops objects are missing (function, or a table one of them reads).
 _MISSING = {"PGRST202", "PGRST205", "42883", "42P01"}
 # PostgREST cannot reach its database, or the gateway cannot reach PostgREST.
@@ -116,6 +123,12 @@ def _translate(exc: Exception, host: str, *, secret: str | list[str] | None = No
                 f"Supabase project {host}: the application schema lacks a column dbops needs "
                 f"({message})",
                 hint="`dbops db check` lists what dbops expects",
+            )
+        if code == "42501":  # the key's role lacks a grant (or RLS refused a row)
+            return PermissionDeniedError.from_database(
+                message,
+                f"Supabase {host}",
+                hint="check SUPABASE_SERVICE_ROLE_KEY is the project's service-role key",
             )
         api_key_problem = not code and "api key" in message.lower()
         if code in _REFUSED or api_key_problem:

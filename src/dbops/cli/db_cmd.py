@@ -8,9 +8,9 @@ import typer
 
 from dbops.cli import _deps
 from dbops.cli._common import DryRunOpt, YesOpt, confirm, recorder
-from dbops.cli.output import Output, OutputOpt, message, render, write
-from dbops.errors import ConfigError, DbopsError
-from dbops.services import migrations
+from dbops.cli.output import Output, OutputOpt, message, print_table, render, write
+from dbops.errors import ConfigError, DbopsError, UsageError
+from dbops.services import migrations, roles
 
 app = typer.Typer(help="Install and inspect dbops' SQL objects (migrations).", no_args_is_help=True)
 
@@ -109,3 +109,56 @@ def status(output: OutputOpt = "table") -> None:  # type: ignore[assignment]
         output,
         columns=["version", "name", "status", "applied_at"],
     )
+
+
+@app.command("roles")
+def roles_cmd(
+    apply: Annotated[
+        bool,
+        typer.Option("--apply", help="Create the roles and grant (needs DATABASE_URL)."),
+    ] = False,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    output: OutputOpt = "table",  # type: ignore[assignment]
+) -> None:
+    """Least-privilege roles for scripts and CI: dbops_readonly and dbops_operator.
+
+    Prints the SQL that creates two NOLOGIN roles (when missing) and grants them what they
+    need, generated from the catalog: dbops_readonly runs every read command (audit, list,
+    show, stats...) and nothing that writes; dbops_operator runs everything dbops does.
+    Paste it into the Supabase SQL editor, or run it with --apply (direct Postgres; shows
+    the grants, asks on a terminal, logs to the action log). Re-running is safe. Then make
+    a LOGIN user a member, e.g. `create role ci_audit login password '...' in role
+    dbops_readonly`, and point CI's DATABASE_URL at it.
+
+    Example:
+        dbops db roles > dbops-roles.sql
+        dbops db roles --apply --dry-run
+        dbops db roles --apply --yes
+    """
+    if not apply:
+        if dry_run or yes:
+            raise UsageError("--dry-run and --yes go with --apply")
+        report = roles.plan()
+        if output is Output.table:
+            write(report.sql)
+        else:
+            render(report if output is Output.json else report.grant_rows(), output)
+        return
+    store = _deps.store()
+    preview = roles.resolve(store=store)
+    if output is Output.table:
+        print_table(preview.grant_rows(), ["role", "privileges", "on", "objects", "which"])
+        message(preview.summary())
+    confirm(f"create or update roles {', '.join(roles.ROLES)}", yes=yes, dry_run=dry_run)
+    with recorder("db roles", {"apply": True}, dry_run=dry_run) as rec:
+        result = roles.apply(store=store, dry_run=dry_run)
+        rec.counts = {
+            "created": len(result.created),
+            "grants": sum(len(g.objects or []) for r in result.roles for g in r.grants),
+            "policies": len(result.policies),
+        }
+    if output is Output.table:
+        message(("dry run: nothing changed; " if dry_run else "") + result.summary())
+        return
+    render(result if output is Output.json else result.grant_rows(), output)

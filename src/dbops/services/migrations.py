@@ -10,8 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from dbops.errors import ConfigError, DbopsError
+from dbops.errors import ConfigError, DbopsError, PermissionDeniedError
 from dbops.ports import SqlStore, Store
+from dbops.services import roles
 
 MigrationSet = Literal["dbops", "app", "app_legacy"]
 NO_TRANSACTION = "-- dbops:no-transaction"
@@ -146,6 +147,8 @@ def applied_versions(store: Store) -> dict[str, dict[str, str]]:
     """version -> {checksum, applied_at}; empty when dbops was never installed."""
     try:
         rows = store.call("dbops_migrations_applied")
+    except PermissionDeniedError:
+        raise  # installed, but this role may not read it: never "everything is pending"
     except ConfigError:
         return {}
     return {
@@ -357,6 +360,10 @@ def migrate(
                     sql_store.execute_script(_record(m))
             except DbopsError as exc:
                 raise type(exc)(f"migration {m.version}_{m.name} failed: {exc.message}") from None
+        if which == "dbops":
+            # Keep `dbops db roles` grants in step with new or re-declared functions (a
+            # no-op unless the roles exist).
+            sql_store.execute_script(roles.grants_script())
         step("done")
     return MigrateResult(
         applied=[f"{m.version}_{m.name}" for m in todo],
@@ -402,5 +409,9 @@ def render_script(which: MigrationSet = "dbops") -> str:
         parts.append(
             f"-- migration {m.version}_{m.name}\n{body.strip()}\n{_record(m).strip()}\n"
             + PROTECT.strip()
+        )
+    if which == "dbops":
+        parts.append(
+            "-- `dbops db roles` grants (a no-op unless the roles exist)\n" + roles.grants_script()
         )
     return "\n\n".join(parts) + "\n"

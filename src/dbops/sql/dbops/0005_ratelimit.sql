@@ -162,29 +162,27 @@ language sql stable as $$
 $$;
 
 -- ---------------------------------------------------------------- the check
--- Evaluates (and with p_record, records) one request. With p_record the decision and the
--- insert happen under a per-(identifier, endpoint) transaction advisory lock, so that
--- concurrent calls are serialised: count the window, then insert only when allowed.
+-- The decision for one request at p_now, recording nothing. STABLE, so `ratelimit status`
+-- and the read-only role (`dbops db roles`) can use it; dbops_ratelimit_check records.
+create or replace function dbops_ratelimit_evaluate(
 -- That needs a fresh snapshot after the lock: with p_record the function refuses to run
 -- above READ COMMITTED (SQLSTATE 25000), where the transaction's snapshot predates the lock
 -- and every concurrent call would count the same window and be allowed.
-create or replace function dbops_ratelimit_check(
-    p_identifier text, p_endpoint text, p_record boolean
+    p_identifier text, p_endpoint text, p_now timestamptz
 )
 returns table (
     allowed boolean, "limit" int, remaining int, reset_at timestamptz,
     retry_after_seconds int, rule_name text, blocked boolean, window_seconds int, used int,
     block_reason text, block_expires_at timestamptz, checked_at timestamptz
 )
-language plpgsql volatile
+language plpgsql stable
 set search_path = public, pg_temp
 as $$
 #variable_conflict use_column
 declare
     v_kind text := dbops_ratelimit_kind(p_identifier);
+    v_now timestamptz := coalesce(p_now, now());
     v_endpoint text := dbops_rate_limit_normalize_endpoint(p_endpoint);
-    v_isolation text := current_setting('transaction_isolation');
-    v_now timestamptz := clock_timestamp();
     v_rule record;
     v_block_reason text;
     v_block_expires timestamptz;
@@ -200,14 +198,6 @@ begin
         raise exception 'identifier must look like ip:<address> or api_key:<key>'
             using errcode = '22023';
     end if;
-    if p_record and v_isolation not in ('read committed', 'read uncommitted') then
-        raise exception
-            'dbops_rate_limit_hit cannot run in a % transaction (its snapshot predates the '
-            'rate-limit lock, so concurrent calls would all be allowed): call it in READ '
-            'COMMITTED or autocommit', upper(v_isolation)
-            using errcode = '25000',
-                  hint = 'call it in its own short READ COMMITTED transaction (autocommit)';
-    end if;
 
     select b.reason, b.expires_at into v_block_reason, v_block_expires
     from dbops_rate_limit_blocks b
@@ -221,12 +211,6 @@ begin
 
     -- 1. An active block denies, whatever the rule says.
     if v_block_expires is not null then
-        if p_record then
-            insert into dbops_rate_limit_denials as d (minute, identifier, endpoint, denied, blocked)
-            values (date_trunc('minute', v_now), p_identifier, v_endpoint, 1, 1)
-            on conflict (minute, identifier, endpoint)
-            do update set denied = d.denied + 1, blocked = d.blocked + 1;
-        end if;
         return query select false, v_rule.max_requests, 0, v_block_expires,
             greatest(1, ceil(extract(epoch from v_block_expires - v_now)))::int,
             v_rule.rule_name, true, v_rule.window_seconds, null::int,
@@ -234,24 +218,14 @@ begin
         return;
     end if;
 
-    -- 2. No rule, or a disabled one: not limited (still logged, so `top` sees the traffic).
+    -- 2. No rule, or a disabled one: not limited.
     if v_rule.rule_name is null or not v_rule.enabled then
-        if p_record then
-            insert into rate_limit_requests (identifier, endpoint, created_at)
-            values (p_identifier, v_endpoint, v_now);
-        end if;
         return query select true, null::int, null::int, null::timestamptz, 0,
             v_rule.rule_name, false, null::int, null::int, null::text, null::timestamptz, v_now;
         return;
     end if;
 
-    -- 3. Limited: serialise per (identifier, endpoint), then count the sliding window.
-    if p_record then
-        perform pg_advisory_xact_lock(
-            hashtextextended(p_identifier || chr(31) || v_endpoint, 0));
-        v_now := clock_timestamp();
-    end if;
-
+    -- 3. Limited: count the sliding window.
     select count(*)::int, min(q.created_at) into v_used, v_oldest
     from rate_limit_requests q
     where q.identifier = p_identifier
@@ -259,12 +233,6 @@ begin
       and q.created_at > v_now - make_interval(secs => v_rule.window_seconds);
 
     if v_used < v_rule.max_requests then
-        if p_record then
-            insert into rate_limit_requests (identifier, endpoint, created_at)
-            values (p_identifier, v_endpoint, v_now);
-            v_used := v_used + 1;
-            v_oldest := coalesce(v_oldest, v_now);
-        end if;
         v_reset := v_oldest + make_interval(secs => v_rule.window_seconds);
         return query select true, v_rule.max_requests, v_rule.max_requests - v_used, v_reset, 0,
             v_rule.rule_name, false, v_rule.window_seconds, v_used, null::text,
@@ -282,15 +250,70 @@ begin
     offset (v_used - v_rule.max_requests)
     limit 1;
     v_reset := coalesce(v_free_at, v_now) + make_interval(secs => v_rule.window_seconds);
-    if p_record then
-        insert into dbops_rate_limit_denials as d (minute, identifier, endpoint, denied, blocked)
-        values (date_trunc('minute', v_now), p_identifier, v_endpoint, 1, 0)
-        on conflict (minute, identifier, endpoint) do update set denied = d.denied + 1;
-    end if;
     return query select false, v_rule.max_requests, 0, v_reset,
         greatest(1, ceil(extract(epoch from v_reset - v_now)))::int,
         v_rule.rule_name, false, v_rule.window_seconds, v_used, null::text,
         null::timestamptz, v_now;
+end;
+$$;
+
+-- Evaluates (and with p_record, records) one request. With p_record the decision and the
+-- insert happen under a per-(identifier, endpoint) transaction advisory lock, so that
+-- concurrent calls are serialised: evaluate (a fresh snapshot, taken after the lock), then
+-- log the request only when allowed; a denial is counted per minute instead.
+create or replace function dbops_ratelimit_check(
+    p_identifier text, p_endpoint text, p_record boolean
+)
+returns table (
+    allowed boolean, "limit" int, remaining int, reset_at timestamptz,
+    retry_after_seconds int, rule_name text, blocked boolean, window_seconds int, used int,
+    block_reason text, block_expires_at timestamptz, checked_at timestamptz
+)
+language plpgsql volatile
+set search_path = public, pg_temp
+as $$
+#variable_conflict use_column
+declare
+    v_now timestamptz;
+    v record;
+    v_endpoint text := dbops_rate_limit_normalize_endpoint(p_endpoint);
+    v_isolation text := current_setting('transaction_isolation');
+begin
+    -- A snapshot older than the lock would count a stale window: every concurrent call
+    -- would be allowed. Refuse above READ COMMITTED (SQLSTATE 25000).
+    if p_record and v_isolation not in ('read committed', 'read uncommitted') then
+        raise exception
+            'dbops_rate_limit_hit cannot run in a % transaction (its snapshot predates the '
+            'rate-limit lock, so concurrent calls would all be allowed): call it in READ '
+            'COMMITTED or autocommit', upper(v_isolation)
+            using errcode = '25000',
+                  hint = 'call it in its own short READ COMMITTED transaction (autocommit)';
+    end if;
+    if p_record then
+        perform pg_advisory_xact_lock(
+            hashtextextended(p_identifier || chr(31) || v_endpoint, 0));
+    end if;
+    v_now := clock_timestamp();
+    select * into v from dbops_ratelimit_evaluate(p_identifier, p_endpoint, v_now) e;
+    if p_record and v.allowed then
+        -- Allowed (limited or not): log it, so the window and `top` see it.
+        insert into rate_limit_requests (identifier, endpoint, created_at)
+        values (p_identifier, v_endpoint, v_now);
+        if v."limit" is not null then
+            v.used := v.used + 1;
+            v.remaining := v.remaining - 1;
+            v.reset_at := coalesce(v.reset_at, v_now + make_interval(secs => v.window_seconds));
+        end if;
+    elsif p_record then
+        insert into dbops_rate_limit_denials as d (minute, identifier, endpoint, denied, blocked)
+        values (date_trunc('minute', v_now), p_identifier, v_endpoint, 1,
+                case when v.blocked then 1 else 0 end)
+        on conflict (minute, identifier, endpoint)
+        do update set denied = d.denied + 1, blocked = d.blocked + excluded.blocked;
+    end if;
+    return query select v.allowed, v."limit", v.remaining, v.reset_at, v.retry_after_seconds,
+        v.rule_name, v.blocked, v.window_seconds, v.used, v.block_reason, v.block_expires_at,
+        v.checked_at;
 end;
 $$;
 
@@ -519,7 +542,7 @@ returns table (
     retry_after_seconds int, rule_name text, window_seconds int, blocked boolean,
     block_reason text, block_expires_at timestamptz
 )
-language plpgsql volatile
+language plpgsql stable
 set search_path = public, pg_temp
 as $$
 #variable_conflict use_column
@@ -549,7 +572,7 @@ begin
         select v_endpoint, c.allowed, c."limit", c.remaining, coalesce(c.used, 0), c.reset_at,
                c.retry_after_seconds, c.rule_name, c.window_seconds, c.blocked, c.block_reason,
                c.block_expires_at
-        from dbops_ratelimit_check(p_identifier, v_endpoint, false) c;
+        from dbops_ratelimit_evaluate(p_identifier, v_endpoint, v_now) c;
     end loop;
     if not v_any then
         return query

@@ -23,6 +23,24 @@ create table if not exists dbops_audit_runs (
 create index if not exists dbops_audit_runs_generated_idx
     on dbops_audit_runs (generated_at desc, id desc);
 
+-- Does row-level security hide rows of table p_table from the current role? Yes when RLS
+-- applies to the role and no permissive policy for reading names it (directly, through
+-- role membership, or as PUBLIC). dbops' own `dbops_not_api_roles` policy (migrations.py
+-- PROTECT) admits every role but Supabase's API roles, so an operator or read-only role
+-- (`dbops db roles`) reads dbops' tables while `anon` does not.
+create or replace function dbops_audit_rls_hides(p_table text) returns boolean
+language sql stable as $$
+    select coalesce(row_security_active(to_regclass(p_table)), false) and not exists (
+        select 1 from pg_policy p
+        where p.polrelid = to_regclass(p_table) and p.polpermissive and p.polcmd in ('r', '*')
+          and (0 = any (p.polroles) or exists (
+                   select 1 from unnest(p.polroles) as r(oid)
+                   where pg_has_role(current_user, r.oid, 'USAGE')))
+          and (p.polname <> 'dbops_not_api_roles'
+               or current_user not in ('anon', 'authenticated'))
+    )
+$$;
+
 create or replace function dbops_audit_observe(
     p_stale_seconds int default 600,
     p_dead_seconds int default 120,
@@ -66,7 +84,7 @@ begin
         begin
             if to_regclass('dbops_schema_migrations') is null then
                 observed := jsonb_build_object('applied', '{}'::jsonb, 'installed', false);
-            elsif row_security_active('dbops_schema_migrations') then
+            elsif dbops_audit_rls_hides('dbops_schema_migrations') then
                 raise exception 'row-level security hides dbops_schema_migrations from role % '
                                 '(use the service role)', current_user
                       using errcode = '42501';
@@ -471,7 +489,7 @@ begin
             if to_regclass('dbops_rate_limit_rules') is null then
                 state := 'skipped'; observed := null;
                 reason := 'the rate-limit rules table (dbops_rate_limit_rules) is not installed';
-            elsif row_security_active('dbops_rate_limit_rules') then
+            elsif dbops_audit_rls_hides('dbops_rate_limit_rules') then
                 state := 'unknown'; observed := null;
                 reason := 'row-level security hides dbops_rate_limit_rules from role '
                           || current_user || ' (use the service role)';
@@ -503,7 +521,7 @@ begin
                 state := 'skipped'; observed := null;
                 reason := 'dbops_ratelimit_429_ratio() (the ratelimit migration) is not installed';
             elsif to_regclass('dbops_rate_limit_denials') is not null
-                  and row_security_active('dbops_rate_limit_denials') then
+                  and dbops_audit_rls_hides('dbops_rate_limit_denials') then
                 state := 'unknown'; observed := null;
                 reason := 'row-level security hides dbops_rate_limit_denials from role '
                           || current_user || ' (use the service role)';
@@ -532,8 +550,8 @@ begin
                or to_regclass('dbops_rate_limit_overrides') is null then
                 state := 'skipped'; observed := null;
                 reason := 'the rate-limit blocks/overrides tables are not installed';
-            elsif row_security_active('dbops_rate_limit_blocks')
-                  or row_security_active('dbops_rate_limit_overrides') then
+            elsif dbops_audit_rls_hides('dbops_rate_limit_blocks')
+                  or dbops_audit_rls_hides('dbops_rate_limit_overrides') then
                 state := 'unknown'; observed := null;
                 reason := 'row-level security hides the rate-limit blocks/overrides from role '
                           || current_user || ' (use the service role)';
@@ -588,7 +606,7 @@ begin
     if p_only is null or 'audit.previous' = any(p_only) then
         t0 := clock_timestamp(); check_id := 'audit.previous'; reason := null;
         begin
-            if row_security_active('dbops_audit_runs') then
+            if dbops_audit_rls_hides('dbops_audit_runs') then
                 raise exception 'row-level security hides dbops_audit_runs from role % '
                                 '(use the service role)', current_user
                       using errcode = '42501';
@@ -617,7 +635,7 @@ begin
     if p_only is null or 'audit.previous_dlq' = any(p_only) then
         t0 := clock_timestamp(); check_id := 'audit.previous_dlq'; reason := null;
         begin
-            if row_security_active('dbops_audit_runs') then
+            if dbops_audit_rls_hides('dbops_audit_runs') then
                 raise exception 'row-level security hides dbops_audit_runs from role % '
                                 '(use the service role)', current_user
                       using errcode = '42501';
