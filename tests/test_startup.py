@@ -1,4 +1,4 @@
-"""`dbops --help` must not import the SDKs (DESIGN.md section 1)."""
+"""`dbops --help` must not import the SDKs (docs/architecture.md section 1)."""
 
 import subprocess
 import sys
@@ -31,3 +31,25 @@ def test_help_imports_no_sdk(args):
     assert "dbops" in imported
     heavy = sorted(imported.intersection(HEAVY))
     assert heavy == [], f"dbops {' '.join(args)} imported {heavy}"
+
+
+@pytest.mark.parametrize("args", [["doctor", "--help"], ["config", "--help"], ["--help"]])
+def test_help_does_not_load_the_settings_machinery(args):
+    """pydantic-settings is built lazily, when a command needs its settings (not --help)."""
+    imported = imported_modules(*args)
+    assert "pydantic_settings" not in imported
+
+
+def test_cli_modules_do_not_import_each_other_in_a_cycle():
+    """`main` and `_deps` share their state through `_state`, not each other."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(__file__).parents[1] / "src" / "dbops" / "cli"
+    deps = ast.parse((folder / "_deps.py").read_text())
+    imported = {
+        node.module
+        for node in ast.walk(deps)
+        if isinstance(node, ast.ImportFrom) and node.module is not None
+    }
+    assert "dbops.cli.main" not in imported

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from dbops.cli import demo_cmd
 from tests.helpers import invoke
 
 
@@ -65,10 +64,7 @@ def test_demo_json_reports_the_incident(demo_env: dict[str, Any]) -> None:
     assert "dbops doctor --profile sandbox" in summary["next_commands"]
     assert len(summary["findings"]) >= 5
     assert report["audit_error"] is None
-    if demo_cmd.audit_report_hook() is not None:  # once `dbops audit` exists, demo runs it
-        assert report["audit"]["checks"]
-    else:
-        assert report["audit"] is None
+    assert report["audit"]["checks"]  # demo runs the real audit against the sandbox
 
 
 def test_demo_again_reuses_the_sandbox(demo_env: dict[str, Any]) -> None:
@@ -90,10 +86,7 @@ def test_demo_again_reuses_the_sandbox(demo_env: dict[str, Any]) -> None:
 def test_demo_table_lists_findings_and_next_steps(demo_env: dict[str, Any]) -> None:
     result = invoke(["demo"])
 
-    if demo_cmd.audit_report_hook() is None or demo_cmd.audit_renderer() is None:
-        assert "What is wrong" in result.stdout
-    else:
-        assert "What is wrong" not in result.stdout  # the audit report replaces it
+    assert "What is wrong" not in result.stdout  # the audit report replaces it
     assert "stale" in result.stdout
     assert "Try next" in result.stdout
     assert "dbops dlq list --profile sandbox" in result.stdout
@@ -108,11 +101,6 @@ def test_demo_ignores_the_configured_environment(
     result = invoke(["demo", "-o", "json"])
     assert result.json["summary"]["stale_jobs"] > 0
     assert "hunter2" not in result.stdout + result.stderr
-
-
-def test_audit_hook_is_absent_or_callable() -> None:
-    hook = demo_cmd.audit_report_hook()
-    assert hook is None or callable(hook)
 
 
 def test_demo_from_a_fresh_home() -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from dbops.cli._state import State
 from dbops.errors import ConfigError, DbopsError, MissingExtraError
 from dbops.ports import Queues, Store
 
@@ -20,8 +21,6 @@ if TYPE_CHECKING:  # pydantic-settings loads only when a command needs its setti
 
 
 def state() -> Any:
-    from dbops.cli.main import State
-
     ctx = click.get_current_context(silent=True)
     root = ctx.find_root() if ctx else None
     if root is None or not isinstance(root.obj, State):

@@ -7,34 +7,6 @@ from typing import Any
 from dbops.cli.output import Output, OutputOpt, message, out_console, render
 
 
-def audit_report_hook() -> Any:
-    """HOOK for the lead: once `dbops audit` exists, demo shows the audit report.
-
-    Returns a callable `(*, store, queues, settings) -> pydantic model` or None. When
-    `dbops.services.audit` is importable and exposes `run_audit`, demo runs it against the
-    sandbox and prints its report (through `audit_renderer()`) in place of the built-in
-    summary; `-o json` carries both. If the audit fails, demo says so on stderr and falls
-    back to its own summary.
-    """
-    import importlib
-
-    try:
-        audit = importlib.import_module("dbops.services.audit")
-    except ImportError:
-        return None
-    hook = getattr(audit, "run_audit", None)
-    return hook if callable(hook) else None
-
-
-def audit_renderer() -> Any:
-    """HOOK: how `-o table` draws the audit report (the audit command's own renderer)."""
-    try:
-        from dbops.cli import audit_cmd
-    except ImportError:  # pragma: no cover
-        return None
-    return getattr(audit_cmd, "render_report", None)
-
-
 def _table(report: Any, audit_model: Any) -> None:
     from rich.markup import escape
 
@@ -56,10 +28,11 @@ def _table(report: Any, audit_model: Any) -> None:
         f"{seeded.rate_limit_requests} rate-limit requests ({seeded.elapsed_seconds:.1f} s)"
     )
     console.print()
-    renderer = audit_renderer() if audit_model is not None else None
-    if audit_model is not None and renderer is not None:
-        renderer(audit_model)
-    else:
+    if audit_model is not None:
+        from dbops.cli.audit_cmd import render_report
+
+        render_report(audit_model)
+    else:  # the audit failed (said on stderr): the demo's own summary instead
         console.print("[bold]What is wrong[/]")
         console.print(
             f"  queues: main {s.main_queue_depth} visible / {s.main_queue_in_flight} in flight,"
@@ -96,7 +69,9 @@ def demo(output: OutputOpt = Output.table) -> None:
 
     if output is Output.table:
         message("starting the sandbox and seeding an incident ...")
-    report, audit_model = run_demo(scenario="incident", audit_hook=audit_report_hook())
+    from dbops.services.audit import run_audit
+
+    report, audit_model = run_demo(scenario="incident", audit_hook=run_audit)
     if report.audit_error:
         message(f"audit unavailable ({report.audit_error}); showing the demo's own summary")
     if output is Output.table:

@@ -12,6 +12,7 @@ import typer
 import typer.core
 from typer.core import TyperGroup
 
+from dbops.cli._state import State
 from dbops.errors import DbopsError, ExitCode
 
 GLOBAL_HELP = """\
@@ -48,29 +49,6 @@ def _format_help_text(self: click.Command, ctx: click.Context, formatter: Any) -
 
 
 click.Command.format_help_text = _format_help_text  # type: ignore[method-assign]
-
-
-class State:
-    """Per-invocation state shared by every command (kept on the root click context)."""
-
-    def __init__(
-        self,
-        profile: str | None = None,
-        debug: bool = False,
-        env_file: str | None = None,
-        region: str | None = None,
-        endpoint_url: str | None = None,
-    ) -> None:
-        self.profile = profile
-        self.debug = debug
-        self.env_file = env_file
-        self.region = region
-        self.endpoint_url = endpoint_url
-        self.cache: dict[str, Any] = {}
-
-    @property
-    def setting_flags(self) -> dict[str, Any]:
-        return {"aws_region": self.region, "aws_endpoint_url_sqs": self.endpoint_url}
 
 
 def _extract_globals(args: list[str]) -> tuple[list[str], dict[str, Any]]:

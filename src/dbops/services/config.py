@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, SecretStr
 
 from dbops.redaction import strip_userinfo
-from dbops.settings import SECRET_FIELDS, Settings
+
+if TYPE_CHECKING:  # pydantic-settings stays off the `dbops config --help` path
+    from dbops.settings import Settings
 
 # Where a secret came from, as `config show` says it (never any part of the value).
 _SECRET_ORIGINS = {"env": "environment", "profile": "profile", "env-file": "env-file"}
@@ -34,6 +38,8 @@ def secret_state(value: SecretStr | None, origin: str) -> str:
 
 
 def describe(*, settings: Settings, origins: dict[str, str]) -> list[ConfigValue]:
+    from dbops.settings import SECRET_FIELDS, Settings
+
     rows = []
     for name in Settings.model_fields:
         if name == "audit":

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
 from dbops.errors import ConfigError, DbopsError, ExitCode
 from dbops.ports import Queues, Store
 from dbops.services import migrations
-from dbops.settings import Settings
+
+if TYPE_CHECKING:  # pydantic-settings stays off the `dbops doctor --help` path
+    from dbops.settings import Settings
 
 CheckStatus = Literal["pass", "fail", "skip"]
 
