@@ -18,10 +18,11 @@ folder of mode 0700), JSON lines, appended with one ``write`` and an ``fsync`` e
     {"copy_done": [message_id, ...]}                such a message was found and deleted
 
 A line may carry several keys; they are applied in the order held, sent, done,
-sent_unconfirmed, copy_done. ``done`` entries are not worth an fsync of their own (settling
-a handle that was in fact already deleted or released is harmless: the call fails or does
-nothing), so they ride along with the next append. A truncated last line (a kill in the
-middle of a write) is ignored. The file is rewritten compactly (temporary file, fsync,
+sent_unconfirmed, copy_done. ``held`` and ``sent`` lines are fsynced before the redrive
+goes on. ``done`` lines are written at once (a killed process loses nothing it wrote) but
+fsynced with the next append: only a machine crash can lose one, and settling a handle
+that was in fact already deleted or released is harmless (the call fails or does
+nothing). A truncated last line (a kill in the middle of a write) is ignored. The file is rewritten compactly (temporary file, fsync,
 rename) when it grows, and removed when a run ends with nothing left to settle.
 
 A run holds an exclusive ``flock`` on ``<sha>.lock`` for its whole duration: a second
@@ -178,10 +179,14 @@ def _lock_holder(lock_path: Path) -> int | None:
 
 
 def pending(directory: Path, queue_url: str) -> JournalPending | None:
-    """What the next redrive of `queue_url` would settle first; None when nothing."""
+    """What the next redrive of `queue_url` would settle first; None when nothing (or when
+    the journal cannot be read: the run itself then says why)."""
     path = journal_path(directory, queue_url)
     running = _lock_holder(path.with_suffix(".lock"))
-    state = _read(path)
+    try:
+        state = _read(path)
+    except ConfigError:
+        return None
     if state.empty and running is None:
         return None
     return JournalPending(
@@ -227,7 +232,6 @@ class RedriveJournal:
         self._state = _State()
         self._fd: int | None = None
         self._lock_fd: int | None = None
-        self._done: list[str] = []  # handles finished since the last append
         self._appended = 0  # bytes appended since the last rewrite
         self._base = 0  # bytes of the last rewrite
         self._active = False  # settled and started: this run's state is the file's
@@ -323,26 +327,23 @@ class RedriveJournal:
         if self._fd is not None:
             os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        self._done.clear()
         self._base, self._appended = len(data), 0
 
-    def _append(self, record: dict[str, Any]) -> None:
-        """One line, one write, one fsync (caller holds the lock)."""
-        if self._done:
-            record = {**record, "done": self._done}
+    def _append(self, record: dict[str, Any], *, sync: bool = True) -> None:
+        """One line, one write, and (unless `sync` is false) one fsync; caller holds the lock."""
         data = (json.dumps(record) + "\n").encode()
         try:
             if self._fd is None:
                 raise OSError(0, "journal is closed")
             _write_all(self._fd, data)
-            os.fsync(self._fd)
+            if sync:
+                os.fsync(self._fd)
         except OSError as exc:
             raise ConfigError(
                 f"cannot write the redrive journal {self.path}: {exc.strerror}",
                 hint="free disk space or set DBOPS_DATA_DIR; nothing was lost "
                 "(unsent messages stay in the DLQ)",
             ) from None
-        self._done = []
         self._appended += len(data)
         if self._appended > max(COMPACT_MIN_BYTES, 2 * self._base):
             with contextlib.suppress(OSError):
@@ -420,14 +421,17 @@ class RedriveJournal:
             self._append({"sent": items})
 
     def finished(self, handles: Iterable[str], *, sent_too: bool = True) -> None:
-        """Deleted (or, with `sent_too=False`, released): nothing left to settle; recorded
-        with the next append. A release never settles a sent message: it must be deleted."""
+        """Deleted (or, with `sent_too=False`, released): nothing left to settle. A release
+        never settles a sent message: it must be deleted."""
         with self._lock:
-            for h in handles:
-                if self._state.held.pop(h, None) is not None or (
-                    sent_too and self._state.sent.pop(h, None) is not None
-                ):
-                    self._done.append(h)
+            done = [
+                h
+                for h in handles
+                if self._state.held.pop(h, None) is not None
+                or (sent_too and self._state.sent.pop(h, None) is not None)
+            ]
+            if done:
+                self._append({"done": done}, sync=False)
 
     def sent_earlier(self, message_id: str) -> bool:
         """Sent by an earlier run whose receipt handle expired: delete, never send again."""
