@@ -22,8 +22,9 @@ sent_unconfirmed, copy_done. ``held`` and ``sent`` lines are fsynced before the 
 goes on. ``done`` lines are written at once (a killed process loses nothing it wrote) but
 fsynced with the next append: only a machine crash can lose one, and settling a handle
 that was in fact already deleted or released is harmless (the call fails or does
-nothing). A truncated last line (a kill in the middle of a write) is ignored. The file is rewritten compactly (temporary file, fsync,
-rename) when it grows, and removed when a run ends with nothing left to settle.
+nothing). A truncated last line (a kill in the middle of a write) is ignored. The file is
+rewritten compactly (temporary file, fsync, rename) when it grows, and removed when a run
+ends with nothing left to settle.
 
 A run holds an exclusive ``flock`` on ``<sha>.lock`` for its whole duration: a second
 redrive of the same DLQ is refused while the first runs (it would release the first one's
