@@ -538,9 +538,7 @@ class _CopyRun:
         except RemoteError as exc:
             with self.lock:
                 self.result.calls.send_calls += 1
-            if _refuses_system_attributes(exc.message) and any(
-                e.system_attributes for e in batch
-            ):
+            if _refuses_system_attributes(exc.message) and any(e.system_attributes for e in batch):
                 self.system_attributes_ok = False  # the endpoint does not take them at all
                 return self._send(batch, record)
             if len(batch) == 1:
@@ -570,14 +568,10 @@ class _CopyRun:
             result.failed.update(retry.failed)
         return result
 
-    def _strip_system_attributes(
-        self, batch: Sequence[OutgoingMessage]
-    ) -> list[OutgoingMessage]:
+    def _strip_system_attributes(self, batch: Sequence[OutgoingMessage]) -> list[OutgoingMessage]:
         stripped = [e.model_copy(update={"system_attributes": {}}) for e in batch]
         with self.lock:
-            self.result.system_attributes_dropped += sum(
-                1 for e in batch if e.system_attributes
-            )
+            self.result.system_attributes_dropped += sum(1 for e in batch if e.system_attributes)
         return stripped
 
     def _delete(self, handles: Mapping[str, str]) -> BatchResult:
