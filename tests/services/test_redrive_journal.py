@@ -291,3 +291,86 @@ def test_state_replay_follows_the_documented_order() -> None:
     assert state.held == {"h3": "m3"}
     assert state.sent == {"h1": "m1"}
     assert state.unconfirmed == {"m8"}
+
+
+def test_an_expired_sent_id_is_kept_while_some_message_was_hidden_from_the_scan(
+    queues: QueuePair, sqs: SqsQueues, tmp_path: Path
+) -> None:
+    """A message another reader held while this run drained the DLQ was not seen: if it is
+    one the killed run already sent, forgetting its id would let a later run send it twice."""
+    client = queues.client
+    bodies = [job_body(i) for i in range(4)]
+    ids = seed(client, queues.dlq_url, bodies)
+    journal_dir = tmp_path / "journal"
+    journal = redrive_journal.open_journal(
+        journal_dir, source_url=queues.dlq_url, target_url=queues.main_url
+    )
+    journal.settle(sqs)
+    journal.sent([(ids[0], "expired-handle")])
+    abandon(journal)
+    got = receive(client, queues.dlq_url, 4)
+    [peeked] = [m for m in got if m["MessageId"] == ids[0]]
+    others = [m for m in got if m["MessageId"] != ids[0]]
+    client.change_message_visibility_batch(  # another reader keeps only ids[0]
+        QueueUrl=queues.dlq_url,
+        Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+            for i, m in enumerate(others)
+        ],
+    )
+
+    first = redrive.copy_redrive(
+        queues=sqs, dlq_url=queues.dlq_url, target_url=queues.main_url, journal_dir=journal_dir
+    )
+    assert first.moved == 3 and first.stopped == "drained"
+    pending = redrive_journal.pending(journal_dir, queues.dlq_url)
+    assert pending is not None and pending.sent_unconfirmed == 1  # not forgotten
+
+    client.change_message_visibility(  # the other reader lets go
+        QueueUrl=queues.dlq_url, ReceiptHandle=peeked["ReceiptHandle"], VisibilityTimeout=0
+    )
+    second = redrive.copy_redrive(
+        queues=sqs, dlq_url=queues.dlq_url, target_url=queues.main_url, journal_dir=journal_dir
+    )
+
+    assert second.moved == 0
+    assert second.settled is not None and second.settled.sent_copies_deleted == 1
+    assert sorted(m["Body"] for m in queues.drain(queues.main_url)) == sorted(bodies[1:])
+    assert counts(client, queues.dlq_url) == (0, 0)
+    assert redrive_journal.pending(journal_dir, queues.dlq_url) is None
+
+
+def test_a_journal_that_cannot_be_written_mid_run_stops_without_losing_or_doubling(
+    queues: QueuePair, sqs: SqsQueues, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disk full after a send: that batch is still deleted (it was sent), the rest stays in
+    the DLQ, released at once, and the error is a clean ConfigError."""
+    from dbops.errors import ConfigError
+
+    client = queues.client
+    bodies = [job_body(i) for i in range(25)]
+    seed(client, queues.dlq_url, bodies)
+    real_sent = redrive_journal.RedriveJournal.sent
+    calls = []
+
+    def sent(self: Any, pairs: Any) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise ConfigError("cannot write the redrive journal x: No space left on device")
+        real_sent(self, pairs)
+
+    monkeypatch.setattr(redrive_journal.RedriveJournal, "sent", sent)
+
+    with pytest.raises(ConfigError, match="No space left") as caught:
+        redrive.copy_redrive(
+            queues=sqs,
+            dlq_url=queues.dlq_url,
+            target_url=queues.main_url,
+            journal_dir=tmp_path / "journal",
+        )
+
+    partial = caught.value.partial_result  # type: ignore[attr-defined]
+    assert partial.moved == 20 and partial.duplicates_possible == 0
+    in_target = [m["Body"] for m in queues.drain(queues.main_url)]
+    left = [m["Body"] for m in queues.drain(queues.dlq_url)]
+    assert len(in_target) == 20 and sorted(in_target + left) == sorted(bodies)

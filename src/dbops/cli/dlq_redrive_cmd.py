@@ -198,13 +198,21 @@ def _summary_table(result: svc.RedriveResult) -> None:
 
 
 def _warnings(result: svc.RedriveResult) -> None:
-    if result.settled is not None:
-        s = result.settled
+    s = result.settled
+    if s is not None and (
+        s.deleted_already_sent or s.released or s.expired or s.sent_copies_deleted
+    ):
         message(
             "Settled an earlier redrive that did not finish: "
             f"{s.deleted_already_sent} message(s) it had sent were deleted from the DLQ "
             f"(not sent again), {s.released} it held were released and redriven"
             + (f"; {s.expired} receipt handle(s) had expired (not an error)" if s.expired else "")
+            + (
+                f"; {s.sent_copies_deleted} it had sent were found again and deleted, "
+                "not sent twice"
+                if s.sent_copies_deleted
+                else ""
+            )
             + "."
         )
     if result.not_sent:

@@ -794,14 +794,19 @@ class _CopyRun:
             )
             self._hold([m], received_at)
         journal = self.journal
+        journal_error: list[DbopsError] = []
 
         def record(result: BatchResult) -> None:
-            if journal is not None:
+            if journal is None:
+                return
+            try:
                 journal.sent(
                     (by_entry[eid].message_id, by_entry[eid].receipt_handle)
                     for eid in result.successful
                     if eid in by_entry
                 )
+            except DbopsError as exc:  # sent all the same: delete them, then stop
+                journal_error.append(exc)
 
         for number, batch in enumerate(batches):
             try:
@@ -828,6 +833,11 @@ class _CopyRun:
                 streak = self.send_failure_streak
             if sent_ok:
                 self._delete_sent(sent_ok, by_entry)
+            if journal_error:
+                for rest in batches[number + 1 :]:
+                    self._hold([by_entry[e.id] for e in rest], received_at)
+                    self._not_sent(len(rest))
+                raise journal_error[0]
             if number == 0 and len(batches) > 1:
                 self.checkpoint("mid_batch")
             if streak >= CONSECUTIVE_SEND_FAILURES_FATAL:
@@ -1118,7 +1128,16 @@ def copy_redrive(
                 partial.settled = journal.report if journal is not None else None
             raise
         result.settled = journal.report if journal is not None else settled
-        drained = result.stopped == "drained" and not result.interrupted
+        if (
+            journal is not None
+            and journal.has_unconfirmed
+            and result.stopped == "drained"
+            and not result.interrupted
+        ):
+            # Sent-earlier ids not met by a scan of the whole DLQ are gone, unless some
+            # message was invisible to the scan (held by another reader): then keep them.
+            with contextlib.suppress(DbopsError):
+                drained = queue_facts(queues, dlq_url).in_flight == 0
         return result
     finally:
         if journal is not None:

@@ -432,7 +432,15 @@ class RedriveJournal:
                 or (sent_too and self._state.sent.pop(h, None) is not None)
             ]
             if done:
-                self._append({"done": done}, sync=False)
+                # Optional for correctness (settling a finished handle is harmless): a
+                # failed write must not turn a successful delete into a failure.
+                with contextlib.suppress(ConfigError):
+                    self._append({"done": done}, sync=False)
+
+    @property
+    def has_unconfirmed(self) -> bool:
+        with self._lock:
+            return bool(self._state.unconfirmed)
 
     def sent_earlier(self, message_id: str) -> bool:
         """Sent by an earlier run whose receipt handle expired: delete, never send again."""
@@ -445,7 +453,8 @@ class RedriveJournal:
                 self._state.unconfirmed.discard(message_id)
                 if self.report is not None:
                     self.report.sent_copies_deleted += 1
-                self._append({"copy_done": [message_id]})
+                with contextlib.suppress(ConfigError):  # kept: deleting it again is harmless
+                    self._append({"copy_done": [message_id]})
 
 
 def _map(
