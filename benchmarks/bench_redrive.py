@@ -7,7 +7,8 @@ suite; nothing is asserted, the figures are printed (and written as JSON with --
 
 Measured, each on fresh queues holding N messages (unique ~200-byte JSON bodies with two
 message attributes):
-1. dbops copy redrive, one worker: wall time, messages/s, messages per receive/send/delete;
+1. dbops copy redrive, one worker, with its resumable journal as the CLI keeps it (two
+   fsynced appends per batch of 10): wall time, messages/s, messages per receive/send/delete;
 2. the floor: a bare boto3 loop making the same batched calls (receive 10 with the same
    long poll, send_message_batch, delete_message_batch) with no safety features;
 3. a one-message-at-a-time loop (receive 1, send 1, delete 1), timed on its first
@@ -27,6 +28,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import urllib.request
@@ -35,6 +37,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -173,11 +176,16 @@ class Run:
 def run_dbops(endpoint: str, pair: Pair, *, workers: int = 1) -> Run:
     queues = SqsQueues(region="us-east-1", endpoint=endpoint)
     queues.get_attributes(pair.dlq)  # warm the client outside the timing
-    started = time.perf_counter()
-    result = redrive.copy_redrive(
-        queues=queues, dlq_url=pair.dlq, target_url=pair.target, workers=workers
-    )
-    seconds = time.perf_counter() - started
+    with tempfile.TemporaryDirectory(prefix="dbops-bench-journal-") as journal:
+        started = time.perf_counter()
+        result = redrive.copy_redrive(
+            queues=queues,
+            dlq_url=pair.dlq,
+            target_url=pair.target,
+            workers=workers,
+            journal_dir=Path(journal),
+        )
+        seconds = time.perf_counter() - started
     return Run(
         f"dbops copy, {workers} worker(s)",
         result.moved,

@@ -68,6 +68,9 @@ class OutgoingMessage(BaseModel):
     message_group_id: str | None = None
     message_deduplication_id: str | None = None
     delay_seconds: int | None = None
+    # Message system attributes to send (SQS accepts only AWSTraceHeader), name -> value;
+    # sent as MessageSystemAttributes of DataType String.
+    system_attributes: dict[str, str] = Field(default_factory=dict)
 
 
 class BatchResult(BaseModel):

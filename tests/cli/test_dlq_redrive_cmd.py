@@ -284,3 +284,85 @@ def test_native_redrive_status_and_cancel(env: QueuePair) -> None:
     assert tasks and tasks[0]["status"] == "COMPLETED"
     missing = invoke(["dlq", "redrive-cancel", "--yes"], code=4)
     assert "no running" in one_line_error(missing.stderr)
+
+
+def test_canary_rate_and_workers_together_move_every_message(env: QueuePair) -> None:
+    """Issue 12 part 5, the command as reported: it said matched 14, moved 11, "drained",
+    and left 3 matching messages in the DLQ, four times out of four."""
+    bodies = [job_body(i) for i in range(14)]
+    seed(env.client, env.dlq_url, bodies)
+
+    data = invoke(
+        [
+            "dlq",
+            "redrive",
+            "--canary",
+            "1",
+            "--canary-wait",
+            "2s",
+            "--rate",
+            "2",
+            "--workers",
+            "2",
+            "--yes",
+            "-o",
+            "json",
+        ]
+    ).json
+
+    assert (data["matched"], data["moved"], data["failed"], data["not_sent"]) == (14, 14, 0, 0)
+    assert data["stopped"] == "drained" and data["canary"]["passed"] is True
+    assert counts(env.client, env.dlq_url) == (0, 0)
+    assert sorted(m["Body"] for m in env.drain(env.main_url)) == sorted(bodies)
+
+
+def test_a_rerun_settles_an_unfinished_redrive_and_says_so(env: QueuePair) -> None:
+    """Issue 12 part 4 through the CLI: preview, JSON `settled`, table warning, action log."""
+    from dbops.adapters.sqs import SqsQueues
+    from dbops.config_files import data_dir
+    from tests.services.test_redrive_journal import killed_run
+
+    bodies = [job_body(i) for i in range(15)]
+    seed(env.client, env.dlq_url, bodies)
+    sqs = SqsQueues(region="us-east-1", endpoint=env.client.meta.endpoint_url)
+    journal_dir = data_dir() / "redrive-journal"
+    killed_run(env.client, sqs, journal_dir, env.dlq_url, env.main_url, held=10, sent=4)
+
+    preview = invoke(["dlq", "redrive", "--dry-run", "-o", "json"])
+    assert "An earlier redrive of this DLQ did not finish" in preview.stderr
+    assert "4 message(s) it already sent will be deleted" in preview.stderr
+    assert preview.json["settled"] is None  # a dry run settles nothing
+    assert counts(env.client, env.dlq_url) == (5, 10)
+
+    result = invoke(["dlq", "redrive", "--yes", "-o", "json"])
+
+    settled = result.json["settled"]
+    assert {k: settled[k] for k in ("deleted_already_sent", "released", "expired")} == {
+        "deleted_already_sent": 4,
+        "released": 6,
+        "expired": 0,
+    }
+    assert result.json["moved"] == 11 and result.json["stopped"] == "drained"
+    assert "Settled an earlier redrive that did not finish: 4 message(s)" in result.stderr
+    assert sorted(m["Body"] for m in env.drain(env.main_url)) == sorted(bodies)
+    assert counts(env.client, env.dlq_url) == (0, 0)
+    rows = invoke(["log", "-o", "json"]).json
+    [row] = [r for r in rows if r["command"] == "dlq redrive" and r["outcome"] == "ok"]
+    assert row["counts"]["settled"]["deleted_already_sent"] == 4
+
+
+def test_an_unwritable_journal_folder_is_a_config_error_before_anything_moves(
+    env: QueuePair,
+) -> None:
+    from dbops.config_files import data_dir
+
+    seed(env.client, env.dlq_url, ["stay"])
+    data_dir().mkdir(parents=True, exist_ok=True)
+    (data_dir() / "redrive-journal").write_text("not a folder")
+
+    result = invoke(["dlq", "redrive", "--yes", "-o", "json"], code=3)
+
+    line = one_line_error(result.stderr.splitlines()[-1])
+    assert "cannot write the redrive journal" in line and "DBOPS_DATA_DIR" in line
+    assert counts(env.client, env.dlq_url) == (1, 0)
+    assert counts(env.client, env.main_url) == (0, 0)

@@ -195,3 +195,155 @@ def test_sigint_stops_after_the_batch_in_flight(
     in_target = [m["Body"] for m in queues.drain(target)]
     assert len(in_target) == moved
     assert sorted(in_dlq + in_target) == sorted(bodies)  # exactly once each
+
+
+# --------------------------------------------------------------------------- resumable redrive
+RESUME_COUNT = int(os.environ.get("DBOPS_TEST_REDRIVE_RESUME_COUNT", "100"))
+
+
+def _kill_at(
+    point: str, dlq: str, target: str, sqs_endpoint: str, marker: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run a redrive with the real 5-minute lease, SIGKILL it at `point`."""
+    env = _env(sqs_endpoint, marker, point)
+    env.pop("DBOPS_TEST_REDRIVE_LEASE")  # the real lease: a re-run must not wait for it
+    process = subprocess.Popen(
+        _redrive(dlq, target), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _wait_for(marker, process)
+        process.send_signal(signal.SIGKILL)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+    marker.unlink(missing_ok=True)
+    assert process.returncode == -signal.SIGKILL
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def _rerun(dlq: str, target: str, sqs_endpoint: str, marker: Path) -> dict[str, Any]:
+    env = _env(sqs_endpoint, marker, "")
+    env.pop("DBOPS_TEST_REDRIVE_LEASE")
+    done = subprocess.run(
+        _redrive(dlq, target), env=env, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _journal_files(data_dir: Path) -> list[Path]:
+    folder = data_dir / "redrive-journal"
+    return sorted(folder.glob("*.jsonl")) if folder.exists() else []
+
+
+@pytest.mark.parametrize(
+    "point", ["after_receive:3", "after_send:4", "mid_batch:2", "after_delete:6"]
+)
+def test_rerun_after_sigkill_settles_the_journal_exactly_once(
+    queues: QueuePair, sqs_endpoint: str, tmp_path: Path, point: str
+) -> None:
+    """Issue 12 part 4: killed (outside a SendMessageBatch call) and re-run, every message
+    arrives exactly once, and the re-run does not wait for the killed run's 5-minute lease:
+    it deletes what was already sent and releases what was held."""
+    client = queues.client
+    target = client.create_queue(
+        QueueName=f"resume-{uuid.uuid4().hex[:10]}", Attributes={"MaximumMessageSize": "1024"}
+    )["QueueUrl"]
+    bodies = _seed(client, queues.dlq_url, RESUME_COUNT)
+    marker = tmp_path / "paused"
+    data_dir = Path(os.environ["DBOPS_DATA_DIR"])
+
+    _kill_at(point, queues.dlq_url, target, sqs_endpoint, marker)
+    [journal] = _journal_files(data_dir)
+    assert journal.stat().st_mode & 0o777 == 0o600
+    assert journal.parent.stat().st_mode & 0o777 == 0o700
+    held = _attrs(client, queues.dlq_url)["ApproximateNumberOfMessagesNotVisible"]
+    assert held > 0  # the killed run's lease is 5 minutes: without settling they would wait
+
+    started = time.monotonic()
+    result = _rerun(queues.dlq_url, target, sqs_endpoint, marker)
+    elapsed = time.monotonic() - started
+
+    settled = result["settled"]
+    assert settled is not None
+    assert settled["released"] + settled["deleted_already_sent"] + settled["expired"] > 0
+    if point.startswith("after_send"):
+        assert settled["deleted_already_sent"] >= 1  # sent, not deleted: deleted now, no resend
+    else:  # at these points every sent entry was deleted already
+        assert settled["deleted_already_sent"] == 0 and settled["released"] >= 1
+    assert result["stopped"] == "drained" and result["failed"] == 0
+    assert _attrs(client, queues.dlq_url) == {
+        "ApproximateNumberOfMessages": 0,
+        "ApproximateNumberOfMessagesNotVisible": 0,
+    }
+    assert elapsed < 240  # far below the 300 s lease the killed run took
+    in_target = [m["Body"] for m in queues.drain(target)]
+    assert sorted(in_target) == sorted(bodies)  # nothing lost, nothing twice
+    assert _journal_files(data_dir) == []  # a finished run leaves nothing to settle
+
+
+def test_many_kills_and_reruns_deliver_every_message_once(
+    queues: QueuePair, sqs_endpoint: str, tmp_path: Path
+) -> None:
+    """Several kills in a row at different points (one right after a re-run settled), then a
+    run to the end: still exactly once, and nothing left leased."""
+    client = queues.client
+    target = client.create_queue(
+        QueueName=f"chain-{uuid.uuid4().hex[:10]}", Attributes={"MaximumMessageSize": "1024"}
+    )["QueueUrl"]
+    bodies = _seed(client, queues.dlq_url, RESUME_COUNT)
+    marker = tmp_path / "paused"
+
+    for point in ("after_send:2", "mid_batch:2", "after_settle:1", "after_delete:3"):
+        _kill_at(point, queues.dlq_url, target, sqs_endpoint, marker)
+    result = _rerun(queues.dlq_url, target, sqs_endpoint, marker)
+
+    assert result["settled"] is not None and result["stopped"] == "drained"
+    assert _attrs(client, queues.dlq_url) == {
+        "ApproximateNumberOfMessages": 0,
+        "ApproximateNumberOfMessagesNotVisible": 0,
+    }
+    in_target = [m["Body"] for m in queues.drain(target)]
+    assert sorted(in_target) == sorted(bodies)
+
+
+def test_a_second_redrive_of_the_same_dlq_is_refused_while_one_runs(
+    queues: QueuePair, sqs_endpoint: str, tmp_path: Path
+) -> None:
+    """Two redrives of one DLQ would release each other's messages and send them twice."""
+    client = queues.client
+    target = client.create_queue(QueueName=f"lock-{uuid.uuid4().hex[:10]}")["QueueUrl"]
+    bodies = _seed(client, queues.dlq_url, 30)
+    marker = tmp_path / "paused"
+    env = _env(sqs_endpoint, marker, "after_send:1")
+    first = subprocess.Popen(
+        _redrive(queues.dlq_url, target),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(marker, first)
+        second = subprocess.run(
+            _redrive(queues.dlq_url, target),
+            env=_env(sqs_endpoint, tmp_path / "unused", ""),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 6, second.stderr
+        [line] = second.stderr.strip().splitlines()[-1:]
+        assert line.startswith("Error: another dbops redrive of ") and f"pid {first.pid}" in line
+        marker.unlink()
+        out, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(30)
+    assert first.returncode == 0, err
+    assert json.loads(out)["moved"] == 30
+    assert sorted(m["Body"] for m in queues.drain(target)) == sorted(bodies)

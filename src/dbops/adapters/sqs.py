@@ -184,6 +184,11 @@ class SqsQueues:
                 item["MessageDeduplicationId"] = e.message_deduplication_id
             if e.delay_seconds is not None:
                 item["DelaySeconds"] = e.delay_seconds
+            if e.system_attributes:
+                item["MessageSystemAttributes"] = {
+                    name: {"StringValue": value, "DataType": "String"}
+                    for name, value in e.system_attributes.items()
+                }
             payload.append(item)
         response = _guard(
             f"send to {queue_name(queue_url)}",

@@ -4,9 +4,10 @@ Registered on the `dlq` app by `dlq_cmd.py` through `register(app)`.
 
 Test-only hooks (inert unless set; never use them in production):
 - `DBOPS_TEST_PAUSE_AT=<point>:<n>` with `DBOPS_TEST_PAUSE_MARKER=<file>`: at the n-th
-  time the redrive reaches <point> (`after_receive`, `after_send`, `mid_batch`,
-  `after_delete`) it writes the marker file and blocks until the file is removed (or the
-  process is killed), so reliability tests can kill or interrupt it at a known point.
+  time the redrive reaches <point> (`after_settle`, `after_receive`, `after_send`,
+  `mid_batch`, `after_delete`) it writes the marker file and blocks until the file is
+  removed (or the process is killed), so reliability tests can kill or interrupt it at a
+  known point.
 - `DBOPS_TEST_REDRIVE_LEASE=<seconds>`: a shorter visibility lease, so that a test can see
   messages held by a killed process come back without waiting five minutes.
 """
@@ -35,6 +36,7 @@ from dbops.cli.output import (
     print_table,
     render,
 )
+from dbops.config_files import data_dir
 from dbops.durations import format_duration, parse_duration
 from dbops.errors import DbopsError, RefusedError, UsageError
 from dbops.services import redrive as svc
@@ -62,6 +64,7 @@ def _test_checkpoint() -> svc.Checkpoint | None:
         or not marker
         or point
         not in {
+            "after_settle",
             "after_receive",
             "after_send",
             "mid_batch",
@@ -89,6 +92,10 @@ def _test_checkpoint() -> svc.Checkpoint | None:
     return checkpoint
 
 
+def _journal_dir() -> Path:
+    return data_dir() / "redrive-journal"
+
+
 def _lease_seconds() -> int:
     override = os.environ.get("DBOPS_TEST_REDRIVE_LEASE", "")
     return int(override) if override.isdigit() else svc.LEASE_SECONDS
@@ -105,6 +112,20 @@ def _render_preview(preview: svc.RedrivePreview, *, what: str) -> None:
         f"{' (FIFO)' if preview.target_fifo else ''}: {preview.visible} visible in the DLQ, "
         f"{preview.in_flight} in flight; {what}."
     )
+    pending = preview.journal
+    if pending is not None and pending.running_pid is not None:
+        message(
+            f"Another redrive of {_name(preview.source)} is running"
+            + (f" (pid {pending.running_pid})" if pending.running_pid > 0 else "")
+            + ": this one will be refused until it ends."
+        )
+    elif pending is not None:
+        message(
+            "An earlier redrive of this DLQ did not finish"
+            + (f" (started {pending.earlier_run_started})" if pending.earlier_run_started else "")
+            + f": first, {pending.sent} message(s) it already sent will be deleted from the DLQ "
+            f"(not sent again) and {pending.held} it held will be released."
+        )
     scan = preview.scan
     if scan is None:
         return
@@ -148,6 +169,14 @@ def _summary_table(result: svc.RedriveResult) -> None:
         if result.duration_seconds >= 1
         else f"{result.duration_seconds:.2f}s",
     }
+    if result.not_sent:
+        data["not_sent"] = result.not_sent
+    if result.settled is not None:
+        s = result.settled
+        data["settled"] = (
+            f"{s.deleted_already_sent} already sent (deleted), {s.released} released, "
+            f"{s.expired} expired"
+        )
     if result.skipped_completed:
         data["skipped_completed"] = result.skipped_completed
     if result.duplicates_possible:
@@ -169,6 +198,30 @@ def _summary_table(result: svc.RedriveResult) -> None:
 
 
 def _warnings(result: svc.RedriveResult) -> None:
+    s = result.settled
+    if s is not None and (
+        s.deleted_already_sent or s.released or s.expired or s.sent_copies_deleted
+    ):
+        message(
+            "Settled an earlier redrive that did not finish: "
+            f"{s.deleted_already_sent} message(s) it had sent were deleted from the DLQ "
+            f"(not sent again), {s.released} it held were released and redriven"
+            + (f"; {s.expired} receipt handle(s) had expired (not an error)" if s.expired else "")
+            + (
+                f"; {s.sent_copies_deleted} it had sent were found again and deleted, "
+                "not sent twice"
+                if s.sent_copies_deleted
+                else ""
+            )
+            + "."
+        )
+    if result.not_sent:
+        message(f"{result.not_sent} matching message(s) were not sent: they stay in the DLQ.")
+    if result.system_attributes_dropped:
+        message(
+            f"{result.system_attributes_dropped} message(s) were sent without their "
+            "AWSTraceHeader: the target refused it."
+        )
     if result.failed and not result.dry_run:
         message(
             f"{result.failed} message(s) not moved: they stay in the DLQ "
@@ -366,6 +419,7 @@ def redrive(
         full_scan=full_scan,
         workers=workers,
         lease_seconds=lease,
+        journal_dir=_journal_dir() if method is Method.copy else None,
     )
     what = _describe(flt, skip_completed_jobs, max_messages, rate, workers, canary, canary_wait)
     if preview.scan is not None and preview.scan.interrupted:
@@ -428,6 +482,7 @@ def redrive(
                         lease_seconds=lease,
                         progress=progress,
                         checkpoint=_test_checkpoint(),
+                        journal_dir=_journal_dir(),
                     )
         except DbopsError as exc:
             partial = getattr(exc, "partial_result", None)
@@ -463,6 +518,8 @@ def _counts(result: svc.RedriveResult) -> dict[str, Any]:
         "released": result.released,
         "skipped_completed": result.skipped_completed,
         "duplicates_possible": result.duplicates_possible,
+        "not_sent": result.not_sent,
+        "settled": result.settled.model_dump(exclude={"journal"}) if result.settled else None,
         "method": result.method,
         "stopped": result.stopped,
     }

@@ -32,6 +32,13 @@ from pydantic import BaseModel, Field
 from dbops.errors import DbopsError, NotFoundError, RemoteError, UsageError
 from dbops.ports import BatchResult, OutgoingMessage, QueueMessage, Queues, Store
 from dbops.services.messages import MessageFilter, ParsedMessage, parse
+from dbops.services.redrive_journal import (
+    JournalPending,
+    RedriveJournal,
+    SettleReport,
+    open_journal,
+)
+from dbops.services.redrive_journal import pending as journal_pending
 
 LEASE_SECONDS = 300  # visibility lease on scanned messages: far longer than a batch cycle
 MIN_LEASE_SECONDS = 2
@@ -47,6 +54,7 @@ SAMPLE_SIZE = 5
 CONSECUTIVE_SEND_FAILURES_FATAL = 3
 NATIVE_MAX_RATE = 500
 NATIVE_DONE = frozenset({"COMPLETED", "CANCELLED", "FAILED"})
+TRACE_HEADER = "AWSTraceHeader"  # the one message system attribute SQS lets a sender set
 
 Method = Literal["copy", "native"]
 Checkpoint = Callable[[str], None]
@@ -105,7 +113,15 @@ class CanaryReport(BaseModel):
 
 
 class RedriveResult(BaseModel):
-    """`dbops dlq redrive -o json`."""
+    """`dbops dlq redrive -o json`.
+
+    Counts add up: every matching message is `moved`, `failed` (listed in `failures`; it
+    stays in the DLQ unless its stage is `delete`) or `not_sent` (the run stopped before
+    its turn: Ctrl-C while it waited for `--rate`, or a fatal error); it stays in the DLQ.
+    `settled` says what this run first settled from an earlier run that did not finish
+    (see `SettleReport`), `system_attributes_dropped` how many AWSTraceHeader values the
+    target refused (those messages were sent without it).
+    """
 
     method: Method
     dry_run: bool
@@ -119,6 +135,9 @@ class RedriveResult(BaseModel):
     skipped_completed: int = 0
     duplicates_possible: int = 0
     redelivered: int = 0  # copies SQS delivered again during the run (not sent twice)
+    not_sent: int = 0  # matched, but the run stopped before sending them (still in the DLQ)
+    system_attributes_dropped: int = 0
+    settled: SettleReport | None = None
     not_found: list[str] = Field(default_factory=list)
     failures: list[RedriveFailure] = Field(default_factory=list)
     failures_truncated: bool = False
@@ -145,6 +164,7 @@ class RedrivePreview(BaseModel):
     max_message_size: int
     filtered: bool
     scan: RedriveResult | None = None
+    journal: JournalPending | None = None  # an earlier run to settle first
 
 
 class MoveTask(BaseModel):
@@ -363,6 +383,7 @@ class CopyOptions:
     sent_sink: Sink | None = None  # ids the target gave to moved messages
     matched_sink: Sink | None = None  # ids of matching messages (scans)
     stop_event: threading.Event = field(default_factory=threading.Event)
+    journal: RedriveJournal | None = None
 
 
 class _CopyRun:
@@ -382,6 +403,11 @@ class _CopyRun:
         self.clock = clock
         self.lock = threading.Lock()
         self.stop = threading.Event()  # this run's workers stop (max, drained, fatal, ...)
+        # Only an interruption (Ctrl-C, stop_event) abandons a batch already received: a
+        # worker that another one told to stop (drained, max) still sends what it matched.
+        self.abort = threading.Event()
+        self.journal = options.journal
+        self.system_attributes_ok = True
         self.cancel = options.stop_event  # set from outside: stop after the batch in flight
         self.bucket = TokenBucket(options.rate) if options.rate else None
         self.remaining = options.max_messages
@@ -429,6 +455,16 @@ class _CopyRun:
                 self.stop_reason = reason
         self.stop.set()
 
+    def _interrupt(self) -> None:
+        with self.lock:
+            self.stop_reason = "interrupted"
+        self.abort.set()
+        self.stop.set()
+
+    def _not_sent(self, count: int) -> None:
+        with self.lock:
+            self.result.not_sent += count
+
     def _fail(
         self, message: ParsedMessage, stage: Literal["size", "send", "delete"], why: str
     ) -> None:
@@ -446,7 +482,7 @@ class _CopyRun:
             else:
                 self.result.failures_truncated = True
 
-    def _hold(self, messages: Iterable[ParsedMessage], since: float) -> None:
+    def _hold(self, messages: Iterable[ParsedMessage | QueueMessage], since: float) -> None:
         with self.lock:
             for m in messages:
                 self.held[m.receipt_handle] = _Held(m.receipt_handle, since)
@@ -477,37 +513,74 @@ class _CopyRun:
         with self.lock:
             self.result.calls.receive_calls += 1
             self.result.calls.received += len(got)
+        if self.journal is not None and got:
+            try:
+                self.journal.received((m.message_id, m.receipt_handle) for m in got)
+            except BaseException:
+                self._hold(got, self.clock())  # released at the end
+                raise
         return got
 
-    def _send(self, batch: Sequence[OutgoingMessage]) -> BatchResult:
+    def _send(
+        self, batch: Sequence[OutgoingMessage], record: Callable[[BatchResult], None]
+    ) -> BatchResult:
         """Per-entry outcome. A batch-level rejection (e.g. one entry over the target's
         size limit on implementations that refuse the whole call) is retried entry by
-        entry so that one bad message cannot hold back the rest."""
+        entry so that one bad message cannot hold back the rest. An entry refused for its
+        AWSTraceHeader is sent again without it (counted in `system_attributes_dropped`).
+        `record` sees every call's successes as soon as it returns (the journal)."""
+        if not self.system_attributes_ok and any(e.system_attributes for e in batch):
+            batch = self._strip_system_attributes(batch)
         try:
             result = self.q.send_batch(self.o.target_url, batch)
-            with self.lock:
-                self.result.calls.send_calls += 1
-                self.result.calls.sent += len(result.successful)
-            return result
         except NotFoundError:
             raise
         except RemoteError as exc:
             with self.lock:
                 self.result.calls.send_calls += 1
+            if _refuses_system_attributes(exc.message) and any(e.system_attributes for e in batch):
+                self.system_attributes_ok = False  # the endpoint does not take them at all
+                return self._send(batch, record)
             if len(batch) == 1:
                 return BatchResult(failed={batch[0].id: exc.one_line()})
-        merged = BatchResult()
-        for entry in batch:
-            single = self._send([entry])
-            merged.successful.update(single.successful)
-            merged.failed.update(single.failed)
-        return merged
+            merged = BatchResult()
+            for entry in batch:
+                single = self._send([entry], record)
+                merged.successful.update(single.successful)
+                merged.failed.update(single.failed)
+            return merged
+        with self.lock:
+            self.result.calls.send_calls += 1
+            self.result.calls.sent += len(result.successful)
+        record(result)
+        refused = [
+            e
+            for e in batch
+            if e.system_attributes
+            and e.id in result.failed
+            and _refuses_system_attributes(result.failed[e.id])
+        ]
+        if refused:
+            retry = self._send(self._strip_system_attributes(refused), record)
+            for e in refused:
+                result.failed.pop(e.id, None)
+            result.successful.update(retry.successful)
+            result.failed.update(retry.failed)
+        return result
+
+    def _strip_system_attributes(self, batch: Sequence[OutgoingMessage]) -> list[OutgoingMessage]:
+        stripped = [e.model_copy(update={"system_attributes": {}}) for e in batch]
+        with self.lock:
+            self.result.system_attributes_dropped += sum(1 for e in batch if e.system_attributes)
+        return stripped
 
     def _delete(self, handles: Mapping[str, str]) -> BatchResult:
         result = self.q.delete_batch(self.o.source_url, handles)
         with self.lock:
             self.result.calls.delete_calls += 1
             self.result.calls.deleted += len(result.successful)
+        if self.journal is not None:
+            self.journal.finished(handles[eid] for eid in result.successful if eid in handles)
         return result
 
     def _change_visibility(self, handles: Mapping[str, str], timeout: int) -> BatchResult:
@@ -567,7 +640,7 @@ class _CopyRun:
         try:
             while not self.stop.is_set():
                 if self.cancel.is_set():
-                    self._set_stop("interrupted")
+                    self._interrupt()
                     break
                 want = self._reserve()
                 if want == 0:
@@ -594,7 +667,7 @@ class _CopyRun:
                     self._handle(messages, want)
                 except BaseException:
                     # Release whatever this batch still holds (moved ones fail harmlessly).
-                    self._hold([parse(m) for m in messages], self.clock())
+                    self._hold(messages, self.clock())
                     raise
                 self._notify()
                 if self.pending is not None:
@@ -610,13 +683,23 @@ class _CopyRun:
 
     def _fresh(self, parsed: Sequence[ParsedMessage], received_at: float) -> list[ParsedMessage]:
         """Drop copies of messages this run already has (SQS delivers at least once, and a
-        lease can run out): a copy of a moved message is deleted, any other copy is held."""
+        lease can run out): a copy of a moved message is deleted, any other copy is held.
+        A message an earlier, killed run sent (its handle had expired when this run settled
+        the journal) is deleted as well, never sent twice."""
         fresh: list[ParsedMessage] = []
         moved_copies: list[ParsedMessage] = []
         other_copies: list[ParsedMessage] = []
+        earlier: list[ParsedMessage] = []
         with self.lock:
             for p in parsed:
                 state = self.recent.get(p.message_id)
+                if (
+                    state is None
+                    and self.journal is not None
+                    and self.journal.sent_earlier(p.message_id)
+                ):
+                    earlier.append(p)
+                    continue
                 if state is None:
                     self.recent[p.message_id] = False
                     fresh.append(p)
@@ -626,10 +709,22 @@ class _CopyRun:
                 self.recent.popitem(last=False)
             self.result.redelivered += len(moved_copies) + len(other_copies)
         self._hold(other_copies, received_at)
-        if moved_copies:
+        if self.o.dry_run:  # a scan deletes nothing
+            self._hold(moved_copies + earlier, received_at)
+            return fresh
+        copies = moved_copies + earlier
+        if copies:
             # Already in the target: this copy must not be sent again.
-            with contextlib.suppress(DbopsError):
-                self._delete({str(i): m.receipt_handle for i, m in enumerate(moved_copies)})
+            handles = {str(i): m.receipt_handle for i, m in enumerate(copies)}
+            try:
+                deleted = self._delete(handles)
+            except DbopsError:
+                deleted = BatchResult()
+            for i, m in enumerate(copies):
+                if str(i) not in deleted.successful:
+                    self._hold([m], received_at)  # stays in the DLQ, still never resent
+                elif i >= len(moved_copies) and self.journal is not None:
+                    self.journal.copy_deleted(m.message_id)
         return fresh
 
     def _handle(self, messages: Sequence[QueueMessage], reserved: int) -> None:
@@ -670,9 +765,13 @@ class _CopyRun:
             if wait > self.o.lease_seconds / 3:
                 self._extend_batch(matching, int(wait) + self.o.lease_seconds)
                 received_at = self.clock()
-            if wait > 0 and self.stop.wait(wait):
+            # Wait on `abort`, not `stop`: another worker stopping the run (drained, max)
+            # must not make this one drop the batch it already matched (it would be left
+            # in the DLQ while the summary said "drained").
+            if wait > 0 and self.abort.wait(wait):
                 # Interrupted while waiting for the rate limit: nothing of this batch was sent.
                 self._hold(matching, received_at)
+                self._not_sent(len(matching))
                 return
         self._move(matching, received_at)
 
@@ -694,12 +793,28 @@ class _CopyRun:
                 f"{limit} (MaximumMessageSize)",
             )
             self._hold([m], received_at)
+        journal = self.journal
+        journal_error: list[DbopsError] = []
+
+        def record(result: BatchResult) -> None:
+            if journal is None:
+                return
+            try:
+                journal.sent(
+                    (by_entry[eid].message_id, by_entry[eid].receipt_handle)
+                    for eid in result.successful
+                    if eid in by_entry
+                )
+            except DbopsError as exc:  # sent all the same: delete them, then stop
+                journal_error.append(exc)
+
         for number, batch in enumerate(batches):
             try:
-                result = self._send(batch)
+                result = self._send(batch, record)
             except BaseException:
                 for rest in batches[number:]:
                     self._hold([by_entry[e.id] for e in rest], received_at)
+                    self._not_sent(len(rest))
                 raise
             self.checkpoint("after_send")
             sent_ok = {eid: mid for eid, mid in result.successful.items() if eid in by_entry}
@@ -718,11 +833,17 @@ class _CopyRun:
                 streak = self.send_failure_streak
             if sent_ok:
                 self._delete_sent(sent_ok, by_entry)
+            if journal_error:
+                for rest in batches[number + 1 :]:
+                    self._hold([by_entry[e.id] for e in rest], received_at)
+                    self._not_sent(len(rest))
+                raise journal_error[0]
             if number == 0 and len(batches) > 1:
                 self.checkpoint("mid_batch")
             if streak >= CONSECUTIVE_SEND_FAILURES_FATAL:
                 for rest in batches[number + 1 :]:
                     self._hold([by_entry[e.id] for e in rest], received_at)
+                    self._not_sent(len(rest))
                 reasons = sorted(set(result.failed.values()))[:1]
                 raise RemoteError(
                     f"sending to {queue_name(self.o.target_url)} keeps failing"
@@ -760,6 +881,9 @@ class _CopyRun:
         unstamped = dict(attributes)
         stamp_redrive_count(attributes)
         entry = OutgoingMessage(id=entry_id, body=m.body, message_attributes=attributes)
+        trace = m.attributes.get(TRACE_HEADER)
+        if trace:
+            entry.system_attributes = {TRACE_HEADER: trace}
         if message_size(entry) > limit:
             entry.message_attributes = unstamped  # fits without the stamp? keep it movable
         if self.o.target_fifo:
@@ -785,15 +909,15 @@ class _CopyRun:
         interrupted = False
 
         def poll() -> None:
-            if self.cancel.is_set() and not self.stop.is_set():
-                self._set_stop("interrupted")
+            if self.cancel.is_set() and not self.abort.is_set():
+                self._interrupt()
 
         try:
             _wait_all(finished, poll)
         except KeyboardInterrupt:
             # Stop after the batch in flight: workers finish sending and deleting it.
             interrupted = True
-            self._set_stop("interrupted")
+            self._interrupt()
             _wait_all(finished, poll)
         interrupted = interrupted or self.stop_reason == "interrupted"
         self._release_all()
@@ -821,9 +945,16 @@ class _CopyRun:
 
         def release(chunk: dict[str, str]) -> int:
             try:
-                return len(self._change_visibility(chunk, 0).successful)
+                result = self._change_visibility(chunk, 0)
             except DbopsError:
-                return 0  # they become visible when the lease ends
+                return 0  # they become visible when the lease ends (a re-run releases them)
+            if self.journal is not None:
+                # Released, or no longer ours to release (deleted, lease over): settled.
+                answered = set(result.successful) | set(result.failed)
+                self.journal.finished(
+                    (h for eid, h in chunk.items() if eid in answered), sent_too=False
+                )
+            return len(result.successful)
 
         if not chunks:
             return
@@ -837,6 +968,12 @@ class _CopyRun:
                 released = sum(pool.map(release, chunks))
         with self.lock:
             self.result.released += released
+
+
+def _refuses_system_attributes(reason: str) -> bool:
+    """A send error about the message system attributes (AWSTraceHeader) of an entry."""
+    text = reason.lower()
+    return "messagesystemattribute" in text.replace(" ", "") or "awstraceheader" in text
 
 
 def _wait_all(finished: Sequence[threading.Event], poll: Callable[[], None]) -> None:
@@ -928,12 +1065,108 @@ def copy_redrive(
     progress: ProgressFn | None = None,
     checkpoint: Checkpoint | None = None,
     stop_event: threading.Event | None = None,
+    journal_dir: Path | None = None,
 ) -> RedriveResult:
     """Redrive by copy: send, then delete exactly the entries that were sent.
 
     With `canary`, move that many first, wait `canary_wait_seconds`, and stop
     (`result.canary.passed` false, `stopped == "canary"`) if any came back to the DLQ.
+
+    With `journal_dir` (not for a dry run), the run keeps a journal of the receipt handles
+    it holds and of what it sent but did not delete yet, and first settles the journal an
+    earlier run of the same DLQ left behind (see `dbops.services.redrive_journal`):
+    what that run sent is deleted from the DLQ (not sent again), what it held is released
+    at once, and `result.settled` says so. Refused (exit 6) while another redrive of the
+    same DLQ runs.
     """
+    validate(
+        max_messages=max_messages,
+        rate=rate,
+        workers=workers,
+        lease_seconds=lease_seconds,
+        canary=canary,
+    )
+    if skip_completed_jobs and store is None:
+        raise UsageError("--skip-completed-jobs needs a database (set DATABASE_URL)")
+    journal: RedriveJournal | None = None
+    settled: SettleReport | None = None
+    if journal_dir is not None and not dry_run:
+        queue_facts(queues, dlq_url)  # a missing DLQ is "not found", before any file
+        journal = open_journal(journal_dir, source_url=dlq_url, target_url=target_url)
+    drained = False
+    try:
+        if journal is not None:
+            settled = journal.settle(queues, workers=workers)
+            if checkpoint is not None:
+                checkpoint("after_settle")
+        try:
+            result = _copy_redrive(
+                queues=queues,
+                dlq_url=dlq_url,
+                target_url=target_url,
+                message_filter=message_filter,
+                dry_run=dry_run,
+                max_messages=max_messages,
+                rate=rate,
+                workers=workers,
+                store=store,
+                skip_completed_jobs=skip_completed_jobs,
+                canary=canary,
+                canary_wait_seconds=canary_wait_seconds,
+                lease_seconds=lease_seconds,
+                wait_seconds=wait_seconds,
+                settle_seconds=settle_seconds,
+                max_message_size=max_message_size,
+                progress=progress,
+                checkpoint=checkpoint,
+                stop_event=stop_event,
+                journal=journal,
+            )
+        except DbopsError as exc:
+            partial = getattr(exc, "partial_result", None)
+            if isinstance(partial, RedriveResult):
+                partial.settled = journal.report if journal is not None else None
+            raise
+        result.settled = journal.report if journal is not None else settled
+        if (
+            journal is not None
+            and journal.has_unconfirmed
+            and result.stopped == "drained"
+            and not result.interrupted
+        ):
+            # Sent-earlier ids not met by a scan of the whole DLQ are gone, unless some
+            # message was invisible to the scan (held by another reader): then keep them.
+            with contextlib.suppress(DbopsError):
+                drained = queue_facts(queues, dlq_url).in_flight == 0
+        return result
+    finally:
+        if journal is not None:
+            journal.close(drained=drained)
+
+
+def _copy_redrive(
+    *,
+    queues: Queues,
+    dlq_url: str,
+    target_url: str,
+    message_filter: MessageFilter | None = None,
+    dry_run: bool = False,
+    max_messages: int | None = None,
+    rate: float | None = None,
+    workers: int = 1,
+    store: Store | None = None,
+    skip_completed_jobs: bool = False,
+    canary: int | None = None,
+    canary_wait_seconds: int = 60,
+    lease_seconds: int = LEASE_SECONDS,
+    wait_seconds: int = RECEIVE_WAIT_SECONDS,
+    settle_seconds: float = SETTLE_SECONDS,
+    max_message_size: int | None = None,
+    progress: ProgressFn | None = None,
+    checkpoint: Checkpoint | None = None,
+    stop_event: threading.Event | None = None,
+    journal: RedriveJournal | None = None,
+) -> RedriveResult:
     validate(
         max_messages=max_messages,
         rate=rate,
@@ -977,6 +1210,7 @@ def copy_redrive(
             total_hint=total,
             sent_sink=sink,
             stop_event=stop,
+            journal=journal,
         )
         return _CopyRun(queues, options, progress=progress, checkpoint=checkpoint).run()
 
@@ -1009,6 +1243,7 @@ def copy_redrive(
         lease_seconds=lease_seconds,
         wait_seconds=wait_seconds,
         settle_seconds=settle_seconds,
+        journal=journal,
     )
     report.came_back = sorted({mid for mid, _job in back})
     report.came_back_jobs = sorted({job for _mid, job in back if job})
@@ -1033,6 +1268,7 @@ def canary_check(
     lease_seconds: int = LEASE_SECONDS,
     wait_seconds: int = RECEIVE_WAIT_SECONDS,
     settle_seconds: float = SETTLE_SECONDS,
+    journal: RedriveJournal | None = None,
 ) -> Sink:
     """Peek at the whole DLQ for the canary's messages: a redriven message that fails again
     comes back with the id the target gave it; its job id is matched too (for messages
@@ -1058,6 +1294,7 @@ def canary_check(
         lease_seconds=lease_seconds,
         wait_seconds=wait_seconds,
         settle_seconds=settle_seconds,
+        journal=journal,
     )
     return found
 
@@ -1072,6 +1309,7 @@ def scan(
     lease_seconds: int = LEASE_SECONDS,
     wait_seconds: int = RECEIVE_WAIT_SECONDS,
     settle_seconds: float = SETTLE_SECONDS,
+    journal: RedriveJournal | None = None,
 ) -> RedriveResult:
     """Peek at every message (hold all, then release all); matches go to `sink`."""
     facts = queue_facts(queues, dlq_url)
@@ -1086,6 +1324,7 @@ def scan(
         settle_seconds=settle_seconds,
         total_hint=facts.visible,
         matched_sink=sink,
+        journal=journal,
     )
     return _CopyRun(queues, options, progress=None, checkpoint=None).run()
 
@@ -1100,6 +1339,9 @@ def _combine(first: RedriveResult, rest: RedriveResult, report: CanaryReport) ->
         "released",
         "skipped_completed",
         "duplicates_possible",
+        "redelivered",
+        "not_sent",
+        "system_attributes_dropped",
     ):
         setattr(combined, name, getattr(first, name) + getattr(rest, name))
     failures = first.failures + rest.failures
@@ -1131,8 +1373,10 @@ def preview(
     workers: int = 1,
     lease_seconds: int = LEASE_SECONDS,
     wait_seconds: int = RECEIVE_WAIT_SECONDS,
+    journal_dir: Path | None = None,
 ) -> RedrivePreview:
-    """Depths and target facts; with `full_scan`, a dry-run pass counting what matches."""
+    """Depths and target facts; with `full_scan`, a dry-run pass counting what matches;
+    with `journal_dir`, what an earlier run left to settle first."""
     source = queue_facts(queues, dlq_url)
     target = queue_facts(queues, target_url)
     flt = message_filter or MessageFilter()
@@ -1161,6 +1405,7 @@ def preview(
         max_message_size=target.max_message_size,
         filtered=not flt.is_empty or skip_completed_jobs,
         scan=result,
+        journal=journal_pending(journal_dir, dlq_url) if journal_dir is not None else None,
     )
 
 
