@@ -12,6 +12,7 @@ operation stops before anything destructive happens) naming the file and the OS 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Iterator
@@ -28,10 +29,22 @@ class FileWriteError(RefusedError):
     """A file could not be written completely; nothing destructive was done after it."""
 
 
-def _failure(path: Path, exc: OSError) -> FileWriteError:
+# A path that cannot name a file (a parent is a file, a name too long, a folder where the
+# file should be): the operator's input is wrong (exit 2), not the machine (exit 6).
+_BAD_PATH = {errno.ENOTDIR, errno.ENAMETOOLONG, errno.EISDIR, errno.ELOOP}
+
+
+def _shown(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 200 else f"{text[:100]}...{text[-60:]} ({len(text)} chars)"
+
+
+def _failure(path: Path, exc: OSError) -> FileWriteError | UsageError:
     reason = exc.strerror or type(exc).__name__
+    if exc.errno in _BAD_PATH:
+        return UsageError(f"cannot write {_shown(path)}: {reason}", hint="choose another path")
     return FileWriteError(
-        f"cannot write {path}: {reason}",
+        f"cannot write {_shown(path)}: {reason}",
         hint="free space or fix permissions, then re-run; nothing was deleted",
     )
 
@@ -41,7 +54,7 @@ def private_dir(path: Path) -> Path:
     they are: they may be the user's own folders)."""
     missing: list[Path] = []
     current = path
-    while not current.exists():
+    while not _exists(current, path):
         missing.append(current)
         if current.parent == current:
             break
@@ -54,6 +67,13 @@ def private_dir(path: Path) -> Path:
         except OSError as exc:
             raise _failure(folder, exc) from None
     return path
+
+
+def _exists(candidate: Path, target: Path) -> bool:
+    try:
+        return candidate.exists()
+    except OSError as exc:
+        raise _failure(target, exc) from None
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -81,10 +101,16 @@ def write_private(path: Path, *, overwrite: bool = False) -> Iterator[IO[str]]:
     (exit 2).
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise UsageError(f"{path} already exists", hint="choose another name, or pass --force")
-    if path.exists() and path.is_dir():
-        raise UsageError(f"{path} is a folder")
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as exc:  # a name too long, a loop of links
+        raise _failure(path, exc) from None
+    if is_dir:
+        raise UsageError(f"{_shown(path)} is a folder", hint="give a file name")
+    if exists and not overwrite:
+        raise UsageError(
+            f"{_shown(path)} already exists", hint="choose another name, or pass --force"
+        )
     private_dir(path.parent)
     temporary = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
     try:

@@ -107,7 +107,7 @@ def test_export_replayed_to_another_queue(env, tmp_path):
     bodies = bodies_of(12, odd=False)
     send(env.client, env.dlq_url, bodies)
     export = tmp_path / "export.jsonl"
-    invoke(["dlq", "export", "--out", str(export)])
+    invoke(["dlq", "export", "--out", str(export), "--reveal"])
     result = invoke(["dlq", "replay", str(export), "--to", env.main_name, "--yes", "-o", "json"])
     assert result.json["sent"] == 12
     assert sorted(m["Body"] for m in env.drain(env.main_url)) == sorted(bodies)
@@ -117,7 +117,7 @@ def test_export_replayed_to_another_queue(env, tmp_path):
 def test_replay_dry_run_and_refusal_send_nothing(env, db, tmp_path):
     send(env.client, env.dlq_url, bodies_of(4, odd=False))
     export = tmp_path / "export.jsonl"
-    invoke(["dlq", "export", "--out", str(export)])
+    invoke(["dlq", "export", "--out", str(export), "--reveal"])
     preview = invoke(
         ["dlq", "replay", str(export), "--to", env.main_name, "--dry-run", "-o", "json"]
     )

@@ -311,7 +311,7 @@ def success_paths(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
     # dlq
     run(["dlq", "list", "-o", "json"])
     run(["dlq", "show", ids["message"], "-o", "json"])
-    run(["dlq", "export", "--out", str(data / "export.jsonl")])
+    run(["dlq", "export", "--out", str(data / "export.jsonl"), "--reveal"])
     run(["dlq", "monitor", "-o", "json"], {0, 1})
     run(["dlq", "delete", "--customer", "to-delete", "--yes", "-o", "json"])
     run(["dlq", "redrive", "--customer", "acme", "--yes", "-o", "json"])
