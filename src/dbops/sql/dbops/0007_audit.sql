@@ -43,17 +43,22 @@ language sql stable as $$
     )
 $$;
 
--- Raise unless row-level security lets the current role read every table of p_tables
--- (p_what names them in the message). Errcode 42501 is reported as "permission denied:
--- ...", DA002 as the message alone (see dbops_audit_observe).
-create or replace function dbops_audit_require_visible(
-    p_tables text[], p_what text, p_errcode text default '42501'
+-- What an observation needs before it runs: raise errcode DA001 (reported `skipped`, with
+-- p_missing as the reason) when a table of p_tables does not exist and p_missing is set;
+-- raise p_errcode when row-level security hides one of them from the current role
+-- (p_hidden names them: 42501 is reported as "permission denied: ...", DA002 as is).
+create or replace function dbops_audit_require(
+    p_tables text[], p_missing text, p_hidden text, p_errcode text default 'DA002'
 ) returns void
 language plpgsql stable as $$
 begin
+    if p_missing is not null
+       and exists (select 1 from unnest(p_tables) as t(name) where to_regclass(t.name) is null) then
+        raise exception '%', p_missing using errcode = 'DA001';
+    end if;
     if exists (select 1 from unnest(p_tables) as t(name) where dbops_audit_rls_hides(t.name)) then
         raise exception 'row-level security hides % from role % (use the service role)',
-                        p_what, current_user using errcode = p_errcode;
+                        p_hidden, current_user using errcode = p_errcode;
     end if;
 end;
 $$;
@@ -64,14 +69,13 @@ $$;
 -- the reason), DA002 for `unknown` with its message; any other error is `unknown` too.
 
 -- db.migrations: what dbops_schema_migrations records
-create or replace function dbops_audit_check_db_migrations(args jsonb) returns jsonb
-language plpgsql stable as $$
+create or replace function dbops_audit_check_db_migrations(args jsonb) returns jsonb language plpgsql stable as $$
 begin
     if to_regclass('dbops_schema_migrations') is null then
         return jsonb_build_object('applied', '{}'::jsonb, 'installed', false);
     end if;
-    perform dbops_audit_require_visible(array['dbops_schema_migrations'],
-                                        'dbops_schema_migrations');
+    perform dbops_audit_require(array['dbops_schema_migrations'], null,
+                                'dbops_schema_migrations', '42501');
     return (select jsonb_build_object(
                        'applied', coalesce(jsonb_object_agg(s.version, s.checksum), '{}'::jsonb),
                        'installed', true)
@@ -80,8 +84,7 @@ end;
 $$;
 
 -- db.schema: columns and indexes of the tables dbops relies on (catalog only)
-create or replace function dbops_audit_check_db_schema(args jsonb) returns jsonb
-language sql stable as $$
+create or replace function dbops_audit_check_db_schema(args jsonb) returns jsonb language sql stable as $$
     select jsonb_build_object('tables', coalesce(jsonb_object_agg(t.name,
            case when c.oid is null then null else jsonb_build_object(
                'columns', (
@@ -109,8 +112,7 @@ $$;
 -- db.legacy_status: jobs whose status is not one of the current values. With an index
 -- led by `status` (jobs_status_idx) the distinct values are found by a loose index
 -- scan (one probe per value) and only the unexpected ones are counted.
-create or replace function dbops_audit_check_db_legacy_status(args jsonb) returns jsonb
-language plpgsql stable as $$
+create or replace function dbops_audit_check_db_legacy_status(args jsonb) returns jsonb language plpgsql stable as $$
 declare
     current_values constant text[] :=
         array['pending', 'in_progress', 'completed', 'failed', 'cancelled'];
@@ -144,8 +146,7 @@ end;
 $$;
 
 -- db.idempotency_keys: a unique index, else count the duplicates
-create or replace function dbops_audit_check_db_idempotency_keys(args jsonb) returns jsonb
-language plpgsql stable as $$
+create or replace function dbops_audit_check_db_idempotency_keys(args jsonb) returns jsonb language plpgsql stable as $$
 declare
     n bigint;
     m bigint;
@@ -180,14 +181,12 @@ end;
 $$;
 
 -- jobs.stale: in progress, and neither the row nor a worker holding it shows life
-create or replace function dbops_audit_check_jobs_stale(args jsonb) returns jsonb
-language plpgsql stable as $$
+create or replace function dbops_audit_check_jobs_stale(args jsonb) returns jsonb language plpgsql stable as $$
 declare
     stale_cut constant timestamptz :=
         now() - make_interval(secs => (args->>'stale_seconds')::int);
 begin
-    return (
-        with stale as (
+    return (with stale as (
             select j.id, greatest(j.updated_at, h.beat) as activity
               from jobs j
               left join lateral (
@@ -210,8 +209,7 @@ $$;
 -- jobs.orphaned: pending for longer than the threshold, no `queue_claimed` event and
 -- no dbops re-queue since it became pending (the definition of dbops_jobs_orphans; the
 -- re-queue condition only where the jobs feature's dbops_job_recoveries exists)
-create or replace function dbops_audit_check_jobs_orphaned(args jsonb) returns jsonb
-language plpgsql stable as $$
+create or replace function dbops_audit_check_jobs_orphaned(args jsonb) returns jsonb language plpgsql stable as $$
 declare
     observed jsonb;
 begin
@@ -244,11 +242,9 @@ end;
 $$;
 
 -- jobs.error_rate: failed among jobs that finished inside the window
-create or replace function dbops_audit_check_jobs_error_rate(args jsonb) returns jsonb
-language plpgsql stable as $$
+create or replace function dbops_audit_check_jobs_error_rate(args jsonb) returns jsonb language plpgsql stable as $$
 begin
-    return (
-        select jsonb_build_object(
+    return (select jsonb_build_object(
                    'finished', count(*),
                    'failed', count(*) filter (where j.status = 'failed'),
                    'window_seconds', (args->>'error_window_seconds')::int)
@@ -260,11 +256,9 @@ end;
 $$;
 
 -- jobs.stuck_submitting: job_results rows left in `submitting`
-create or replace function dbops_audit_check_jobs_stuck_submitting(args jsonb) returns jsonb
-language plpgsql stable as $$
+create or replace function dbops_audit_check_jobs_stuck_submitting(args jsonb) returns jsonb language plpgsql stable as $$
 begin
-    return (
-        with stuck as (
+    return (with stuck as (
             select r.job_id, r.updated_at from job_results r
              where r.status = 'submitting'
                and r.updated_at < now() - make_interval(secs => (args->>'submitting_seconds')::int)
@@ -282,19 +276,17 @@ $$;
 -- jobs.recovery_cap: jobs re-queued recovery_cap times or more (or abandoned at the
 -- cap) by `dbops jobs recover`, recovered within the error window, and not completed
 -- or cancelled since (dbops_job_recoveries, from the jobs feature)
-create or replace function dbops_audit_check_jobs_recovery_cap(args jsonb) returns jsonb
-language plpgsql stable as $$
+create or replace function dbops_audit_check_jobs_recovery_cap(args jsonb) returns jsonb language plpgsql stable as $$
 declare
     cap constant int := (args->>'recovery_cap')::int;
 begin
-    if to_regclass('dbops_job_recoveries') is null then
-        raise exception 'the jobs recovery history (dbops_job_recoveries) is not installed'
-              using errcode = 'DA001';
-    elsif cap is null or cap <= 0 then
+    perform dbops_audit_require(
+        array['dbops_job_recoveries'],
+        'the jobs recovery history (dbops_job_recoveries) is not installed', null);
+    if cap is null or cap <= 0 then
         raise exception 'no recovery cap configured' using errcode = 'DA001';
     end if;
-    return (
-        with per_job as (
+    return (with per_job as (
             select r.job_id,
                    count(*) filter (where r.action = 'requeued') as requeued,
                    bool_or(r.action = 'abandoned') as abandoned
@@ -323,11 +315,9 @@ end;
 $$;
 
 -- workers.dead_holding: no heartbeat for dead_seconds, current_job_id still set
-create or replace function dbops_audit_check_workers_dead_holding(args jsonb) returns jsonb
-language plpgsql stable as $$
+create or replace function dbops_audit_check_workers_dead_holding(args jsonb) returns jsonb language plpgsql stable as $$
 begin
-    return (
-        with dead as (
+    return (with dead as (
             select w.worker_id, w.last_heartbeat, w.current_job_id,
                    (j.status = 'in_progress') as holds_running
               from worker_heartbeats w
@@ -351,11 +341,9 @@ end;
 $$;
 
 -- workers.live: live workers, and pending jobs as the database's view of backlog
-create or replace function dbops_audit_check_workers_live(args jsonb) returns jsonb
-language plpgsql stable as $$
+create or replace function dbops_audit_check_workers_live(args jsonb) returns jsonb language plpgsql stable as $$
 begin
-    return (
-        select jsonb_build_object(
+    return (select jsonb_build_object(
                    'live', count(*) filter (
                        where w.last_heartbeat
                              >= now() - make_interval(secs => (args->>'dead_seconds')::int)
@@ -367,15 +355,12 @@ end;
 $$;
 
 -- ratelimit.rules: which presets have a rule (ratelimit feature)
-create or replace function dbops_audit_check_ratelimit_rules(args jsonb) returns jsonb
-language plpgsql stable as $$
+create or replace function dbops_audit_check_ratelimit_rules(args jsonb) returns jsonb language plpgsql stable as $$
 begin
-    if to_regclass('dbops_rate_limit_rules') is null then
-        raise exception 'the rate-limit rules table (dbops_rate_limit_rules) is not installed'
-              using errcode = 'DA001';
-    end if;
-    perform dbops_audit_require_visible(array['dbops_rate_limit_rules'],
-                                        'dbops_rate_limit_rules', 'DA002');
+    perform dbops_audit_require(
+        array['dbops_rate_limit_rules'],
+        'the rate-limit rules table (dbops_rate_limit_rules) is not installed',
+        'dbops_rate_limit_rules');
     return (select jsonb_build_object(
                        'presets', coalesce(jsonb_agg(r.name order by r.name)
                                            filter (where r.enabled), '[]'::jsonb),
@@ -386,8 +371,7 @@ end;
 $$;
 
 -- ratelimit.429_ratio: delegated to the ratelimit feature's function
-create or replace function dbops_audit_check_ratelimit_429_ratio(args jsonb) returns jsonb
-language plpgsql stable as $$
+create or replace function dbops_audit_check_ratelimit_429_ratio(args jsonb) returns jsonb language plpgsql stable as $$
 declare
     observed jsonb;
 begin
@@ -395,9 +379,9 @@ begin
         raise exception 'dbops_ratelimit_429_ratio() (the ratelimit migration) is not installed'
               using errcode = 'DA001';
     end if;
-    -- a table that does not exist hides nothing
-    perform dbops_audit_require_visible(array['dbops_rate_limit_denials'],
-                                        'dbops_rate_limit_denials', 'DA002');
+    -- the denials table is optional (a table that does not exist hides nothing)
+    perform dbops_audit_require(array['dbops_rate_limit_denials'], null,
+                                'dbops_rate_limit_denials');
     execute 'select to_jsonb(r) from dbops_ratelimit_429_ratio($1) r limit 1'
        into observed using (args->>'ratio_window_seconds')::int;
     return coalesce(observed, '{}'::jsonb)
@@ -406,18 +390,12 @@ end;
 $$;
 
 -- ratelimit.blocks_overrides: active blocks and temporary overrides
-create or replace function dbops_audit_check_ratelimit_blocks_overrides(args jsonb)
-returns jsonb
-language plpgsql stable as $$
+create or replace function dbops_audit_check_ratelimit_blocks_overrides(args jsonb) returns jsonb language plpgsql stable as $$
 begin
-    if to_regclass('dbops_rate_limit_blocks') is null
-       or to_regclass('dbops_rate_limit_overrides') is null then
-        raise exception 'the rate-limit blocks/overrides tables are not installed'
-              using errcode = 'DA001';
-    end if;
-    perform dbops_audit_require_visible(
+    perform dbops_audit_require(
         array['dbops_rate_limit_blocks', 'dbops_rate_limit_overrides'],
-        'the rate-limit blocks/overrides', 'DA002');
+        'the rate-limit blocks/overrides tables are not installed',
+        'the rate-limit blocks/overrides');
     return jsonb_build_object(
         'blocks', (select count(*) from dbops_rate_limit_blocks b
                     where b.expires_at > now() and b.lifted_at is null),
@@ -434,9 +412,7 @@ end;
 $$;
 
 -- ratelimit.cleanup_overdue: sliding-window rows past retention (count capped)
-create or replace function dbops_audit_check_ratelimit_cleanup_overdue(args jsonb)
-returns jsonb
-language plpgsql stable as $$
+create or replace function dbops_audit_check_ratelimit_cleanup_overdue(args jsonb) returns jsonb language plpgsql stable as $$
 begin
     return (
         select jsonb_build_object('count', least(s.n, 100000), 'capped', s.n > 100000,
@@ -451,12 +427,11 @@ $$;
 
 -- audit.previous: the last stored run with the same --check/--skip selection (any
 -- run when the selection is null), for "changed since the previous run"
-create or replace function dbops_audit_check_audit_previous(args jsonb) returns jsonb
-language plpgsql stable as $$
+create or replace function dbops_audit_check_audit_previous(args jsonb) returns jsonb language plpgsql stable as $$
 declare
     wanted constant jsonb := nullif(args->'selection', 'null'::jsonb);
 begin
-    perform dbops_audit_require_visible(array['dbops_audit_runs'], 'dbops_audit_runs');
+    perform dbops_audit_require(array['dbops_audit_runs'], null, 'dbops_audit_runs', '42501');
     return (select jsonb_build_object('id', r.id, 'generated_at', r.generated_at,
                                       'score', r.score, 'verdict', r.verdict,
                                       'checks', r.checks, 'selection', r.selection)
@@ -469,10 +444,9 @@ $$;
 
 -- audit.previous_dlq: the DLQ depth the last run that measured it stored (any
 -- selection), for queue.dlq_growth
-create or replace function dbops_audit_check_audit_previous_dlq(args jsonb) returns jsonb
-language plpgsql stable as $$
+create or replace function dbops_audit_check_audit_previous_dlq(args jsonb) returns jsonb language plpgsql stable as $$
 begin
-    perform dbops_audit_require_visible(array['dbops_audit_runs'], 'dbops_audit_runs');
+    perform dbops_audit_require(array['dbops_audit_runs'], null, 'dbops_audit_runs', '42501');
     return (select jsonb_build_object('id', r.id, 'generated_at', r.generated_at,
                                       'depth', c.value->'observed',
                                       'queue', c.value->'details'->>'queue')
