@@ -9,15 +9,8 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from dbops.ports import Queues, Store
+from dbops.services.presets import RATE_LIMIT_PRESETS
 from dbops.services.redact import mask_identifier
-
-# Rate-limit presets in use (DESIGN.md section 3): requests per window in seconds.
-RATE_LIMIT_PRESETS: dict[str, tuple[int, int]] = {
-    "auth": (5, 900),
-    "staff": (30, 60),
-    "public": (100, 60),
-    "admin": (10, 60),
-}
 
 NEXT_COMMANDS = [
     "dbops jobs stale --profile sandbox",

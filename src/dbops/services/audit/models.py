@@ -1,0 +1,105 @@
+"""`dbops audit` report models (the `-o json` shapes), severities and verdicts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Severity = Literal["ok", "warning", "critical", "skipped", "unknown"]
+Verdict = Literal["OK", "WARNING", "CRITICAL", "UNKNOWN"]
+FailOn = Literal["warning", "critical"]
+
+# Nagios plugin convention.
+VERDICT_EXIT: dict[str, int] = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
+# Share of a check's weight it keeps in the score; skipped checks are left out entirely.
+SEVERITY_FACTOR: dict[str, float] = {"ok": 1.0, "unknown": 0.75, "warning": 0.5, "critical": 0.0}
+# Worst first: the verdict is the worst severity present (unknown only if nothing is worse).
+RANK: dict[str, int] = {"critical": 3, "warning": 2, "unknown": 1, "ok": 0, "skipped": -1}
+
+AREAS = ("database", "jobs", "workers", "queue", "ratelimit")
+AREA_OF_PREFIX = {
+    "db": "database",
+    "jobs": "jobs",
+    "workers": "workers",
+    "queue": "queue",
+    "ratelimit": "ratelimit",
+}
+
+
+class AuditCheck(BaseModel):
+    """One check of `dbops audit -o json` (`checks[]`)."""
+
+    id: str
+    area: str
+    title: str
+    severity: Severity
+    observed: int | float | str | None = None
+    threshold: str | None = None
+    explanation: str
+    remedy: str | None = None
+    weight: int
+    elapsed_ms: float | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class PreviousRun(BaseModel):
+    id: int | None = None
+    score: int
+    verdict: Verdict
+    generated_at: datetime
+
+
+class CheckChange(BaseModel):
+    """A check whose severity differs from the previous stored run."""
+
+    id: str
+    title: str
+    before: Severity
+    after: Severity
+
+
+class AuditReport(BaseModel):
+    """`dbops audit -o json`: a stable schema (add fields, never rename or remove)."""
+
+    score: int
+    verdict: Verdict
+    exit_code: int
+    generated_at: datetime
+    duration_ms: float
+    database_ms: float | None = None
+    transport: str | None = None
+    checks: list[AuditCheck]
+    previous: PreviousRun | None = None
+    changes: list[CheckChange] = Field(default_factory=list)
+    saved: bool = False
+    run_id: int | None = None
+    save_error: str | None = None
+
+    def check(self, check_id: str) -> AuditCheck:
+        for c in self.checks:
+            if c.id == check_id:
+                return c
+        raise KeyError(check_id)
+
+    @property
+    def problems(self) -> list[AuditCheck]:
+        return [c for c in self.checks if c.severity in ("warning", "critical", "unknown")]
+
+
+class AuditRun(BaseModel):
+    """One row of `dbops audit history -o json`."""
+
+    id: int
+    generated_at: datetime
+    score: int
+    verdict: Verdict
+    duration_ms: float | None = None
+    ok: int = 0
+    warning: int = 0
+    critical: int = 0
+    unknown: int = 0
+    skipped: int = 0
+    selection: dict[str, Any] = Field(default_factory=dict)
+    operator: str | None = None
