@@ -4,21 +4,21 @@ line, and nothing half-applied outside a transaction; re-running converges.
 dbops runs as a subprocess; the test terminates its backend from another session
 (`pg_terminate_backend` on the `dbops` application_name) at a known point:
 
-- `jobs recover`: the test-only pause hook of dbops.services.jobs (DBOPS_TEST_PAUSE_AT)
-  stops it at a point; the test terminates the connection, then releases it through a
-  FIFO (DBOPS_TEST_RELEASE_FILE) so its next statement meets the dropped connection.
+- `jobs recover`: the one test seam (tests/pause.py, dbops.cli._checkpoint) stops it at a
+  named point; the test terminates the connection, then resumes it (deletes the marker)
+  so its next statement meets the dropped connection.
 - `ratelimit cleanup`: the test holds a row lock on the last old row, so the batch that
   reaches it waits inside its DELETE; the test sees it waiting (pg_stat_activity) and
   terminates it mid-statement. Earlier batches were committed; this one rolls back.
 
-Synchronisation is by FIFOs and by bounded polling of observable state (pg_stat_activity).
+Synchronisation is by the pause marker and by bounded polling of observable state
+(pg_stat_activity).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import select
 import subprocess
 import sys
 import time
@@ -30,6 +30,7 @@ import psycopg
 import pytest
 
 from tests.helpers import invoke, one_line_error
+from tests.pause import start_paused
 
 HOUR = 3600
 JOBS = 25  # three SQS batches
@@ -44,33 +45,6 @@ def start_dbops(args: list[str], **extra_env: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def read_fifo(fifo: Path, proc: subprocess.Popen[str], timeout: float = 90) -> str:
-    """What the child writes to `fifo` (it opens, writes, closes); fail if it exits first."""
-    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        deadline = time.monotonic() + timeout
-        data = b""
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.25)
-            if ready:
-                chunk = os.read(fd, 64)
-                data += chunk
-                if data and not chunk:
-                    return data.decode()
-            if proc.poll() is not None:
-                _out, err = proc.communicate()
-                raise AssertionError(f"dbops exited {proc.returncode} before pausing:\n{err}")
-        raise AssertionError("dbops never reached the pause point")
-    finally:
-        os.close(fd)
-
-
-def release(fifo: Path) -> None:
-    """Let a paused child go on (it blocks reading this FIFO)."""
-    with open(fifo, "w") as handle:
-        handle.write("go\n")
 
 
 def terminate_dbops_backends(database_url: str) -> int:
@@ -118,26 +92,16 @@ def test_connection_dropped_during_jobs_recover(
     claimed: bool,
 ) -> None:
     ids = job_seed.many(JOBS, idle=HOUR)
-    paused, go = tmp_path / "paused", tmp_path / "go"
-    os.mkfifo(paused)
-    os.mkfifo(go)
-    proc = start_dbops(
-        ["jobs", "recover", "--yes", "-o", "json"],
-        DBOPS_TEST_PAUSE_AT=point,
-        DBOPS_TEST_PAUSE_MARKER=str(paused),
-        DBOPS_TEST_RELEASE_FILE=str(go),
-    )
+    paused = start_paused(["jobs", "recover", "--yes", "-o", "json"], point, tmp_path)
     try:
-        assert int(read_fifo(paused, proc)) == proc.pid
+        assert paused.wait() == paused.proc.pid
         assert terminate_dbops_backends(database_url) >= 1
-        release(go)
-        stdout, stderr = proc.communicate(timeout=90)
+        paused.resume()
+        returncode, stdout, stderr = paused.finish(timeout=90)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        paused.kill()
 
-    assert proc.returncode == 5, f"exit {proc.returncode}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    assert returncode == 5, f"exit {returncode}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     line = assert_database_error_line(stderr)
     if claimed:
         assert "re-run `dbops jobs recover`" in line, line

@@ -1,22 +1,20 @@
 """Two `dbops jobs recover` processes at once: every job is enqueued exactly once.
 
-Both children are held at the same point (test-only DBOPS_TEST_PAUSE_AT hook: before the
-claim, or before the outbox pass) until the test releases them together through FIFOs,
-so their claims (or outbox passes) really overlap.
+Both children are held at the same point (the one test seam, tests/pause.py: before the
+claim, or before the outbox pass) until both are there; the test then deletes both pause
+markers together, so their claims (or outbox passes) really overlap.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.reliability.test_jobs_crash import start_dbops, wait_for_pause
+from tests.pause import start_paused
 
 pytestmark = pytest.mark.reliability
 
@@ -26,35 +24,21 @@ HOUR = 3600
 def run_two_together(
     tmp_path: Path, args: list[str], point: str = "before_claim"
 ) -> list[dict[str, Any]]:
-    procs = []
-    for n in (1, 2):
-        marker, release = tmp_path / f"paused-{n}", tmp_path / f"go-{n}"
-        os.mkfifo(marker)
-        os.mkfifo(release)
-        proc = start_dbops(
-            args,
-            DBOPS_TEST_PAUSE_AT=point,
-            DBOPS_TEST_PAUSE_MARKER=str(marker),
-            DBOPS_TEST_RELEASE_FILE=str(release),
-        )
-        procs.append((proc, marker, release))
+    procs = [start_paused(args, point, tmp_path) for _ in (1, 2)]
     try:
-        for proc, marker, _release in procs:
-            wait_for_pause(marker, proc)
-        for _proc, _marker, release in procs:
-            with open(release, "w") as handle:  # both are at the same point: go
-                handle.write("go")
+        for paused in procs:
+            paused.wait()
+        for paused in procs:  # both are at the same point: go
+            paused.resume()
         results = []
-        for proc, _marker, _release in procs:
-            out, err = proc.communicate(timeout=240)
-            assert proc.returncode == 0, err.decode()
+        for paused in procs:
+            code, out, err = paused.finish(timeout=240)
+            assert code == 0, err
             results.append(json.loads(out))
         return results
     finally:
-        for proc, _marker, _release in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
+        for paused in procs:
+            paused.kill()
 
 
 def test_two_concurrent_recovers_enqueue_each_of_500_jobs_exactly_once(env, job_seed, tmp_path, db):

@@ -1,25 +1,25 @@
 """`dbops jobs recover` killed with SIGKILL mid-run: the re-run sends exactly what is missing.
 
-The child is stopped deterministically by the test-only hook in dbops.services.jobs
-(DBOPS_TEST_PAUSE_AT / DBOPS_TEST_PAUSE_MARKER): it writes its pid to a FIFO at the pause
-point and blocks until killed. No sleeps stand in for synchronisation.
+The child is stopped deterministically by the one test seam (tests/pause.py; the
+`checkpoint` that dbops.cli._checkpoint passes to `jobs.recover`): at the pause point it
+writes its pid to a marker file and blocks until the test kills it. No sleeps stand in
+for synchronisation.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers import invoke
+from tests.pause import start_paused
 
 pytestmark = pytest.mark.reliability
 
@@ -33,29 +33,6 @@ def start_dbops(args: list[str], **extra_env: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-
-
-def wait_for_pause(fifo: Path, proc: subprocess.Popen[bytes], timeout: float = 90) -> int:
-    """Block until the child writes its pid to the pause FIFO; return the pid."""
-    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        waited = 0.0
-        data = b""
-        while waited < timeout:
-            ready, _, _ = select.select([fd], [], [], 0.25)
-            waited += 0.25
-            if ready:
-                chunk = os.read(fd, 64)
-                data += chunk
-                if data and not chunk:  # writer closed: the whole pid is here
-                    return int(data)
-            if proc.poll() is not None:
-                raise AssertionError(
-                    f"dbops exited early ({proc.returncode}): {proc.stderr.read().decode()}"
-                )
-        raise AssertionError("dbops never reached the pause point")
-    finally:
-        os.close(fd)
 
 
 def messages_per_job(env: Any) -> Counter[str]:
@@ -74,19 +51,12 @@ def test_sigkill_then_rerun_sends_exactly_the_missing_messages(
     env, job_seed, db, tmp_path, point, on_queue_after_kill, outbox_after_kill
 ):
     ids = job_seed.many(25, idle=HOUR)
-    fifo = tmp_path / "paused"
-    os.mkfifo(fifo)
-    proc = start_dbops(
-        ["jobs", "recover", "--yes", "-o", "json"],
-        DBOPS_TEST_PAUSE_AT=point,
-        DBOPS_TEST_PAUSE_MARKER=str(fifo),
-    )
+    paused = start_paused(["jobs", "recover", "--yes", "-o", "json"], point, tmp_path)
     try:
-        assert wait_for_pause(fifo, proc) == proc.pid
+        assert paused.wait() == paused.proc.pid
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+        paused.kill()
+    assert paused.proc.returncode == -signal.SIGKILL
 
     # State right after the crash.
     unsent = db.execute(

@@ -623,3 +623,33 @@ def test_fail_jobs_with_a_reason(store, job_seed, db):
             reason="x",
             operator="alice",
         )
+
+
+def test_sql_job_id_checks_are_shared_and_unchanged(store, job_seed):
+    """dbops_jobs_get, _requeue and _fail check their ids alike (dbops_jobs_ids) and
+    re-check the previewed status alike (dbops_jobs_changed)."""
+    known = job_seed.job(status="pending", idle=HOUR)
+    unknown = "00000000-0000-0000-0000-00000000000b"
+    calls: dict[str, dict[str, Any]] = {
+        "dbops_jobs_get": {},
+        "dbops_jobs_requeue": {"p_operator": "alice", "p_lease_owner": "run-sql-check"},
+        "dbops_jobs_fail": {"p_reason": "checked", "p_operator": "alice"},
+    }
+    for name, extra in calls.items():
+        with pytest.raises(UsageError, match="job ids must be a JSON array of UUIDs"):
+            store.call(name, {"p_job_ids": {"a": 1}, **extra})
+        with pytest.raises(NotFoundError, match=f"not found: job {unknown}"):
+            store.call(name, {"p_job_ids": [known, unknown], **extra})
+    # The ids are still checked before the other arguments.
+    with pytest.raises(UsageError, match="JSON array"):
+        store.call("dbops_jobs_fail", {"p_job_ids": {}, "p_reason": "", "p_operator": "alice"})
+    changed = "skipped_changed: status is pending now, failed when previewed"
+    expected = {"p_expected": {known: "failed"}}
+    (failed,) = store.call(
+        "dbops_jobs_fail", {"p_job_ids": [known], **calls["dbops_jobs_fail"], **expected}
+    )
+    assert failed["changed"] is False and failed["reason"].startswith(changed)
+    (requeued,) = store.call(
+        "dbops_jobs_requeue", {"p_job_ids": [known], **calls["dbops_jobs_requeue"], **expected}
+    )
+    assert requeued["action"] == "skipped" and requeued["reason"].startswith(changed)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from dbops.cli import _deps
+from dbops.cli._checkpoint import checkpoint_from_env
 from dbops.cli._common import DryRunOpt, YesOpt, confirm, duration, is_interactive, recorder
 from dbops.cli.output import (
     Output,
@@ -406,6 +407,7 @@ def recover(
                         chunk_size=chunk_size,
                         progress=progress,
                         group_by=group_by,
+                        checkpoint=checkpoint_from_env(),
                     )
                 except jobs.RecoveryIncomplete as exc:
                     if isinstance(exc.result, jobs.RecoverResult):
@@ -567,6 +569,7 @@ def requeue(
                         expected={str(j.id): j.status for j in preview.jobs},
                         force=force,
                         group_by=group_by,
+                        checkpoint=checkpoint_from_env(),
                     )
                 except jobs.RecoveryIncomplete as exc:
                     if isinstance(exc.result, jobs.RequeueResult):

@@ -215,6 +215,48 @@ language sql stable as $$
     limit greatest(coalesce(p_limit, 100), 0)
 $$;
 
+-- The shared preamble of dbops_jobs_get, _requeue and _fail. dbops_jobs_ids_array: 22023
+-- unless the job ids are a JSON array (_requeue and _fail check it first, before their
+-- other arguments). dbops_jobs_ids: those ids as distinct UUIDs; 22P02 for a bad UUID,
+-- P0002 naming the ids that are not in jobs.
+create or replace function dbops_jobs_ids_array(p_job_ids jsonb) returns void
+language plpgsql immutable as $$
+begin
+    if p_job_ids is null or jsonb_typeof(p_job_ids) <> 'array' then
+        raise exception 'job ids must be a JSON array of UUIDs' using errcode = '22023';
+    end if;
+end;
+$$;
+
+create or replace function dbops_jobs_ids(p_job_ids jsonb) returns uuid[]
+language plpgsql stable as $$
+declare
+    v_ids uuid[];
+    v_missing text;
+begin
+    perform dbops_jobs_ids_array(p_job_ids);
+    v_ids := array(select distinct x::uuid from jsonb_array_elements_text(p_job_ids) x);
+    select string_agg(m::text, ', ') into v_missing
+    from unnest(v_ids) m
+    where not exists (select 1 from jobs j where j.id = m);
+    if v_missing is not null then
+        raise exception 'not found: job %', v_missing using errcode = 'P0002';
+    end if;
+    return v_ids;
+end;
+$$;
+
+-- skipped_changed when a job's status is not the one the operator saw in the preview
+-- (p_expected: job id -> status), re-checked under the row lock; null otherwise.
+create or replace function dbops_jobs_changed(p_expected jsonb, p_job_id uuid, p_status text)
+returns text language sql stable as $$
+    select case
+        when p_expected ? p_job_id::text and p_expected->>p_job_id::text <> p_status then
+            format('skipped_changed: status is %s now, %s when previewed (changed by someone else meanwhile)',
+                   p_status, p_expected->>p_job_id::text)
+    end
+$$;
+
 -- Several jobs by id, with their sign of life (for previews); P0002 names unknown ids.
 create or replace function dbops_jobs_get(
     p_job_ids jsonb,
@@ -228,18 +270,8 @@ language plpgsql stable as $$
 #variable_conflict use_column
 declare
     v_ids uuid[];
-    v_missing text;
 begin
-    if p_job_ids is null or jsonb_typeof(p_job_ids) <> 'array' then
-        raise exception 'job ids must be a JSON array of UUIDs' using errcode = '22023';
-    end if;
-    v_ids := array(select distinct x::uuid from jsonb_array_elements_text(p_job_ids) x);
-    select string_agg(m::text, ', ') into v_missing
-    from unnest(v_ids) m
-    where not exists (select 1 from jobs j where j.id = m);
-    if v_missing is not null then
-        raise exception 'not found: job %', v_missing using errcode = 'P0002';
-    end if;
+    v_ids := dbops_jobs_ids(p_job_ids);
     return query
     select j.id, j.customer_id::text, j.status, (to_jsonb(j)->>'priority_level')::int,
            j.created_at, j.updated_at,
@@ -515,12 +547,9 @@ language plpgsql volatile as $$
 #variable_conflict use_column
 declare
     v_ids uuid[];
-    v_missing text;
     v_cutoff timestamptz;
 begin
-    if p_job_ids is null or jsonb_typeof(p_job_ids) <> 'array' then
-        raise exception 'job ids must be a JSON array of UUIDs' using errcode = '22023';
-    end if;
+    perform dbops_jobs_ids_array(p_job_ids);
     if p_kind not in ('manual', 'orphan') then
         raise exception 'kind must be manual or orphan' using errcode = '22023';
     end if;
@@ -530,13 +559,7 @@ begin
     if coalesce(p_operator, '') = '' or coalesce(p_lease_owner, '') = '' then
         raise exception 'operator and lease owner are required' using errcode = '22023';
     end if;
-    v_ids := array(select distinct x::uuid from jsonb_array_elements_text(p_job_ids) x);
-    select string_agg(m::text, ', ') into v_missing
-    from unnest(v_ids) m
-    where not exists (select 1 from jobs j where j.id = m);
-    if v_missing is not null then
-        raise exception 'not found: job %', v_missing using errcode = 'P0002';
-    end if;
+    v_ids := dbops_jobs_ids(p_job_ids);
     v_cutoff := now() - make_interval(secs => coalesce(p_orphan_older_than_seconds, 0));
     return query
     with locked as (
@@ -551,11 +574,7 @@ begin
         for update of j
     ), judged as (
         select l.*, n.recoveries,
-               -- the status the operator saw in the preview, re-checked under the row lock
-               case
-                   when p_expected ? l.id::text and p_expected->>l.id::text <> l.status then
-                       format('skipped_changed: status is %s now, %s when previewed (changed by someone else meanwhile)',
-                              l.status, p_expected->>l.id::text)
+               coalesce(dbops_jobs_changed(p_expected, l.id, l.status), case
                    when l.status not in ('pending', 'failed') then
                        format('status is %s (only pending or failed jobs are re-queued; use `dbops jobs recover` for stale ones)', l.status)
                    when exists (select 1 from dbops_job_recoveries r
@@ -575,7 +594,7 @@ begin
                                     where r.job_id = l.id and r.action = 'requeued'
                                       and r.created_at >= l.updated_at)) then
                        'no longer an orphan'
-               end as skip_reason
+               end) as skip_reason
         from locked l
         cross join lateral (
             select count(*)::int as recoveries from dbops_job_recoveries r
@@ -632,38 +651,26 @@ language plpgsql volatile as $$
 #variable_conflict use_column
 declare
     v_ids uuid[];
-    v_missing text;
 begin
-    if p_job_ids is null or jsonb_typeof(p_job_ids) <> 'array' then
-        raise exception 'job ids must be a JSON array of UUIDs' using errcode = '22023';
-    end if;
+    perform dbops_jobs_ids_array(p_job_ids);
     if coalesce(trim(p_reason), '') = '' then
         raise exception 'a reason is required' using errcode = '22023';
     end if;
-    v_ids := array(select distinct x::uuid from jsonb_array_elements_text(p_job_ids) x);
-    select string_agg(m::text, ', ') into v_missing
-    from unnest(v_ids) m
-    where not exists (select 1 from jobs j where j.id = m);
-    if v_missing is not null then
-        raise exception 'not found: job %', v_missing using errcode = 'P0002';
-    end if;
+    v_ids := dbops_jobs_ids(p_job_ids);
     return query
     with locked as (
         select j.id, j.status, j.updated_at from jobs j
         where j.id = any (v_ids) order by j.id for update of j
     ), judged as (
         select l.*, greatest(l.updated_at, w.beat) as activity,
-               case
-                   when p_expected ? l.id::text and p_expected->>l.id::text <> l.status then
-                       format('skipped_changed: status is %s now, %s when previewed (changed by someone else meanwhile)',
-                              l.status, p_expected->>l.id::text)
+               coalesce(dbops_jobs_changed(p_expected, l.id, l.status), case
                    when l.status not in ('pending', 'in_progress') then
                        format('status is %s (only pending or in_progress jobs are failed)', l.status)
                    when l.status = 'in_progress' and greatest(l.updated_at, w.beat)
                         >= now() - make_interval(secs => p_dead_after_seconds) then
                        format('last sign of life %s s ago: a worker may still run it; stop the worker first',
                               round(extract(epoch from now() - greatest(l.updated_at, w.beat))))
-               end as skip_reason
+               end) as skip_reason
         from locked l
         left join lateral (
             select max(h.last_heartbeat) as beat from worker_heartbeats h
