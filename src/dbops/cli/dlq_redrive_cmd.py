@@ -1,7 +1,8 @@
 """`dbops dlq redrive`, `dbops dlq redrive-status`, `dbops dlq redrive-cancel`.
 
 Registered on the `dlq` app by `dlq_cmd.py` through `register(app)`; the filter options
-and their builder are the ones every dlq command shares (`dlq_cmd`).
+and their builder are the ones every dlq command shares (`dlq_cmd`). Import this module
+through `dbops.cli.dlq_cmd` (dlq_cmd imports it at its end, after the shared options).
 
 `--lease DURATION` (hidden) shortens the visibility lease on scanned messages (default
 5m): for tests, which must see the messages a killed process held come back soon, and for
