@@ -366,3 +366,29 @@ def test_an_unwritable_journal_folder_is_a_config_error_before_anything_moves(
     assert "cannot write the redrive journal" in line and "DBOPS_DATA_DIR" in line
     assert counts(env.client, env.dlq_url) == (1, 0)
     assert counts(env.client, env.main_url) == (0, 0)
+
+
+def test_filter_values_are_stripped_like_the_other_dlq_commands(env: QueuePair) -> None:
+    """The shared filter builder: ` acme ` selects customer acme (as in dlq list/delete)."""
+    move = [json.dumps({"job_id": f"s{i}", "customer_id": "acme"}) for i in range(3)]
+    keep = [json.dumps({"job_id": "o", "customer_id": "other"})]
+    seed(env.client, env.dlq_url, move + keep)
+
+    result = invoke(
+        ["dlq", "redrive", "-q", env.dlq_url, "--customer", " acme ", "--yes", "-o", "json"]
+    ).json
+
+    assert (result["matched"], result["moved"]) == (3, 3)
+    assert sorted(m["Body"] for m in env.drain(env.main_url)) == sorted(move)
+
+
+def test_hidden_lease_option(env: QueuePair) -> None:
+    """`--lease` is for tests and slow networks: hidden from help, checked like a duration."""
+    assert "--lease" not in invoke(["dlq", "redrive", "--help"]).stdout
+    seed(env.client, env.dlq_url, ["untouched"])
+    for bad in ("5", "1s"):  # no unit; shorter than the 2 s minimum
+        result = invoke(["dlq", "redrive", "--lease", bad, "--yes"], code=2)
+        assert "lease" in one_line_error(result.stderr)
+    assert counts(env.client, env.dlq_url) == (1, 0)
+    result = invoke(["dlq", "redrive", "--lease", "30s", "--yes", "-o", "json"]).json
+    assert result["moved"] == 1

@@ -1,10 +1,10 @@
 """DESIGN.md section 5, invariant 1: a redrive killed at any point loses no message.
 
-`dbops dlq redrive` runs as a subprocess against the session's SQS endpoint. A test-only
-hook (DBOPS_TEST_PAUSE_AT / DBOPS_TEST_PAUSE_MARKER) makes it write a marker file at a known
-point and block there; the test waits for the marker, kills the process with SIGKILL (or
-interrupts it with SIGINT), and then checks that every original body is in the DLQ or the
-target queue (duplicates are allowed, losses are not).
+`dbops dlq redrive` runs as a subprocess against the session's SQS endpoint, paused at a
+known point through the one test seam (`tests.pause.start_paused`); the test kills it with
+SIGKILL (or interrupts it with SIGINT), and then checks that every original body is in the
+DLQ or the target queue (duplicates are allowed, losses are not). The hidden `--lease`
+option shortens the visibility lease so that what a killed process held comes back soon.
 
 DBOPS_TEST_REDRIVE_KILL_COUNT raises the number of messages (default 200; moto slows down
 sharply with queue depth, LocalStack handles the issue's 1,000 easily).
@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import QueuePair
+from tests.pause import Paused, start_paused
 
 pytestmark = [pytest.mark.reliability, pytest.mark.sqs]
 
@@ -48,35 +49,8 @@ def _seed(client: Any, url: str, count: int) -> list[str]:
     return bodies
 
 
-def _env(sqs_endpoint: str, marker: Path, point: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("DATABASE_URL", "SUPABASE_URL", "SQS_QUEUE_URL", "SQS_DLQ_URL", "AWS_PROFILE"):
-        env.pop(name, None)
-    env.update(
-        {
-            "AWS_ENDPOINT_URL_SQS": sqs_endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": "us-east-1",
-            "DBOPS_TEST_PAUSE_AT": point,
-            "DBOPS_TEST_PAUSE_MARKER": str(marker),
-            "DBOPS_TEST_REDRIVE_LEASE": str(LEASE),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
-
-
-def _wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if process.poll() is not None:
-            _out, err = process.communicate()
-            pytest.fail(f"redrive exited {process.returncode} before the pause point:\n{err}")
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("the redrive never reached the pause point")
-        time.sleep(0.02)
+def _env(sqs_endpoint: str) -> dict[str, str]:
+    return {"AWS_ENDPOINT_URL_SQS": sqs_endpoint, "PYTHONUNBUFFERED": "1"}
 
 
 def _attrs(client: Any, url: str) -> dict[str, int]:
@@ -95,21 +69,15 @@ def _wait_until_all_visible(client: Any, url: str, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
-def _redrive(dlq: str, target: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "dbops",
-        "dlq",
-        "redrive",
-        "--yes",
-        "-o",
-        "json",
-        "--queue",
-        dlq,
-        "--to",
-        target,
-    ]
+def _redrive(dlq: str, target: str, *, lease: int | None = LEASE) -> list[str]:
+    """`dlq redrive` arguments; `lease=None` keeps the real 5-minute lease."""
+    args = ["dlq", "redrive", "--yes", "-o", "json", "--queue", dlq, "--to", target]
+    return args + (["--lease", f"{lease}s"] if lease is not None else [])
+
+
+def _start(args: list[str], point: str, folder: Path, sqs_endpoint: str) -> Paused:
+    name, _, nth = point.partition(":")
+    return start_paused(args, name, folder, nth=int(nth or 1), **_env(sqs_endpoint))
 
 
 @pytest.mark.parametrize(
@@ -124,24 +92,12 @@ def test_sigkill_at_any_point_loses_no_message(
         QueueName=f"kill-{uuid.uuid4().hex[:10]}", Attributes={"MaximumMessageSize": "1024"}
     )["QueueUrl"]
     bodies = _seed(client, queues.dlq_url, COUNT)
-    marker = tmp_path / "paused"
-
-    process = subprocess.Popen(
-        _redrive(queues.dlq_url, target),
-        env=_env(sqs_endpoint, marker, point),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    paused = _start(_redrive(queues.dlq_url, target), point, tmp_path, sqs_endpoint)
     try:
-        _wait_for(marker, process)
-        process.send_signal(signal.SIGKILL)
-        process.wait(30)
+        paused.wait()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(30)
-    assert process.returncode == -signal.SIGKILL
+        paused.kill()
+    assert paused.proc.returncode == -signal.SIGKILL
 
     _wait_until_all_visible(client, queues.dlq_url)
     in_dlq = [m["Body"] for m in queues.drain(queues.dlq_url)]
@@ -160,28 +116,18 @@ def test_sigint_stops_after_the_batch_in_flight(
     client = queues.client
     target = client.create_queue(QueueName=f"int-{uuid.uuid4().hex[:10]}")["QueueUrl"]
     bodies = _seed(client, queues.dlq_url, 60)
-    marker = tmp_path / "paused"
-    env = _env(sqs_endpoint, marker, "after_send:2")
-    env["DBOPS_TEST_REDRIVE_LEASE"] = "300"  # a release must not rely on the lease running out
-
-    process = subprocess.Popen(
-        _redrive(queues.dlq_url, target),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # A release must not rely on the lease running out: a long lease.
+    args = _redrive(queues.dlq_url, target, lease=300)
+    paused = _start(args, "after_send:2", tmp_path, sqs_endpoint)
     try:
-        _wait_for(marker, process)
-        process.send_signal(signal.SIGINT)
-        marker.unlink()  # let the paused batch continue: it must finish, then stop
-        out, err = process.communicate(timeout=60)
+        paused.wait()
+        paused.proc.send_signal(signal.SIGINT)
+        paused.resume()  # let the paused batch continue: it must finish, then stop
+        code, out, err = paused.finish(timeout=60)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(30)
+        paused.kill()
 
-    assert process.returncode == 130, err
+    assert code == 130, err
     result = json.loads(out)
     assert result["interrupted"] is True and result["stopped"] == "interrupted"
     moved = result["moved"]
@@ -201,33 +147,25 @@ def test_sigint_stops_after_the_batch_in_flight(
 RESUME_COUNT = int(os.environ.get("DBOPS_TEST_REDRIVE_RESUME_COUNT", "100"))
 
 
-def _kill_at(
-    point: str, dlq: str, target: str, sqs_endpoint: str, marker: Path
-) -> subprocess.CompletedProcess[str]:
+def _kill_at(point: str, dlq: str, target: str, sqs_endpoint: str, folder: Path) -> None:
     """Run a redrive with the real 5-minute lease, SIGKILL it at `point`."""
-    env = _env(sqs_endpoint, marker, point)
-    env.pop("DBOPS_TEST_REDRIVE_LEASE")  # the real lease: a re-run must not wait for it
-    process = subprocess.Popen(
-        _redrive(dlq, target), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    # The real lease: a re-run must not wait for it.
+    paused = _start(_redrive(dlq, target, lease=None), point, folder, sqs_endpoint)
     try:
-        _wait_for(marker, process)
-        process.send_signal(signal.SIGKILL)
-        out, err = process.communicate(timeout=30)
+        paused.wait()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(30)
-    marker.unlink(missing_ok=True)
-    assert process.returncode == -signal.SIGKILL
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+        paused.kill()
+    paused.resume()  # remove the marker
+    assert paused.proc.returncode == -signal.SIGKILL
 
 
-def _rerun(dlq: str, target: str, sqs_endpoint: str, marker: Path) -> dict[str, Any]:
-    env = _env(sqs_endpoint, marker, "")
-    env.pop("DBOPS_TEST_REDRIVE_LEASE")
+def _rerun(dlq: str, target: str, sqs_endpoint: str) -> dict[str, Any]:
     done = subprocess.run(
-        _redrive(dlq, target), env=env, capture_output=True, text=True, timeout=240
+        [sys.executable, "-m", "dbops", *_redrive(dlq, target, lease=None)],
+        env={**os.environ, **_env(sqs_endpoint)},
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
@@ -253,10 +191,9 @@ def test_rerun_after_sigkill_settles_the_journal_exactly_once(
         QueueName=f"resume-{uuid.uuid4().hex[:10]}", Attributes={"MaximumMessageSize": "1024"}
     )["QueueUrl"]
     bodies = _seed(client, queues.dlq_url, RESUME_COUNT)
-    marker = tmp_path / "paused"
     data_dir = Path(os.environ["DBOPS_DATA_DIR"])
 
-    _kill_at(point, queues.dlq_url, target, sqs_endpoint, marker)
+    _kill_at(point, queues.dlq_url, target, sqs_endpoint, tmp_path)
     [journal] = _journal_files(data_dir)
     assert journal.stat().st_mode & 0o777 == 0o600
     assert journal.parent.stat().st_mode & 0o777 == 0o700
@@ -264,7 +201,7 @@ def test_rerun_after_sigkill_settles_the_journal_exactly_once(
     assert held > 0  # the killed run's lease is 5 minutes: without settling they would wait
 
     started = time.monotonic()
-    result = _rerun(queues.dlq_url, target, sqs_endpoint, marker)
+    result = _rerun(queues.dlq_url, target, sqs_endpoint)
     elapsed = time.monotonic() - started
 
     settled = result["settled"]
@@ -295,11 +232,9 @@ def test_many_kills_and_reruns_deliver_every_message_once(
         QueueName=f"chain-{uuid.uuid4().hex[:10]}", Attributes={"MaximumMessageSize": "1024"}
     )["QueueUrl"]
     bodies = _seed(client, queues.dlq_url, RESUME_COUNT)
-    marker = tmp_path / "paused"
-
     for point in ("after_send:2", "mid_batch:2", "after_settle:1", "after_delete:3"):
-        _kill_at(point, queues.dlq_url, target, sqs_endpoint, marker)
-    result = _rerun(queues.dlq_url, target, sqs_endpoint, marker)
+        _kill_at(point, queues.dlq_url, target, sqs_endpoint, tmp_path)
+    result = _rerun(queues.dlq_url, target, sqs_endpoint)
 
     assert result["settled"] is not None and result["stopped"] == "drained"
     assert _attrs(client, queues.dlq_url) == {
@@ -317,33 +252,25 @@ def test_a_second_redrive_of_the_same_dlq_is_refused_while_one_runs(
     client = queues.client
     target = client.create_queue(QueueName=f"lock-{uuid.uuid4().hex[:10]}")["QueueUrl"]
     bodies = _seed(client, queues.dlq_url, 30)
-    marker = tmp_path / "paused"
-    env = _env(sqs_endpoint, marker, "after_send:1")
-    first = subprocess.Popen(
-        _redrive(queues.dlq_url, target),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = _start(_redrive(queues.dlq_url, target), "after_send:1", tmp_path, sqs_endpoint)
     try:
-        _wait_for(marker, first)
+        first.wait()
         second = subprocess.run(
-            _redrive(queues.dlq_url, target),
-            env=_env(sqs_endpoint, tmp_path / "unused", ""),
+            [sys.executable, "-m", "dbops", *_redrive(queues.dlq_url, target)],
+            env={**os.environ, **_env(sqs_endpoint)},
             capture_output=True,
             text=True,
             timeout=60,
         )
         assert second.returncode == 6, second.stderr
         [line] = second.stderr.strip().splitlines()[-1:]
-        assert line.startswith("Error: another dbops redrive of ") and f"pid {first.pid}" in line
-        marker.unlink()
-        out, err = first.communicate(timeout=120)
+        assert (
+            line.startswith("Error: another dbops redrive of ") and f"pid {first.proc.pid}" in line
+        )
+        first.resume()
+        code, out, err = first.finish(timeout=120)
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait(30)
-    assert first.returncode == 0, err
+        first.kill()
+    assert code == 0, err
     assert json.loads(out)["moved"] == 30
     assert sorted(m["Body"] for m in queues.drain(target)) == sorted(bodies)

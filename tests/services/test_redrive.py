@@ -928,3 +928,29 @@ def test_a_target_that_refuses_the_trace_header_still_gets_the_message(
     assert sorted(m["Body"] for m in queues.drain(queues.main_url)) == sorted(
         f"m-{i}" for i in range(12)
     )
+
+
+# --------------------------------------------------------------------------- the command's request
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"method": "native", "message_filter": MessageFilter(customers=["a"])}, "filters"),
+        ({"method": "native", "skip_completed_jobs": True}, "--skip-completed-jobs"),
+        ({"method": "native", "canary": 2}, "--canary"),
+        ({"method": "native", "workers": 2}, "--workers"),
+        ({"method": "native", "rate": 0.5}, "whole number"),
+        ({"to": "  "}, "--to must not be empty"),
+        ({"max_messages": 0}, "--max"),
+        ({"canary": 5, "max_messages": 2}, "larger than --max"),
+        ({"lease_seconds": 1}, "too short"),
+    ],
+)
+def test_a_redrive_request_is_checked_when_built(fields: dict[str, Any], needle: str) -> None:
+    with pytest.raises(UsageError, match=needle):
+        redrive.RedriveRequest(**fields)
+
+
+def test_a_valid_native_request_and_a_plain_copy_request() -> None:
+    assert redrive.RedriveRequest(method="native", rate=10).filtered is False
+    copy = redrive.RedriveRequest(message_filter=MessageFilter(job_ids=["j"]))
+    assert copy.filtered and copy.method == "copy" and copy.lease_seconds == 300

@@ -17,7 +17,8 @@ import pytest
 
 from dbops.adapters.sqs import SqsQueues
 from dbops.errors import RefusedError
-from dbops.services import redrive, redrive_journal
+from dbops.services import redrive
+from dbops.services.redrive import journal as redrive_journal
 from tests.conftest import QueuePair
 from tests.services.test_redrive import counts, job_body, seed
 

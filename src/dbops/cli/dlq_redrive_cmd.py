@@ -1,22 +1,18 @@
 """`dbops dlq redrive`, `dbops dlq redrive-status`, `dbops dlq redrive-cancel`.
 
-Registered on the `dlq` app by `dlq_cmd.py` through `register(app)`.
+Registered on the `dlq` app by `dlq_cmd.py` through `register(app)`; the filter options
+and their builder are the ones every dlq command shares (`dlq_cmd`). Import this module
+through `dbops.cli.dlq_cmd` (dlq_cmd imports it at its end, after the shared options).
 
-Test-only hooks (inert unless set; never use them in production):
-- `DBOPS_TEST_PAUSE_AT=<point>:<n>` with `DBOPS_TEST_PAUSE_MARKER=<file>`: at the n-th
-  time the redrive reaches <point> (`after_settle`, `after_receive`, `after_send`,
-  `mid_batch`, `after_delete`) it writes the marker file and blocks until the file is
-  removed (or the process is killed), so reliability tests can kill or interrupt it at a
-  known point.
-- `DBOPS_TEST_REDRIVE_LEASE=<seconds>`: a shorter visibility lease, so that a test can see
-  messages held by a killed process come back without waiting five minutes.
+`--lease DURATION` (hidden) shortens the visibility lease on scanned messages (default
+5m): for tests, which must see the messages a killed process held come back soon, and for
+slow networks, which may want a longer one. Tests pause a redrive at a named point
+(`after_settle`, `after_receive`, `after_send`, `mid_batch`, `after_delete`) through the
+one test seam, `dbops.cli._checkpoint`.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -26,7 +22,18 @@ from typing import Annotated, Any
 import typer
 
 from dbops.cli import _deps
-from dbops.cli._common import DryRunOpt, YesOpt, confirm, duration, is_interactive, recorder
+from dbops.cli._checkpoint import checkpoint_from_env
+from dbops.cli._common import DryRunOpt, YesOpt, confirm, is_interactive, recorder
+from dbops.cli.dlq_cmd import (
+    CustomerOpt,
+    JobIdOpt,
+    MatchOpt,
+    NewerOpt,
+    OlderOpt,
+    ReasonOpt,
+    build_filter,
+    queue_url,
+)
 from dbops.cli.output import (
     Output,
     OutputOpt,
@@ -38,9 +45,8 @@ from dbops.cli.output import (
 )
 from dbops.config_files import data_dir
 from dbops.durations import format_duration, parse_duration
-from dbops.errors import DbopsError, RefusedError, UsageError
+from dbops.errors import DbopsError, RefusedError
 from dbops.services import redrive as svc
-from dbops.services.messages import MessageFilter, parse_match
 
 
 class Method(StrEnum):
@@ -54,51 +60,8 @@ QueueOpt = Annotated[
 ]
 
 
-# --------------------------------------------------------------------------- test hooks
-def _test_checkpoint() -> svc.Checkpoint | None:
-    spec = os.environ.get("DBOPS_TEST_PAUSE_AT", "")
-    marker = os.environ.get("DBOPS_TEST_PAUSE_MARKER", "")
-    point, _, nth = spec.partition(":")
-    if (
-        not point
-        or not marker
-        or point
-        not in {
-            "after_settle",
-            "after_receive",
-            "after_send",
-            "mid_batch",
-            "after_delete",
-        }
-    ):
-        return None
-    target = int(nth) if nth.isdigit() and int(nth) > 0 else 1
-    lock = threading.Lock()
-    seen = {"n": 0}
-
-    def checkpoint(name: str) -> None:
-        if name != point:
-            return
-        with lock:
-            seen["n"] += 1
-            hit = seen["n"] == target
-        if not hit:
-            return
-        path = Path(marker)
-        path.write_text(f"{os.getpid()} {name}:{target}\n")
-        while path.exists():  # blocks until the test removes the marker or kills us
-            time.sleep(0.02)
-
-    return checkpoint
-
-
 def _journal_dir() -> Path:
     return data_dir() / "redrive-journal"
-
-
-def _lease_seconds() -> int:
-    override = os.environ.get("DBOPS_TEST_REDRIVE_LEASE", "")
-    return int(override) if override.isdigit() else svc.LEASE_SECONDS
 
 
 # --------------------------------------------------------------------------- rendering
@@ -277,37 +240,17 @@ def _progress_bar(enabled: bool) -> Iterator[svc.ProgressFn | None]:
 
 
 # --------------------------------------------------------------------------- commands
-def _dlq(queue: str | None) -> str:
-    from dbops.cli.dlq_cmd import queue_url
-
-    return queue_url(queue)
-
-
 def redrive(
     to: Annotated[
         str | None,
         typer.Option("--to", help="Target queue (default: the DLQ's single source queue)."),
     ] = None,
-    job_id: Annotated[
-        list[str] | None, typer.Option("--job-id", help="Only these job ids (repeatable).")
-    ] = None,
-    customer: Annotated[
-        list[str] | None, typer.Option("--customer", help="Only these customers (repeatable).")
-    ] = None,
-    match: Annotated[
-        list[str] | None,
-        typer.Option("--match", help="KEY=VALUE on a top-level body field (repeatable)."),
-    ] = None,
-    reason: Annotated[
-        str | None,
-        typer.Option("--reason", help="Text in _dlq_reason (or in a non-JSON body)."),
-    ] = None,
-    older_than: Annotated[
-        str | None, typer.Option("--older-than", help="Only messages older than D (e.g. 2h).")
-    ] = None,
-    newer_than: Annotated[
-        str | None, typer.Option("--newer-than", help="Only messages newer than D.")
-    ] = None,
+    job_id: JobIdOpt = None,
+    customer: CustomerOpt = None,
+    match: MatchOpt = None,
+    reason: ReasonOpt = None,
+    older_than: OlderOpt = None,
+    newer_than: NewerOpt = None,
     skip_completed_jobs: Annotated[
         bool,
         typer.Option(
@@ -342,11 +285,21 @@ def redrive(
             case_sensitive=False,
         ),
     ] = Method.copy,
+    lease: Annotated[
+        str | None,
+        typer.Option(
+            "--lease",
+            hidden=True,
+            help="Visibility lease on scanned messages (default 5m; tests, slow networks).",
+        ),
+    ] = None,
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     queue: QueueOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
+    # Over 80 lines only for its 20 option declarations; the body is parse -> plan
+    # (one service call, with the preview) -> confirm -> execute -> render.
     """Move DLQ messages back to a work queue: send first, delete only what was sent.
 
     Matching messages are copied (body and attributes kept, FIFO group ids kept) and
@@ -358,132 +311,62 @@ def redrive(
         dbops dlq redrive --customer acme --older-than 1h --dry-run
         dbops dlq redrive --canary 5 --canary-wait 2m --rate 50 --yes -o json
     """
-    svc.validate(
+    request = svc.RedriveRequest(
+        method=method.value,
+        to=to,
+        message_filter=build_filter(
+            job_ids=job_id,
+            customers=customer,
+            matches=match,
+            reason=reason,
+            older_than=older_than,
+            newer_than=newer_than,
+        ),
+        manifest=manifest,
+        skip_completed_jobs=skip_completed_jobs,
         max_messages=max_messages,
         rate=rate,
         workers=workers,
-        lease_seconds=_lease_seconds(),
         canary=canary,
+        canary_wait_seconds=parse_duration(canary_wait, option="--canary-wait", allow_zero=True),
+        lease_seconds=parse_duration(lease, option="--lease") if lease else svc.LEASE_SECONDS,
+        dry_run=dry_run,
     )
-    canary_wait_seconds = parse_duration(canary_wait, option="--canary-wait", allow_zero=True)
-    flt = MessageFilter(
-        job_ids=list(job_id or []),
-        customers=list(customer or []),
-        matches=parse_match(list(match or [])),
-        reason=reason,
-        older_than_seconds=duration(older_than, "--older-than"),
-        newer_than_seconds=duration(newer_than, "--newer-than"),
+    plan = svc.plan_redrive(
+        queues=_deps.queues(),
+        dlq_url=queue_url(queue),
+        request=request,
+        store=_deps.store() if skip_completed_jobs else None,
+        scan_if_filtered=not yes and is_interactive(),
+        journal_dir=_journal_dir(),
     )
-    if method is Method.native:
-        refused = [
-            name
-            for name, given in (
-                ("filters", not flt.is_empty),
-                ("--skip-completed-jobs", skip_completed_jobs),
-                ("--manifest", manifest is not None),
-                ("--canary", canary is not None),
-                ("--max", max_messages is not None),
-                ("--workers", workers != 1),
-            )
-            if given
-        ]
-        svc.validate_native_rate(rate)
-        if refused:
-            raise UsageError(
-                f"--method native moves the whole DLQ: {', '.join(refused)} cannot be used with it",
-                hint="use --method copy (the default)",
-            )
-    if manifest is not None:
-        flt.message_ids = svc.read_manifest(manifest)
-    queues = _deps.queues()
-    dlq_url = _dlq(queue)
-    if to is not None and not to.strip():
-        # An empty --to is usually an unset shell variable: never fall back to a default.
-        raise UsageError("--to must not be empty", hint="omit it to use the DLQ's source queue")
-    target_url = svc.resolve_target(queues=queues, dlq_url=dlq_url, to=to)
-    store = _deps.store() if skip_completed_jobs else None
-    lease = _lease_seconds()
-    if method is Method.native:
-        svc.check_native(queues=queues, dlq_url=dlq_url)
-    filtered = not flt.is_empty or skip_completed_jobs
-    full_scan = filtered and not dry_run and not yes and is_interactive()
-    preview = svc.preview(
-        queues=queues,
-        dlq_url=dlq_url,
-        target_url=target_url,
-        method=method.value,
-        message_filter=flt,
-        skip_completed_jobs=skip_completed_jobs,
-        store=store,
-        max_messages=max_messages,
-        full_scan=full_scan,
-        workers=workers,
-        lease_seconds=lease,
-        journal_dir=_journal_dir() if method is Method.copy else None,
-    )
-    what = _describe(flt, skip_completed_jobs, max_messages, rate, workers, canary, canary_wait)
-    if preview.scan is not None and preview.scan.interrupted:
+    if plan.preview.scan is not None and plan.preview.scan.interrupted:
         raise KeyboardInterrupt  # Ctrl-C during the preview scan: everything was released
-    _render_preview(preview, what=what)
-    count = (
-        preview.scan.matched
-        if preview.scan is not None
-        else (min(preview.visible, max_messages) if max_messages else preview.visible)
+    _render_preview(plan.preview, what=_describe(request, canary_wait))
+    noun = (
+        "matching messages"
+        if request.filtered and plan.preview.scan is None
+        else f"{plan.count} messages"
     )
-    noun = "matching messages" if filtered and preview.scan is None else f"{count} messages"
-    confirm(
-        f"redrive {noun} from {_name(dlq_url)} to {_name(target_url)}", yes=yes, dry_run=dry_run
+    source, target = _name(plan.dlq_url), _name(plan.target_url)
+    confirm(f"redrive {noun} from {source} to {target}", yes=yes, dry_run=dry_run)
+    arguments = _log_arguments(
+        plan,
+        options={
+            "job_id": list(job_id or []),
+            "customer": list(customer or []),
+            "match": list(match or []),
+            "reason": reason,
+            "older_than": older_than,
+            "newer_than": newer_than,
+            "manifest": str(manifest) if manifest else None,
+            "canary_wait": canary_wait if canary else None,
+        },
     )
-    arguments: dict[str, Any] = {
-        "queue": _name(dlq_url),
-        "to": _name(target_url),
-        "method": method.value,
-        "job_id": list(job_id or []),
-        "customer": list(customer or []),
-        "match": list(match or []),
-        "reason": reason,
-        "older_than": older_than,
-        "newer_than": newer_than,
-        "skip_completed_jobs": skip_completed_jobs,
-        "max": max_messages,
-        "rate": rate,
-        "workers": workers,
-        "manifest": str(manifest) if manifest else None,
-        "manifest_ids": len(flt.message_ids) if flt.message_ids is not None else None,
-        "canary": canary,
-        "canary_wait": canary_wait if canary else None,
-    }
     with recorder("dlq redrive", arguments, dry_run=dry_run) as rec:
         try:
             with _progress_bar(output is Output.table) as progress:
-                if method is Method.native:
-                    result = svc.native_redrive(
-                        queues=queues,
-                        dlq_url=dlq_url,
-                        target_url=target_url,
-                        rate=rate,
-                        dry_run=dry_run,
-                        progress=progress,
-                    )
-                else:
-                    result = svc.copy_redrive(
-                        queues=queues,
-                        dlq_url=dlq_url,
-                        target_url=target_url,
-                        message_filter=flt,
-                        dry_run=dry_run,
-                        max_messages=max_messages,
-                        rate=rate,
-                        workers=workers,
-                        store=store,
-                        skip_completed_jobs=skip_completed_jobs,
-                        canary=canary,
-                        canary_wait_seconds=canary_wait_seconds,
-                        lease_seconds=lease,
-                        progress=progress,
-                        checkpoint=_test_checkpoint(),
-                        journal_dir=_journal_dir(),
-                    )
+                result = svc.execute(plan, progress=progress, checkpoint=checkpoint_from_env())
         except DbopsError as exc:
             partial = getattr(exc, "partial_result", None)
             if isinstance(partial, svc.RedriveResult):
@@ -493,20 +376,46 @@ def redrive(
             raise
         rec.counts = _counts(result)
         render(result, output, table=_summary_table)
-        _warnings(result)
-        if result.interrupted:
-            message(
-                f"Interrupted: moved {result.moved}, released {result.released}; "
-                "nothing in flight was lost."
-            )
-            raise KeyboardInterrupt
-        if result.canary is not None and not result.canary.passed:
-            raise RefusedError(
-                f"canary failed: {len(result.canary.came_back)} of {result.canary.moved} "
-                f"redriven message(s) came back to {_name(dlq_url)} within "
-                f"{format_duration(result.canary.wait_seconds)}; stopped, the rest stay in the DLQ",
-                hint="inspect with `dbops dlq list` before retrying",
-            )
+        _outcome(result)
+
+
+def _log_arguments(plan: svc.RedrivePlan, *, options: dict[str, Any]) -> dict[str, Any]:
+    """The action-log arguments: the options as given, the numbers as checked."""
+    r = plan.request
+    flt = r.message_filter
+    return {
+        "queue": _name(plan.dlq_url),
+        "to": _name(plan.target_url),
+        "method": r.method,
+        **{k: options[k] for k in ("job_id", "customer", "match", "reason")},
+        **{k: options[k] for k in ("older_than", "newer_than")},
+        "skip_completed_jobs": r.skip_completed_jobs,
+        "max": r.max_messages,
+        "rate": r.rate,
+        "workers": r.workers,
+        "manifest": options["manifest"],
+        "manifest_ids": len(flt.message_ids) if flt.message_ids is not None else None,
+        "canary": r.canary,
+        "canary_wait": options["canary_wait"],
+    }
+
+
+def _outcome(result: svc.RedriveResult) -> None:
+    """Warnings, then exit 130 when interrupted or 6 when the canary failed."""
+    _warnings(result)
+    if result.interrupted:
+        message(
+            f"Interrupted: moved {result.moved}, released {result.released}; "
+            "nothing in flight was lost."
+        )
+        raise KeyboardInterrupt
+    if result.canary is not None and not result.canary.passed:
+        raise RefusedError(
+            f"canary failed: {len(result.canary.came_back)} of {result.canary.moved} "
+            f"redriven message(s) came back to {_name(result.source)} within "
+            f"{format_duration(result.canary.wait_seconds)}; stopped, the rest stay in the DLQ",
+            hint="inspect with `dbops dlq list` before retrying",
+        )
 
 
 def _counts(result: svc.RedriveResult) -> dict[str, Any]:
@@ -525,15 +434,15 @@ def _counts(result: svc.RedriveResult) -> dict[str, Any]:
     }
 
 
-def _describe(
-    flt: MessageFilter,
-    skip_completed: bool,
-    max_messages: int | None,
-    rate: float | None,
-    workers: int,
-    canary: int | None,
-    canary_wait: str,
-) -> str:
+def _describe(request: svc.RedriveRequest, canary_wait: str) -> str:
+    flt = request.message_filter
+    skip_completed = request.skip_completed_jobs
+    max_messages, rate, workers, canary = (
+        request.max_messages,
+        request.rate,
+        request.workers,
+        request.canary,
+    )
     parts: list[str] = []
     if flt.job_ids:
         parts.append(f"job ids {', '.join(flt.job_ids[:5])}")
@@ -570,7 +479,7 @@ def redrive_status(queue: QueueOpt = None, output: OutputOpt = Output.table) -> 
         dbops dlq redrive-status -o json
     """
     queues = _deps.queues()
-    tasks = svc.list_move_tasks(queues=queues, dlq_url=_dlq(queue))
+    tasks = svc.list_move_tasks(queues=queues, dlq_url=queue_url(queue))
     render(
         tasks,
         output,
@@ -595,7 +504,7 @@ def redrive_cancel(
         dbops dlq redrive-cancel --yes
     """
     queues = _deps.queues()
-    dlq_url = _dlq(queue)
+    dlq_url = queue_url(queue)
     handle = task_handle or svc.running_task(queues=queues, dlq_url=dlq_url).task_handle
     assert handle is not None
     message(f"Cancel message move task on {_name(dlq_url)}: {handle}")
