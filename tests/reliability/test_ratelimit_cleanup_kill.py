@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import select
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.helpers import invoke
+from tests.pause import start_paused
 
 pytestmark = pytest.mark.reliability
 
@@ -24,23 +20,6 @@ def counts(db):
         "count(*) filter (where created_at >= now() - interval '24 hours') as new "
         "from rate_limit_requests"
     ).fetchone()
-
-
-def wait_for_pause(fifo: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    """Block until the child writes the pause marker (a FIFO: no polling, no sleeping)."""
-    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        waited = 0.0
-        while waited < timeout:
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            waited += 0.5
-            if ready and os.read(fd, 64):
-                return
-            if proc.poll() is not None:
-                raise AssertionError(f"cleanup exited early: {proc.stderr.read().decode()}")
-        raise AssertionError("cleanup never reached the pause point")
-    finally:
-        os.close(fd)
 
 
 def test_sigkill_mid_cleanup_deletes_only_old_rows_and_rerun_finishes(
@@ -66,37 +45,17 @@ def test_sigkill_mid_cleanup_deletes_only_old_rows_and_rerun_finishes(
     ).fetchone()["t"]
     assert counts(db) == {"old": OLD, "new": NEW}
 
-    fifo = tmp_path / "paused"
-    os.mkfifo(fifo)
-    child_env = {
-        **os.environ,
-        "DBOPS_TEST_PAUSE_AT": "after_batch:1",
-        "DBOPS_TEST_PAUSE_FILE": str(fifo),
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dbops",
-            "ratelimit",
-            "cleanup",
-            "--older-than",
-            "24h",
-            "--batch-size",
-            "1000",
-            "--yes",
-        ],
-        env=child_env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    cleanup = start_paused(
+        ["ratelimit", "cleanup", "--older-than", "24h", "--batch-size", "1000", "--yes"],
+        "after_batch",
+        tmp_path,
+        nth=1,
     )
     try:
-        wait_for_pause(fifo, proc)
-        proc.send_signal(signal.SIGKILL)
+        cleanup.wait()
     finally:
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+        cleanup.kill()
+    assert cleanup.proc.returncode == -signal.SIGKILL
 
     # Exactly one committed batch: 1,000 of the old rows are gone, every newer row is there.
     assert counts(db) == {"old": OLD - 1000, "new": NEW}
@@ -105,8 +64,7 @@ def test_sigkill_mid_cleanup_deletes_only_old_rows_and_rerun_finishes(
     ).fetchone()["n"]
     assert oldest_left_new == NEW
 
-    # Re-running (no hook) finishes the job.
-    monkeypatch.delenv("DBOPS_TEST_PAUSE_AT", raising=False)
+    # Re-running (no pause) finishes the job.
     out = invoke(
         [
             "ratelimit",

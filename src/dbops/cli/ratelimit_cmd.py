@@ -6,15 +6,13 @@ function reads the rules, overrides and blocks these commands write (docs/rate-l
 
 from __future__ import annotations
 
-import os
 import sys
-import threading
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from dbops.cli import _deps
+from dbops.cli._checkpoint import checkpoint_from_env
 from dbops.cli._common import DryRunOpt, YesOpt, confirm, duration, recorder
 from dbops.cli.output import Output, OutputOpt, key_values, message, print_table, render, to_data
 from dbops.durations import format_duration
@@ -59,21 +57,6 @@ def _identifier(value: str) -> str:
         if not value:
             raise UsageError("no identifier on stdin")
     return ratelimit.parse_identifier(value)
-
-
-def _test_pause(point: str) -> None:
-    """Test-only hook: with DBOPS_TEST_PAUSE_AT=<point>, write DBOPS_TEST_PAUSE_FILE and block
-    (so a test can SIGKILL the process at a known point). Inert when the variable is unset."""
-    if os.environ.get("DBOPS_TEST_PAUSE_AT") != point:
-        return
-    marker = os.environ.get("DBOPS_TEST_PAUSE_FILE")
-    if marker:
-        Path(marker).write_text(str(os.getpid()))
-    threading.Event().wait()
-
-
-def _after_batch(batch: int, _total: int) -> None:
-    _test_pause(f"after_batch:{batch}")
 
 
 def _when(value: Any) -> str:
@@ -410,7 +393,6 @@ def reset(
 
             def progress(batch: int, total: int) -> None:
                 rec.counts = {"requests_in_window": plan.requests, "deleted": total}
-                _after_batch(batch, total)
 
             result = ratelimit.reset(
                 store=store,
@@ -418,6 +400,7 @@ def reset(
                 plan=result,
                 batch_size=batch_size,
                 on_batch=progress,
+                checkpoint=checkpoint_from_env(),
             )
             rec.counts = {"requests_in_window": plan.requests, "deleted": result.deleted}
             message(f"deleted {result.deleted} request(s); {shown} is allowed again")
@@ -558,10 +541,13 @@ def cleanup(
 
             def progress(batch: int, total: int) -> None:
                 rec.counts = {"requests": plan.requests, "deleted": total, "batches": batch}
-                _after_batch(batch, total)
 
             result = ratelimit.cleanup(
-                store=store, plan=result, batch_size=batch_size, on_batch=progress
+                store=store,
+                plan=result,
+                batch_size=batch_size,
+                on_batch=progress,
+                checkpoint=checkpoint_from_env(),
             )
             rec.counts = {
                 "requests": plan.requests,

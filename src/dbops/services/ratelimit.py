@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from dbops.errors import NotFoundError, UsageError
-from dbops.ports import Store
+from dbops.ports import Checkpoint, Store
 from dbops.services.redact import mask_identifier, redact_text
 
 DEFAULT_BATCH = 10_000
@@ -355,6 +355,7 @@ def reset(
     plan: ResetResult,
     batch_size: int = DEFAULT_BATCH,
     on_batch: BatchCallback | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> ResetResult:
     """Delete the identifier's requests inside every window (batched), so it is allowed now."""
     identifier = parse_identifier(identifier)
@@ -373,6 +374,8 @@ def reset(
         deleted += int(row["deleted"])
         if on_batch is not None:
             on_batch(batches, deleted)
+        if checkpoint is not None:
+            checkpoint("after_batch")  # committed: a test may kill the run here
         if int(row["deleted"]) < batch_size:
             break
     return plan.model_copy(update={"deleted": deleted, "batches": batches})
@@ -489,6 +492,7 @@ def cleanup(
     plan: CleanupResult,
     batch_size: int = DEFAULT_BATCH,
     on_batch: BatchCallback | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> CleanupResult:
     """Delete request rows and denial counters older than `plan.cutoff`, one batch per call.
 
@@ -506,6 +510,8 @@ def cleanup(
         deleted_denials += got_denials
         if on_batch is not None:
             on_batch(batches, deleted_requests + deleted_denials)
+        if checkpoint is not None:
+            checkpoint("after_batch")  # committed: a test may kill the run here
         if got_requests < batch_size and got_denials < batch_size:
             break
     return plan.model_copy(
