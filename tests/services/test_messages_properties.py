@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from dbops.ports import QueueMessage
 from dbops.services import dlq, jobs, slack
 from dbops.services.messages import MessageFilter, parse
-from dbops.services.personal import MASK, mask_body, mask_text
+from dbops.services.redact import MASK, mask_body, mask_text
 
 # JSON values: scalars of every type, nested a few levels.
 json_scalars = st.one_of(

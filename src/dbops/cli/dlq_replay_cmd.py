@@ -1,10 +1,9 @@
 """`dbops dlq replay FILE`: send an export, a purge/delete backup or a manifest back to a
-queue. Registered on the `dlq` app by `dlq_cmd.py` through `register(app)`.
+queue. Registered on the `dlq` app through `register(app)` by `cli/main.py`'s loader.
 
-Test-only hooks (inert unless set): `DBOPS_TEST_PAUSE_AT=replay_after_send[:n]` (after the
-n-th SendMessageBatch returned, before its progress is recorded) or
-`replay_after_progress[:n]` (after it is recorded and fsynced), with
-`DBOPS_TEST_PAUSE_MARKER=FILE`: the process writes FILE and blocks, to be killed there.
+Checkpoints (the test seam, `dbops.cli._checkpoint`): `replay_after_send` (the n-th
+SendMessageBatch returned, its progress not yet recorded) and `replay_after_progress`
+(recorded and fsynced).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from dbops.cli import _deps
+from dbops.cli._checkpoint import checkpoint_from_env
 from dbops.cli._common import DryRunOpt, YesOpt, confirm, recorder
 from dbops.cli.output import Output, OutputOpt, message, render
 from dbops.errors import DbopsError, RemoteError, UsageError
@@ -74,7 +74,7 @@ def replay(
         dbops dlq replay jobs-dlq-purge-20240501T100000Z.jsonl --dry-run
         dbops dlq replay reviewed.jsonl --to jobs --rate 50 --yes
     """
-    from dbops.services import replay as svc
+    from dbops.services.dlq import replay as svc
 
     svc.validate(rate=rate, workers=workers)
     if to is not None and not to.strip():
@@ -120,6 +120,7 @@ def replay(
                 rate=rate,
                 workers=workers,
                 counts=rec.counts,
+                checkpoint=checkpoint_from_env(),
             )
         except DbopsError as exc:
             partial = getattr(exc, "partial_result", None)

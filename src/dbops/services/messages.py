@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from dbops.errors import UsageError
 from dbops.ports import QueueMessage
-from dbops.services.personal import NOT_JSON, load_json
+from dbops.services.redact import NOT_JSON, load_json
 
 BodyKind = Literal["object", "array", "string", "number", "boolean", "null", "text"]
 
