@@ -366,45 +366,37 @@ def export(
     )
     lease_seconds = parse_duration(lease, option="--lease")
     url = queue_url(queue)
-    port = _deps.queues()
+    scan: dict[str, Any] = {
+        "queues": _deps.queues(),
+        "queue_url": url,
+        "message_filter": flt,
+        "lease": lease_seconds,
+        "limit": max_messages,
+        "mask": not reveal,
+        "checkpoint": checkpoint_from_env(),
+    }
     with progress_bar("exporting", approximate_depth(url)) as update:
         if out == "-":
-            result = dlq.export_messages(
-                queues=port,
-                queue_url=url,
-                stream=sys.stdout,
-                message_filter=flt,
-                lease=lease_seconds,
-                limit=max_messages,
-                progress=update,
-                mask=not reveal,
-                checkpoint=checkpoint_from_env(),
-            )
+            result = dlq.export_messages(stream=sys.stdout, progress=update, **scan)
         else:
-            result = dlq.export_to_file(
-                queues=port,
-                queue_url=url,
-                path=Path(out).expanduser(),
-                overwrite=force,
-                message_filter=flt,
-                lease=lease_seconds,
-                limit=max_messages,
-                progress=update,
-                mask=not reveal,
-                checkpoint=checkpoint_from_env(),
-            )
+            path = Path(out).expanduser()
+            result = dlq.export_to_file(path=path, overwrite=force, progress=update, **scan)
+    if out == "-" or output is Output.table:
+        message(_export_summary(result, bounded=max_messages is not None))
+        return
+    render(result, output)
+
+
+def _export_summary(result: dlq.ExportResult, *, bounded: bool) -> str:
     summary = (
         f"exported {result.exported} of {result.scanned} scanned message(s) from "
         f"{result.queue}"
         + (f" to {result.path}" if result.path else "")
         + (" (personal data masked; --reveal for a raw export)" if result.masked else " (raw)")
     )
-    if not result.drained and max_messages is None:
+    if not result.drained and not bounded:
         summary += (
             f"; warning: the queue still reports {result.visible_at_end} visible "
             "message(s) it would not return (FIFO groups or a busy queue): re-run"
         )
-    if out == "-" or output is Output.table:
-        message(summary)
-        return
-    render(result, output)
+    return summary

@@ -31,6 +31,66 @@ def _summary(result: Any) -> None:
     )
 
 
+def _announce(preview: Any, path: Path) -> None:
+    message(
+        f"Replay {preview.to_send} of {preview.messages} message(s) from {path} to "
+        f"{preview.target}{' (FIFO)' if preview.target_fifo else ''}"
+        + (
+            f"; {preview.already_sent} already sent (per {preview.progress_file})"
+            if preview.already_sent
+            else ""
+        )
+        + (f"; {preview.duplicates} repeated line(s) skipped" if preview.duplicates else "")
+        + "."
+    )
+
+
+def _run(
+    queues: Any,
+    plan: Any,
+    target: Any,
+    *,
+    rate: float | None,
+    workers: int,
+    output: Output,
+    arguments: dict[str, Any],
+    counts: dict[str, Any],
+) -> Any:
+    """Replay under the action recorder; a partial result is rendered before a failure."""
+    from dbops.services.dlq import replay as svc
+
+    with recorder("dlq replay", arguments) as rec:
+        rec.counts = counts
+        try:
+            result = svc.replay(
+                queues=queues,
+                replay_plan=plan,
+                target=target,
+                rate=rate,
+                workers=workers,
+                counts=rec.counts,
+                checkpoint=checkpoint_from_env(),
+            )
+        except DbopsError as exc:
+            partial = getattr(exc, "partial_result", None)
+            if isinstance(partial, svc.ReplayResult) and output in (Output.json, Output.jsonl):
+                render(partial, output)
+            raise
+        rec.counts = {
+            "messages": result.messages,
+            "already_sent": result.already_sent,
+            "sent": result.sent,
+            "failed": result.failed,
+            "not_sent": result.not_sent,
+            "send_calls": result.send_calls,
+        }
+        render(result, output, table=_summary)
+        if result.interrupted:
+            message(f"Interrupted: sent {result.sent}; re-run to send the rest (each once).")
+            raise KeyboardInterrupt
+    return result
+
+
 def replay(
     file: Annotated[
         Path,
@@ -86,17 +146,7 @@ def replay(
     target_url = queues.resolve_url(to if to else svc.default_target(plan))
     target = svc.target_facts(queues, target_url)
     preview = svc.preview(replay_plan=plan, target=target)
-    message(
-        f"Replay {preview.to_send} of {preview.messages} message(s) from {path} to "
-        f"{preview.target}{' (FIFO)' if preview.target_fifo else ''}"
-        + (
-            f"; {preview.already_sent} already sent (per {preview.progress_file})"
-            if preview.already_sent
-            else ""
-        )
-        + (f"; {preview.duplicates} repeated line(s) skipped" if preview.duplicates else "")
-        + "."
-    )
+    _announce(preview, path)
     arguments: dict[str, Any] = {
         "file": str(path),
         "to": preview.target,
@@ -110,35 +160,16 @@ def replay(
         return
     if preview.to_send:
         confirm(f"replay {preview.to_send} message(s) to {preview.target}", yes=yes, dry_run=False)
-    with recorder("dlq replay", arguments) as rec:
-        rec.counts = {"messages": preview.messages, "already_sent": preview.already_sent}
-        try:
-            result = svc.replay(
-                queues=queues,
-                replay_plan=plan,
-                target=target,
-                rate=rate,
-                workers=workers,
-                counts=rec.counts,
-                checkpoint=checkpoint_from_env(),
-            )
-        except DbopsError as exc:
-            partial = getattr(exc, "partial_result", None)
-            if isinstance(partial, svc.ReplayResult) and output in (Output.json, Output.jsonl):
-                render(partial, output)
-            raise
-        rec.counts = {
-            "messages": result.messages,
-            "already_sent": result.already_sent,
-            "sent": result.sent,
-            "failed": result.failed,
-            "not_sent": result.not_sent,
-            "send_calls": result.send_calls,
-        }
-        render(result, output, table=_summary)
-        if result.interrupted:
-            message(f"Interrupted: sent {result.sent}; re-run to send the rest (each once).")
-            raise KeyboardInterrupt
+    result = _run(
+        queues,
+        plan,
+        target,
+        rate=rate,
+        workers=workers,
+        output=output,
+        arguments=arguments,
+        counts={"messages": preview.messages, "already_sent": preview.already_sent},
+    )
     if result.failed:
         shown = "; ".join(f"{f.message_id}: {f.reason}" for f in result.failures[:3])
         raise RemoteError(f"{result.failed} message(s) could not be sent: {shown}")

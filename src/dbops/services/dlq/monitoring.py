@@ -90,25 +90,7 @@ def monitor(
     if notifier is None:
         return result
     result.notify = channel or notifier.name
-    state_ok = False
-    if store is None:
-        result.state = "unavailable"
-        result.warnings.append(
-            (store_warning or "no database")
-            + ": alert state is not kept, so every alerting check notifies"
-        )
-    else:
-        try:
-            rows = store.call("dbops_dlq_monitor_get", {"p_queue": queue_url})
-            state_ok = True
-            result.state = "database"
-            if rows and rows[0].get("last_alert_depth") is not None:
-                result.last_alert_depth = int(rows[0]["last_alert_depth"])
-        except DbopsError as exc:
-            result.state = "unavailable"
-            result.warnings.append(
-                f"alert state unavailable ({exc.one_line()}): every alerting check notifies"
-            )
+    state_ok = _read_state(result, store=store, store_warning=store_warning, queue_url=queue_url)
     if not result.alerting:
         result.notify_skipped = "below threshold"
     elif result.last_alert_depth is not None and counts.total <= result.last_alert_depth:
@@ -116,22 +98,7 @@ def monitor(
             f"depth has not grown since the last alert (at depth {result.last_alert_depth})"
         )
     else:
-        try:
-            result.messages = _alert_messages(queues=queues, queue_url=queue_url, count=sample_size)
-        except DbopsError as exc:
-            result.warnings.append(f"could not sample messages: {exc.one_line()}")
-        payload = slack.dlq_alert(
-            queue=name,
-            depth=counts.total,
-            threshold=threshold,
-            previous_alert_depth=result.last_alert_depth,
-            messages=result.messages,
-        )
-        try:
-            notifier.send(payload)
-            result.notified = True
-        except DbopsError as exc:
-            result.notify_error = exc.one_line()
+        _notify(result, queues=queues, queue_url=queue_url, notifier=notifier, count=sample_size)
     if state_ok and store is not None:
         try:
             store.call(
@@ -146,3 +113,55 @@ def monitor(
         except DbopsError as exc:
             result.warnings.append(f"could not record alert state: {exc.one_line()}")
     return result
+
+
+def _read_state(
+    result: MonitorResult, *, store: Store | None, store_warning: str | None, queue_url: str
+) -> bool:
+    """Fill the last alert depth from the database; False when there is no alert state."""
+    if store is None:
+        result.state = "unavailable"
+        result.warnings.append(
+            (store_warning or "no database")
+            + ": alert state is not kept, so every alerting check notifies"
+        )
+        return False
+    try:
+        rows = store.call("dbops_dlq_monitor_get", {"p_queue": queue_url})
+    except DbopsError as exc:
+        result.state = "unavailable"
+        result.warnings.append(
+            f"alert state unavailable ({exc.one_line()}): every alerting check notifies"
+        )
+        return False
+    result.state = "database"
+    if rows and rows[0].get("last_alert_depth") is not None:
+        result.last_alert_depth = int(rows[0]["last_alert_depth"])
+    return True
+
+
+def _notify(
+    result: MonitorResult,
+    *,
+    queues: Queues,
+    queue_url: str,
+    notifier: slack.Notifier,
+    count: int,
+) -> None:
+    """Sample the messages and send the alert; a failure is kept in `notify_error`."""
+    try:
+        result.messages = _alert_messages(queues=queues, queue_url=queue_url, count=count)
+    except DbopsError as exc:
+        result.warnings.append(f"could not sample messages: {exc.one_line()}")
+    payload = slack.dlq_alert(
+        queue=result.queue,
+        depth=result.depth,
+        threshold=result.threshold,
+        previous_alert_depth=result.last_alert_depth,
+        messages=result.messages,
+    )
+    try:
+        notifier.send(payload)
+        result.notified = True
+    except DbopsError as exc:
+        result.notify_error = exc.one_line()
