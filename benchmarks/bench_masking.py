@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dbops.ports import QueueMessage
 from dbops.services import dlq
 from dbops.services.messages import parse
-from dbops.services.personal import mask_text
+from dbops.services.redact import mask_text
 
 MIB = 1024 * 1024
 RUNS = 3

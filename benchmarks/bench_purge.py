@@ -38,7 +38,8 @@ from typing import Any
 
 from benchmarks.bench_redrive import _client, drop, make_pair, sqs_endpoint
 from dbops.adapters.sqs import SqsQueues
-from dbops.services import dlq_purge, replay
+from dbops.services.dlq import purging as dlq_purge
+from dbops.services.dlq import replay
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """A small, test-only HTTP endpoint that follows PostgREST's RPC convention.
 
 It lets the Supabase transport be tested end to end through supabase-py over real HTTP
-(DESIGN.md section 6) without a Supabase project:
+(architecture.md section 6) without a Supabase project:
 
 - `POST /<project>/rest/v1/rpc/<fn>` with a JSON object of named arguments (and
   `GET` with the arguments in the query string, as `rpc(..., get=True)` sends them).

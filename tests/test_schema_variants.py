@@ -29,7 +29,7 @@ from tests.helpers import invoke
 Conn = psycopg.Connection[Any]
 HOUR = 3600
 
-# Stale as DESIGN.md defines it, in plain SQL (independent of dbops' own functions).
+# Stale as docs/architecture.md defines it, in plain SQL (independent of dbops' own functions).
 STALE_SQL = """
 select j.id::text as id from jobs j
 where j.status = 'in_progress'

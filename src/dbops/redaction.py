@@ -1,4 +1,4 @@
-"""Secrets inside URLs and connection strings (DESIGN.md section 5.5).
+"""Secrets inside URLs and connection strings (architecture.md section 5.5).
 
 A leaf module (only `re` and `urllib.parse`) shared by the adapters, the services and the
 CLI, so that every message is built the same way:

@@ -1,7 +1,7 @@
 """Bad-input matrix: every command, fed malformed input, fails cleanly.
 
 One table (CASES) drives one test. Each case names the command it covers, the arguments
-after it, the exit code DESIGN.md section 1 documents for that failure (2 usage,
+after it, the exit code architecture.md section 1 documents for that failure (2 usage,
 3 configuration, 4 not found, 5 remote, 6 refused) and why. Each invocation must fail with
 that code, print nothing on stdout, and print exactly one `Error: ...` line on stderr (or,
 for usage errors click itself reports, click's standard `Usage:/Try/Error:` block), never a

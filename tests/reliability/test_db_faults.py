@@ -1,4 +1,4 @@
-"""The database connection dropped mid-command (DESIGN.md section 5.2): exit 5, one clear
+"""The database connection dropped mid-command (architecture.md section 5.2): exit 5, one clear
 line, and nothing half-applied outside a transaction; re-running converges.
 
 dbops runs as a subprocess; the test terminates its backend from another session

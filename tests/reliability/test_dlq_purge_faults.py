@@ -1,4 +1,4 @@
-"""`dbops dlq purge` when things fail part-way (DESIGN.md section 5, invariants 1 and 8):
+"""`dbops dlq purge` when things fail part-way (architecture.md section 5, invariants 1 and 8):
 
 - the backup cannot be written (a file-size limit, RLIMIT_FSIZE, on the subprocess): exit 6
   with one line naming the file and the OS error, the partial file removed, nothing

@@ -1,10 +1,10 @@
-"""DESIGN.md section 5, invariants 1 and 8, for `dbops dlq purge`: a purge SIGKILLed at
+"""architecture.md section 5, invariants 1 and 8, for `dbops dlq purge`: a purge SIGKILLed at
 any point leaves every message in the DLQ or in the backup (and every deleted one in the
 backup).
 
-`dbops dlq purge` runs as a subprocess. The test-only hook DBOPS_TEST_PAUSE_AT=<point>
-makes it write DBOPS_TEST_PAUSE_MARKER and block at that point; the test waits for the
-marker, then SIGKILLs the process. Points: `backup_batch` (a received batch was written to
+`dbops dlq purge` runs as a subprocess paused at a checkpoint (the one test seam:
+`tests/pause.py`, `dbops.cli._checkpoint`); the test waits until it is there, then SIGKILLs
+the process. Points: `backup_batch` (a received batch was written to
 the backup), `after_backup` (the backup is complete and fsynced, nothing deleted yet),
 `mid_delete` (the first DeleteMessageBatch answered). A short `--lease` lets the messages
 the killed process held come back quickly.
@@ -13,10 +13,7 @@ the killed process held come back quickly.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import QueuePair
+from tests.pause import Paused, start_paused
 
 pytestmark = [pytest.mark.reliability, pytest.mark.sqs]
 
@@ -47,35 +45,13 @@ def _seed(client: Any, url: str) -> list[str]:
     return bodies
 
 
-def _start(point: str, marker: Path, *args: str) -> subprocess.Popen[str]:
-    env = dict(os.environ)
-    env.update({"DBOPS_TEST_PAUSE_AT": point, "DBOPS_TEST_PAUSE_MARKER": str(marker)})
-    return subprocess.Popen(
-        [sys.executable, "-m", "dbops", "dlq", "purge", "--yes", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+def _start(point: str, tmp_path: Path, *args: str) -> Paused:
+    return start_paused(["dlq", "purge", "--yes", *args], point, tmp_path)
 
 
-def _wait_for_marker(marker: Path, process: subprocess.Popen[str], timeout: float = 120) -> None:
-    """Wait until the process reports it reached the pause point (or fail if it exits)."""
-    deadline = time.monotonic() + timeout
-    while not marker.exists():
-        if process.poll() is not None:
-            _, err = process.communicate()
-            pytest.fail(f"purge exited {process.returncode} before the pause point:\n{err}")
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("purge never reached the pause point")
-        time.sleep(0.05)
-
-
-def _kill(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=30)
-    assert process.returncode == -signal.SIGKILL
+def _kill(paused: Paused) -> None:
+    paused.kill()
+    assert paused.proc.returncode == -signal.SIGKILL
 
 
 def _counts(client: Any, url: str) -> tuple[int, int]:
@@ -100,12 +76,12 @@ def _backup(path: Path) -> list[str]:
 
 def _run(env: Any, tmp_path: Path, point: str) -> tuple[list[str], list[str], list[str]]:
     bodies = _seed(env.client, env.dlq_url)
-    marker, backup = tmp_path / "paused", tmp_path / "backup.jsonl"
-    process = _start(point, marker, "--backup", str(backup), "--lease", LEASE)
+    backup = tmp_path / "backup.jsonl"
+    paused = _start(point, tmp_path, "--backup", str(backup), "--lease", LEASE)
     try:
-        _wait_for_marker(marker, process)
+        paused.wait()
     finally:
-        _kill(process)
+        _kill(paused)
     return bodies, _backup(backup), _after_the_lease(env.client, env.dlq_url)
 
 
@@ -136,17 +112,15 @@ def test_purge_interrupted_mid_delete_releases_the_rest_at_once(env, tmp_path):
     """Ctrl-C (SIGINT) during the deletes: exit 130, what was deleted is in the backup, and
     every other held message is released at once (visible, not left to a 5-minute lease)."""
     bodies = _seed(env.client, env.dlq_url)
-    marker, backup = tmp_path / "paused", tmp_path / "backup.jsonl"
-    process = _start("mid_delete", marker, "--backup", str(backup), "--lease", "5m")
+    backup = tmp_path / "backup.jsonl"
+    paused = _start("mid_delete", tmp_path, "--backup", str(backup), "--lease", "5m")
     try:
-        _wait_for_marker(marker, process)
-        process.send_signal(signal.SIGINT)
-        _out, err = process.communicate(timeout=60)
+        paused.wait()
+        paused.proc.send_signal(signal.SIGINT)
+        code, _out, err = paused.finish(timeout=60)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(30)
-    assert process.returncode == 130, err
+        paused.kill()
+    assert code == 130, err
     assert err.strip().splitlines()[-1] == "Error: interrupted"
     visible, in_flight = _counts(env.client, env.dlq_url)
     assert in_flight == 0 and 0 < visible <= COUNT - 10

@@ -1,22 +1,20 @@
-"""DESIGN.md section 5, invariant 8, for `dbops dlq replay`: killed (SIGKILL) and re-run,
+"""architecture.md section 5, invariant 8, for `dbops dlq replay`: killed (SIGKILL) and re-run,
 a replay sends each line of its file once.
 
-`dbops dlq replay` runs as a subprocess with one worker (so batches go in file order). The
-test-only hook DBOPS_TEST_PAUSE_AT=<point>:<n> makes it write DBOPS_TEST_PAUSE_MARKER and
-block the n-th time it reaches <point>: `replay_after_progress` (a batch was sent and its
-entries recorded in FILE.replay-progress, fsynced) or `replay_after_send` (a batch was
-sent, not yet recorded: the one window in which a re-run sends a batch again, which a FIFO
-target absorbs through the deterministic MessageDeduplicationId).
+`dbops dlq replay` runs as a subprocess with one worker (so batches go in file order),
+paused the n-th time it reaches a checkpoint (the one test seam: `tests/pause.py`,
+`dbops.cli._checkpoint`), then SIGKILLed there. Points: `replay_after_progress` (a batch
+was sent and its entries recorded in FILE.replay-progress, fsynced) or `replay_after_send`
+(a batch was sent, not yet recorded: the one window in which a re-run sends a batch again,
+which a FIFO target absorbs through the deterministic MessageDeduplicationId).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import QueuePair
+from tests.pause import start_paused
 
 pytestmark = [pytest.mark.reliability, pytest.mark.sqs]
 
@@ -49,55 +48,29 @@ def _backup_file(path: Path, queue: str, *, fifo: bool = False) -> list[str]:
     return bodies
 
 
-def _replay(path: Path, target: str, pause: str | None, marker: Path) -> subprocess.Popen[str]:
-    env = dict(os.environ)
-    if pause:
-        env.update({"DBOPS_TEST_PAUSE_AT": pause, "DBOPS_TEST_PAUSE_MARKER": str(marker)})
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dbops",
-            "dlq",
-            "replay",
-            str(path),
-            "--to",
-            target,
-            "--workers",
-            "1",
-            "--yes",
-            "-o",
-            "json",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+def _args(path: Path, target: str) -> list[str]:
+    return ["dlq", "replay", str(path), "--to", target, "--workers", "1", "--yes", "-o", "json"]
 
 
 def _kill_at(path: Path, target: str, pause: str, tmp_path: Path) -> None:
-    marker = tmp_path / "paused"
-    process = _replay(path, target, pause, marker)
+    point, _, nth = pause.partition(":")
+    paused = start_paused(_args(path, target), point, tmp_path, nth=int(nth or 1))
     try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            if process.poll() is not None:
-                _, err = process.communicate()
-                pytest.fail(f"replay exited {process.returncode} before {pause}:\n{err}")
-            assert time.monotonic() < deadline, f"replay never reached {pause}"
-            time.sleep(0.05)
+        paused.wait()
     finally:
-        process.send_signal(signal.SIGKILL)
-        process.communicate(timeout=30)
-    assert process.returncode == -signal.SIGKILL
+        paused.kill()
+    assert paused.proc.returncode == -signal.SIGKILL
 
 
 def _rerun(path: Path, target: str, tmp_path: Path) -> dict[str, Any]:
-    process = _replay(path, target, None, tmp_path / "unused")
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 0, err
-    return dict(json.loads(out))
+    process = subprocess.run(
+        [sys.executable, "-m", "dbops", *_args(path, target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert process.returncode == 0, process.stderr
+    return dict(json.loads(process.stdout))
 
 
 def _received(client: Any, url: str) -> Counter[str]:

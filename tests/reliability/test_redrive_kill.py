@@ -1,4 +1,4 @@
-"""DESIGN.md section 5, invariant 1: a redrive killed at any point loses no message.
+"""architecture.md section 5, invariant 1: a redrive killed at any point loses no message.
 
 `dbops dlq redrive` runs as a subprocess against the session's SQS endpoint, paused at a
 known point through the one test seam (`tests.pause.start_paused`); the test kills it with

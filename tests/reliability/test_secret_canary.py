@@ -1,4 +1,4 @@
-"""Secret canary (DESIGN.md section 5.5): distinctive values in every secret setting must
+"""Secret canary (architecture.md section 5.5): distinctive values in every secret setting must
 never come back out, whatever the command, its outcome, or `--debug`.
 
 Every secret setting gets a canary: the database password (used for real: pgserver

@@ -1,4 +1,4 @@
-"""SQS throttling and 5xx under the queue-touching commands (DESIGN.md section 5.1).
+"""SQS throttling and 5xx under the queue-touching commands (architecture.md section 5.1).
 
 A real HTTP proxy (tests/faultproxy.py) sits between dbops and the session's SQS server
 and fails a deterministic share of calls with the errors SQS's JSON protocol returns:

@@ -1,6 +1,6 @@
-"""Purge and delete (services/dlq_purge.py) against moto over HTTP: snapshot-bounded,
-every removed message backed up first, deleted by the receipt handles of the backup scan,
-new arrivals left in place, --fast (PurgeQueue) kept behind its guard."""
+"""Purge and delete (services/dlq/purging.py and snapshot.py) against moto over HTTP:
+snapshot-bounded, every removed message backed up first, deleted by the receipt handles of
+the backup scan, new arrivals left in place, --fast (PurgeQueue) kept behind its guard."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import pytest
 
 from dbops.adapters.sqs import SqsQueues
 from dbops.errors import RefusedError, RemoteError, UsageError
-from dbops.services import dlq, dlq_purge
+from dbops.services import dlq
+from dbops.services.dlq import purging as dlq_purge
+from dbops.services.dlq import snapshot
 from dbops.services.messages import MessageFilter
 from tests.helpers import require_purge_in_progress_rule
 
@@ -315,7 +317,7 @@ def test_backup_record_keeps_every_attribute_type_raw():
         body='{"email": "bob@corp.io"}',
         message_attributes=ATTRIBUTES,
     )
-    record = dlq_purge.backup_record(parse(message), queue="q")
+    record = snapshot.backup_record(parse(message), queue="q")
     assert record["body"] == '{"email": "bob@corp.io"}'  # never masked
     assert record["message_attributes"]["blob"] == {"DataType": "Binary", "BinaryValue": "AAH+/w=="}
     assert record["message_attributes"]["ratio"] == ATTRIBUTES["ratio"]

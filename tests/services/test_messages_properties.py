@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from dbops.ports import QueueMessage
 from dbops.services import dlq, jobs, slack
 from dbops.services.messages import MessageFilter, parse
-from dbops.services.personal import MASK, mask_body, mask_text
+from dbops.services.redact import MASK, mask_body, mask_text
 
 # JSON values: scalars of every type, nested a few levels.
 json_scalars = st.one_of(
@@ -121,7 +121,7 @@ def test_any_message_parses_and_renders(body, attributes, system, reveal):
     detail = jobs.JobDetail(
         job=jobs.Job(id=uuid.uuid4(), status="failed", metadata=parsed.body_json or {}),
         dlq_messages=[
-            jobs.DlqMessage(message_id=parsed.message_id, reason=parsed.reason, body=body)
+            jobs.JobDlqMessage(message_id=parsed.message_id, reason=parsed.reason, body=body)
         ],
     )
     _serialises(jobs.mask_detail(detail))

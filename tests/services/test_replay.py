@@ -1,4 +1,4 @@
-"""`dlq replay` service (services/replay.py) against moto over HTTP: file validation,
+"""`dlq replay` service (services/dlq/replay.py) against moto over HTTP: file validation,
 masked exports refused, bodies and attributes sent exactly as they were, FIFO group ids
 kept with deterministic deduplication ids, full batches, and a progress file that makes a
 re-run send each line once."""
@@ -15,7 +15,7 @@ import pytest
 
 from dbops.adapters.sqs import SqsQueues
 from dbops.errors import RefusedError, UsageError
-from dbops.services import dlq_purge, replay
+from dbops.services.dlq import replay, snapshot
 
 ATTRIBUTES: dict[str, Any] = {
     "job_id": {"DataType": "String", "StringValue": "j-1"},
@@ -40,7 +40,7 @@ def record(
     attributes: dict[str, Any] | None = None,
     group: str | None = None,
 ) -> dict[str, Any]:
-    plain = dlq_purge.plain_attributes(attributes or {})
+    plain = snapshot.plain_attributes(attributes or {})
     return {
         "message_id": message_id or str(uuid.uuid4()),
         "queue": queue,

@@ -1,10 +1,9 @@
 """`dbops dlq replay FILE`: send an export, a purge/delete backup or a manifest back to a
-queue. Registered on the `dlq` app by `dlq_cmd.py` through `register(app)`.
+queue. Registered on the `dlq` app through `register(app)` by `cli/main.py`'s loader.
 
-Test-only hooks (inert unless set): `DBOPS_TEST_PAUSE_AT=replay_after_send[:n]` (after the
-n-th SendMessageBatch returned, before its progress is recorded) or
-`replay_after_progress[:n]` (after it is recorded and fsynced), with
-`DBOPS_TEST_PAUSE_MARKER=FILE`: the process writes FILE and blocks, to be killed there.
+Checkpoints (the test seam, `dbops.cli._checkpoint`): `replay_after_send` (the n-th
+SendMessageBatch returned, its progress not yet recorded) and `replay_after_progress`
+(recorded and fsynced).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from dbops.cli import _deps
+from dbops.cli._checkpoint import checkpoint_from_env
 from dbops.cli._common import DryRunOpt, YesOpt, confirm, recorder
 from dbops.cli.output import Output, OutputOpt, message, render
 from dbops.errors import DbopsError, RemoteError, UsageError
@@ -29,6 +29,66 @@ def _summary(result: Any) -> None:
         + (f"; {result.not_sent} not sent (stopped early)" if result.not_sent else "")
         + f"; progress in {result.progress_file}"
     )
+
+
+def _announce(preview: Any, path: Path) -> None:
+    message(
+        f"Replay {preview.to_send} of {preview.messages} message(s) from {path} to "
+        f"{preview.target}{' (FIFO)' if preview.target_fifo else ''}"
+        + (
+            f"; {preview.already_sent} already sent (per {preview.progress_file})"
+            if preview.already_sent
+            else ""
+        )
+        + (f"; {preview.duplicates} repeated line(s) skipped" if preview.duplicates else "")
+        + "."
+    )
+
+
+def _run(
+    queues: Any,
+    plan: Any,
+    target: Any,
+    *,
+    rate: float | None,
+    workers: int,
+    output: Output,
+    arguments: dict[str, Any],
+    counts: dict[str, Any],
+) -> Any:
+    """Replay under the action recorder; a partial result is rendered before a failure."""
+    from dbops.services.dlq import replay as svc
+
+    with recorder("dlq replay", arguments) as rec:
+        rec.counts = counts
+        try:
+            result = svc.replay(
+                queues=queues,
+                replay_plan=plan,
+                target=target,
+                rate=rate,
+                workers=workers,
+                counts=rec.counts,
+                checkpoint=checkpoint_from_env(),
+            )
+        except DbopsError as exc:
+            partial = getattr(exc, "partial_result", None)
+            if isinstance(partial, svc.ReplayResult) and output in (Output.json, Output.jsonl):
+                render(partial, output)
+            raise
+        rec.counts = {
+            "messages": result.messages,
+            "already_sent": result.already_sent,
+            "sent": result.sent,
+            "failed": result.failed,
+            "not_sent": result.not_sent,
+            "send_calls": result.send_calls,
+        }
+        render(result, output, table=_summary)
+        if result.interrupted:
+            message(f"Interrupted: sent {result.sent}; re-run to send the rest (each once).")
+            raise KeyboardInterrupt
+    return result
 
 
 def replay(
@@ -74,7 +134,7 @@ def replay(
         dbops dlq replay jobs-dlq-purge-20240501T100000Z.jsonl --dry-run
         dbops dlq replay reviewed.jsonl --to jobs --rate 50 --yes
     """
-    from dbops.services import replay as svc
+    from dbops.services.dlq import replay as svc
 
     svc.validate(rate=rate, workers=workers)
     if to is not None and not to.strip():
@@ -86,17 +146,7 @@ def replay(
     target_url = queues.resolve_url(to if to else svc.default_target(plan))
     target = svc.target_facts(queues, target_url)
     preview = svc.preview(replay_plan=plan, target=target)
-    message(
-        f"Replay {preview.to_send} of {preview.messages} message(s) from {path} to "
-        f"{preview.target}{' (FIFO)' if preview.target_fifo else ''}"
-        + (
-            f"; {preview.already_sent} already sent (per {preview.progress_file})"
-            if preview.already_sent
-            else ""
-        )
-        + (f"; {preview.duplicates} repeated line(s) skipped" if preview.duplicates else "")
-        + "."
-    )
+    _announce(preview, path)
     arguments: dict[str, Any] = {
         "file": str(path),
         "to": preview.target,
@@ -110,34 +160,16 @@ def replay(
         return
     if preview.to_send:
         confirm(f"replay {preview.to_send} message(s) to {preview.target}", yes=yes, dry_run=False)
-    with recorder("dlq replay", arguments) as rec:
-        rec.counts = {"messages": preview.messages, "already_sent": preview.already_sent}
-        try:
-            result = svc.replay(
-                queues=queues,
-                replay_plan=plan,
-                target=target,
-                rate=rate,
-                workers=workers,
-                counts=rec.counts,
-            )
-        except DbopsError as exc:
-            partial = getattr(exc, "partial_result", None)
-            if isinstance(partial, svc.ReplayResult) and output in (Output.json, Output.jsonl):
-                render(partial, output)
-            raise
-        rec.counts = {
-            "messages": result.messages,
-            "already_sent": result.already_sent,
-            "sent": result.sent,
-            "failed": result.failed,
-            "not_sent": result.not_sent,
-            "send_calls": result.send_calls,
-        }
-        render(result, output, table=_summary)
-        if result.interrupted:
-            message(f"Interrupted: sent {result.sent}; re-run to send the rest (each once).")
-            raise KeyboardInterrupt
+    result = _run(
+        queues,
+        plan,
+        target,
+        rate=rate,
+        workers=workers,
+        output=output,
+        arguments=arguments,
+        counts={"messages": preview.messages, "already_sent": preview.already_sent},
+    )
     if result.failed:
         shown = "; ".join(f"{f.message_id}: {f.reason}" for f in result.failures[:3])
         raise RemoteError(f"{result.failed} message(s) could not be sent: {shown}")

@@ -191,6 +191,19 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# Groups whose commands are spread over several modules: each module has `register(app)`,
+# called once on the group's app, in this order (the order of `dbops GROUP --help`).
+PARTS: dict[str, tuple[str, ...]] = {
+    "dlq": (
+        "dbops.cli.dlq_purge_cmd",
+        "dbops.cli.dlq_monitor_cmd",
+        "dbops.cli.dlq_redrive_cmd",
+        "dbops.cli.dlq_replay_cmd",
+    ),
+}
+_assembled: set[str] = set()
+
+
 def load_command(name: str) -> click.Command | None:
     if name not in COMMANDS:
         return None
@@ -198,6 +211,10 @@ def load_command(name: str) -> click.Command | None:
 
     module_name, attribute, _help = COMMANDS[name]
     target = getattr(importlib.import_module(module_name), attribute)
+    if isinstance(target, typer.Typer) and name not in _assembled:
+        for part in PARTS.get(name, ()):
+            importlib.import_module(part).register(target)
+        _assembled.add(name)
     if isinstance(target, typer.Typer):
         command = typer.main.get_command(target)
     else:

@@ -56,7 +56,7 @@ MOTO_START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 POLL_INTERVAL = 0.1
 
-# Attributes of the sandbox queues (DESIGN.md section 3).
+# Attributes of the sandbox queues (architecture.md section 3).
 DLQ_ATTRIBUTES = {"MessageRetentionPeriod": "1209600"}
 MAIN_ATTRIBUTES = {"VisibilityTimeout": "300", "ReceiveMessageWaitTimeSeconds": "20"}
 MAX_RECEIVE_COUNT = 3

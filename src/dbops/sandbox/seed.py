@@ -47,7 +47,7 @@ HOUR = 3600.0
 
 APP_TABLES = "job_results, worker_heartbeats, queue_history, rate_limit_requests, jobs"
 
-# The incident's rate-limit offenders (DESIGN.md section 3 presets: public 100/min, staff 30/min).
+# The incident's rate-limit offenders (architecture.md section 3 presets: public 100/min, staff 30/min).
 OFFENDER_IP = "ip:203.0.113.66"
 OFFENDER_ENDPOINT = "/api/public/search"
 OFFENDER_REQUESTS = 400
@@ -590,7 +590,7 @@ def plan_incident(seed: int = DEFAULT_SEED, *, shape: Shape = STANDARD_SHAPE) ->
 def _incident_dlq(
     plan: Plan, *, backlog: Sequence[dict[str, Any]], failed: Sequence[dict[str, Any]]
 ) -> None:
-    """DLQ messages of every shape in DESIGN.md section 3."""
+    """DLQ messages of every shape in architecture.md section 3."""
     rng = plan.rng
     for job in backlog:  # normal JSON with job_id/customer_id (String), priority (Number)
         body = plan.body(job)

@@ -1,7 +1,7 @@
 """`dbops demo`: what is wrong with the backend, in one screen.
 
 Reads the database through the `dbops_demo_summary()` SQL function and the queues
-through the Queues port. Thresholds default to the team's (DESIGN.md section 3).
+through the Queues port. Thresholds default to the team's (architecture.md section 3).
 """
 
 from __future__ import annotations

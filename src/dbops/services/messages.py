@@ -1,4 +1,4 @@
-"""Job messages as found on the queues: parsing tolerant of every shape in DESIGN.md s.3,
+"""Job messages as found on the queues: parsing tolerant of every shape in architecture.md s.3,
 and the filters shared by `dlq list/export/redrive/delete`."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from dbops.errors import UsageError
 from dbops.ports import QueueMessage
-from dbops.services.personal import NOT_JSON, load_json
+from dbops.services.redact import NOT_JSON, load_json
 
 BodyKind = Literal["object", "array", "string", "number", "boolean", "null", "text"]
 

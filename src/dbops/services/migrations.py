@@ -26,7 +26,7 @@ create table if not exists dbops_schema_migrations (
 """
 
 # Every dbops_* object is reachable by the service role and operator roles only
-# (DESIGN.md section 1). Supabase grants new objects in public to `anon` and
+# (architecture.md section 1). Supabase grants new objects in public to `anon` and
 # `authenticated` by default, which would expose them through PostgREST with the public
 # key: revoke those, and turn on RLS with a policy that admits every role but those two, so
 # the tables stay closed to the API even if a grant slips back, while a non-owner operator

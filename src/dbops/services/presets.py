@@ -1,4 +1,4 @@
-"""The rate-limit presets in use (DESIGN.md section 3): requests per window in seconds.
+"""The rate-limit presets in use (architecture.md section 3): requests per window in seconds.
 
 One table for every feature that names them: `dbops demo` compares offenders with their
 limits, `dbops audit` (check `ratelimit.rules`) wants an enabled rule for each.

@@ -31,7 +31,7 @@ READONLY = "dbops_readonly"
 OPERATOR = "dbops_operator"
 ROLES = (READONLY, OPERATOR)
 
-# The application tables dbops reads (DESIGN.md section 3).
+# The application tables dbops reads (architecture.md section 3).
 APP_TABLES = ("jobs", "job_results", "worker_heartbeats", "queue_history", "rate_limit_requests")
 
 # What dbops_operator may do per table: what dbops' SQL functions (src/dbops/sql/dbops/*.sql)

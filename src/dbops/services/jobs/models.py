@@ -127,7 +127,9 @@ class RecoveryRecord(BaseModel):
     sent_at: datetime | None = None
 
 
-class DlqMessage(BaseModel):
+class JobDlqMessage(BaseModel):
+    """A DLQ message that names this job (`jobs show`), with its (masked) body."""
+
     message_id: str
     sent_at: datetime | None = None
     age_seconds: float | None = None
@@ -145,7 +147,7 @@ class JobDetail(BaseModel):
     history: list[HistoryEvent] = Field(default_factory=list)
     worker: WorkerInfo | None = None
     recoveries: list[RecoveryRecord] = Field(default_factory=list)
-    dlq_messages: list[DlqMessage] | None = None
+    dlq_messages: list[JobDlqMessage] | None = None
     dlq_scanned: int | None = None
     dlq_error: str | None = None
     masked: bool = False

@@ -74,7 +74,7 @@ _DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
 
 
 def message_body(row: Row) -> dict[str, Any]:
-    """The job message as the producers make it (DESIGN.md section 3) plus the re-queue
+    """The job message as the producers make it (architecture.md section 3) plus the re-queue
     fields. Built from the job row and its outbox row (attempt, operator, created_at =
     requeued_at), so a re-send after a crash carries the same re-queue fields."""
     metadata = row.get("metadata")

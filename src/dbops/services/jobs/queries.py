@@ -15,11 +15,11 @@ from dbops.services.jobs.models import (
     SQS_BATCH,
     STATUSES,
     WORKER_DEAD_SECONDS,
-    DlqMessage,
     HistoryEvent,
     HourlyCount,
     Job,
     JobDetail,
+    JobDlqMessage,
     JobState,
     JobStats,
     OrphanJob,
@@ -28,7 +28,7 @@ from dbops.services.jobs.models import (
     WorkerInfo,
 )
 from dbops.services.messages import parse
-from dbops.services.personal import mask_body, mask_optional, mask_personal
+from dbops.services.redact import mask_body, mask_optional, mask_personal
 
 
 def list_jobs(
@@ -120,7 +120,7 @@ def show(
 
     Unless `reveal`, personal data is masked in every free-text field: the job's
     `customer_id`, `error_message` and `metadata`, history `details`, and the DLQ
-    messages' `reason` and `body` (see `dbops.services.personal`)."""
+    messages' `reason` and `body` (see `dbops.services.redact`)."""
     (canonical,) = parse_job_ids([job_id])
     rows = store.call(
         "dbops_jobs_show",
@@ -179,7 +179,7 @@ def peek_dlq(
     job_id: str,
     max_receives: int = DLQ_PEEK_RECEIVES,
     visibility_seconds: int = DLQ_PEEK_VISIBILITY,
-) -> tuple[list[DlqMessage], int]:
+) -> tuple[list[JobDlqMessage], int]:
     """Messages for `job_id` in the DLQ, without consuming any.
 
     At most `max_receives` receive calls with a short visibility timeout (so nothing is
@@ -187,7 +187,7 @@ def peek_dlq(
     """
     dlq_url = queues.resolve_url(dlq_url)
     handles: dict[str, str] = {}
-    found: list[DlqMessage] = []
+    found: list[JobDlqMessage] = []
     try:
         for _ in range(max_receives):
             got = queues.receive(
@@ -202,7 +202,7 @@ def peek_dlq(
                 parsed = parse(message)
                 if parsed.job_id == job_id:
                     found.append(
-                        DlqMessage(
+                        JobDlqMessage(
                             message_id=parsed.message_id,
                             sent_at=parsed.sent_at,
                             age_seconds=parsed.age_seconds,

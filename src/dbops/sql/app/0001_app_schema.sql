@@ -1,4 +1,4 @@
--- The backend's application schema (DESIGN.md section 3). Used by the sandbox and the
+-- The backend's application schema (architecture.md section 3). Used by the sandbox and the
 -- tests only: dbops never creates these tables in a real deployment.
 
 create table if not exists jobs (

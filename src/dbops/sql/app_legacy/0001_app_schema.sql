@@ -1,5 +1,5 @@
 -- The backend's application schema as production has it after years of migrations
--- (DESIGN.md section 3, issue 11): the sandbox's `legacy` variant. Used by the sandbox
+-- (architecture.md section 3, issue 11): the sandbox's `legacy` variant. Used by the sandbox
 -- (`dbops sandbox up --schema legacy`) and the tests only: dbops never creates these
 -- tables in a real deployment. Differences from ../app/0001_app_schema.sql:
 --   jobs               customer_id uuid; extra columns; RLS on with a service_role policy

@@ -8,7 +8,7 @@
 --              no dbops re-queue recorded since it became pending.
 -- Durations are integer seconds. Bad input raises 22023 (exit 2), unknown ids P0002 (exit 4).
 --
--- Application schemas differ (DESIGN.md section 3, `dbops db check`): customer_id may be a
+-- Application schemas differ (architecture.md section 3, `dbops db check`): customer_id may be a
 -- uuid, history ids uuid or bigint, optional columns (package_size, priority_level,
 -- started_at, metadata) may be absent. So every function reads customer_id as
 -- `customer_id::text`, history ids as text, and the optional columns from the row's JSON

@@ -1,5 +1,6 @@
-"""`dlq purge` and `dlq delete`: remove messages without a race, keeping a raw backup of
-exactly what was removed (DESIGN.md section 5, invariants 1 and 8).
+"""The engine of `dlq purge` and `dlq delete` (`purging.py`): remove messages without a
+race, keeping a raw backup of exactly what was removed (architecture.md section 5, invariants 1
+and 8).
 
 Both work on a snapshot of the queue:
 
@@ -31,7 +32,6 @@ SQS's up-to-60-second purge window, without it being in the backup.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import itertools
 import json
@@ -45,59 +45,34 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
 
-from pydantic import BaseModel, Field
-
 from dbops.config_files import data_dir
-from dbops.errors import DbopsError, RefusedError, RemoteError, UsageError
-from dbops.ports import BatchResult, QueueMessage, Queues
-from dbops.services.messages import MessageFilter, ParsedMessage, parse
+from dbops.errors import DbopsError, RefusedError, UsageError
+from dbops.ports import BatchResult, Checkpoint, QueueMessage, Queues
+from dbops.services.dlq.scan import (
+    LONG_POLL_SECONDS,
+    MAX_EMPTY_RECEIVES,
+    Progress,
+    plain_message_attributes,
+)
+from dbops.services.messages import ParsedMessage, parse
 from dbops.services.queue import queue_label, read_counts
-from dbops.services.testhooks import pause
 
 LEASE_SECONDS = 300  # default visibility lease on held messages (--lease)
 MIN_LEASE_SECONDS = 2
 MAX_LEASE_SECONDS = 43200  # SQS's maximum visibility timeout (12 h)
-LONG_POLL_SECONDS = 1
-MAX_EMPTY_RECEIVES = 5
 WORKERS = 4  # parallel DeleteMessageBatch / ChangeMessageVisibilityBatch calls
 FAILURES_KEPT = 20
 
-Progress = Callable[[int, int], None]  # (scanned, backed up / matched / deleted)
 Stopped = Literal["snapshot", "drained", "unsettled", "manifest", "empty"]
 
-FAST_WARNING = (
-    "--fast uses PurgeQueue: messages that arrive during the backup scan or during "
-    "PurgeQueue's up-to-60-second window are deleted too, and they are NOT in the backup"
-)
+# The export file's attribute shape (one implementation: `scan.plain_message_attributes`).
+plain_attributes = plain_message_attributes
 
 
 # --------------------------------------------------------------------------- backup file
 def default_backup_path(queue_url: str, kind: str = "purge") -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     return data_dir() / "backups" / f"{queue_label(queue_url)}-{kind}-{stamp}.jsonl"
-
-
-def plain_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
-    """SQS MessageAttributes in the export file shape: the API shape, binary values (and
-    binary list values) base64-encoded. Every data type, custom suffixes included."""
-    out: dict[str, Any] = {}
-    for name, value in attributes.items():
-        if not isinstance(value, dict):
-            out[name] = value
-            continue
-        item: dict[str, Any] = {}
-        for key, inner in value.items():
-            if isinstance(inner, bytes | bytearray):
-                item[key] = base64.b64encode(bytes(inner)).decode()
-            elif isinstance(inner, list):
-                item[key] = [
-                    base64.b64encode(bytes(v)).decode() if isinstance(v, bytes | bytearray) else v
-                    for v in inner
-                ]
-            else:
-                item[key] = inner
-        out[name] = item
-    return out
 
 
 def backup_record(message: ParsedMessage, *, queue: str) -> dict[str, Any]:
@@ -210,6 +185,10 @@ def _parse(message: QueueMessage, now: float) -> ParsedMessage:
         )
 
 
+def _no_checkpoint(point: str) -> None:
+    return None
+
+
 Item = tuple[str, str]  # (message id, receipt handle)
 
 
@@ -233,7 +212,9 @@ class _SnapshotRun:
         counts: dict[str, Any] | None = None,
         long_poll: int = LONG_POLL_SECONDS,
         max_empty: int = MAX_EMPTY_RECEIVES,
+        checkpoint: Checkpoint | None = None,
     ) -> None:
+        self.checkpoint: Checkpoint = checkpoint or _no_checkpoint
         self.queues = queues
         self.url = queue_url
         self.name = queue_label(queue_url)
@@ -450,7 +431,7 @@ class _SnapshotRun:
             if self.manifest is not None:
                 self._found.update(hits)
             self._report(self.matched)
-            pause("backup_batch")
+            self.checkpoint("backup_batch")
 
     def delete(self) -> None:
         """DeleteMessageBatch with the held receipt handles of the accepted messages. If it
@@ -481,7 +462,7 @@ class _SnapshotRun:
             self._report(self.deleted)
             if first:
                 first = False
-                pause("mid_delete")
+                self.checkpoint("mid_delete")
 
         self._parallel(
             self._batched(self._held("M")),
@@ -519,344 +500,3 @@ def validate(*, lease: int, workers: int = WORKERS) -> None:
         )
     if not 1 <= workers <= 32:
         raise UsageError(f"invalid workers {workers}: use 1 to 32")
-
-
-# --------------------------------------------------------------------------- purge
-class PurgePreview(BaseModel):
-    """`dbops dlq purge --dry-run -o json`, and what is shown before confirming.
-
-    `snapshot` (visible + in flight) is the most a purge scans; `delayed` messages cannot
-    be received yet and are left in place; `warning` says what `--fast` can lose.
-    """
-
-    queue: str
-    visible: int
-    in_flight: int
-    delayed: int
-    total: int
-    snapshot: int
-    fast: bool = False
-    backup: str | None
-    warning: str | None = None
-    dry_run: bool = True
-
-
-class PurgeResult(BaseModel):
-    """`dbops dlq purge -o json`.
-
-    Snapshot mode: `scanned` distinct messages were received (at most `snapshot`); each
-    was written to the backup (`backed_up`, unless --no-backup) and then deleted
-    (`purged`) or, if SQS refused its delete entry, released and listed in `failures`
-    (`failed`), so `scanned == purged + failed` (and `== backed_up`). `left_in_place` is
-    the queue's depth when done: messages that arrived meanwhile, messages a consumer held,
-    delayed ones, and failed deletes. `stopped`: `snapshot` (scanned the snapshot),
-    `drained` (the queue was empty earlier), `unsettled` (the queue reported messages no
-    receive returned), `empty` (nothing to scan).
-    Fast mode (`--fast`): `purged` is the queue's approximate depth just before PurgeQueue.
-    """
-
-    queue: str
-    mode: Literal["snapshot", "fast"] = "snapshot"
-    snapshot: int = 0
-    scanned: int = 0
-    backed_up: int | None = None
-    purged: int = 0
-    failed: int = 0
-    failures: list[str] = Field(default_factory=list)
-    released: int = 0
-    duplicates: int = 0
-    left_in_place: int | None = None
-    stopped: Stopped = "empty"
-    backup: str | None = None
-    duration_seconds: float = 0.0
-    dry_run: bool = False
-
-
-def purge_preview(
-    *, queues: Queues, queue_url: str, backup: Path | None, fast: bool = False
-) -> PurgePreview:
-    counts = read_counts(queues=queues, queue_url=queue_url)
-    warning = FAST_WARNING if fast else None
-    if not fast and counts.delayed:
-        warning = f"{counts.delayed} delayed message(s) cannot be received yet: left in place"
-    return PurgePreview(
-        queue=queue_label(queue_url),
-        visible=counts.visible,
-        in_flight=counts.in_flight,
-        delayed=counts.delayed,
-        total=counts.total,
-        snapshot=counts.visible + counts.in_flight,
-        fast=fast,
-        backup=str(backup) if backup else None,
-        warning=warning,
-    )
-
-
-def purge(
-    *,
-    queues: Queues,
-    queue_url: str,
-    backup: Path | None,
-    snapshot: int | None = None,
-    fast: bool = False,
-    lease: int = LEASE_SECONDS,
-    workers: int = WORKERS,
-    progress: Progress | None = None,
-    counts: dict[str, Any] | None = None,
-) -> PurgeResult:
-    """Remove every message the queue held at the start (`snapshot`, default: its depth
-    now), after backing each one up (unless `backup` is None). See the module docstring.
-
-    `counts` (the action recorder's) is kept current so an interruption still logs them.
-    """
-    validate(lease=lease, workers=workers)
-    started = time.monotonic()
-    name = queue_label(queue_url)
-    if snapshot is None:
-        now = read_counts(queues=queues, queue_url=queue_url)
-        snapshot = now.visible + now.in_flight
-    if fast:
-        return _fast_purge(
-            queues=queues,
-            queue_url=queue_url,
-            backup=backup,
-            snapshot=snapshot,
-            lease=lease,
-            workers=workers,
-            progress=progress,
-            started=started,
-        )
-    file = Backup.create(backup) if backup is not None else None
-    run = _SnapshotRun(
-        queues,
-        queue_url,
-        bound=snapshot,
-        backup=file,
-        lease=lease,
-        workers=workers,
-        progress=progress,
-        counts=counts,
-    )
-    with run:
-        run.scan()
-        pause("after_backup")
-        run.delete()
-        run.release()
-    return PurgeResult(
-        queue=name,
-        snapshot=snapshot,
-        scanned=run.scanned,
-        backed_up=file.lines if file is not None else None,
-        purged=run.deleted,
-        failed=run.failed,
-        failures=run.failures,
-        released=run.released,
-        duplicates=run.duplicates,
-        left_in_place=_left_in_place(queues, queue_url),
-        stopped=run.stopped,
-        backup=str(backup) if backup is not None else None,
-        duration_seconds=round(time.monotonic() - started, 3),
-    )
-
-
-def _fast_purge(
-    *,
-    queues: Queues,
-    queue_url: str,
-    backup: Path | None,
-    snapshot: int,
-    lease: int,
-    workers: int,
-    progress: Progress | None,
-    started: float,
-) -> PurgeResult:
-    """Backup scan (held, then released), then PurgeQueue. Refuses (exit 6) when the queue
-    holds more than the backup got (in flight with a consumer, or delayed)."""
-    name = queue_label(queue_url)
-    backed_up: int | None = None
-    scanned = 0
-    if backup is not None:
-        file = Backup.create(backup)
-        with _SnapshotRun(
-            queues,
-            queue_url,
-            bound=snapshot,
-            backup=file,
-            lease=lease,
-            workers=workers,
-            progress=progress,
-        ) as run:
-            run.scan()
-            run.release(everything=True)
-        backed_up = scanned = file.lines
-        now = read_counts(queues=queues, queue_url=queue_url)
-        if now.total > backed_up:
-            raise RefusedError(
-                f"not purging {name}: the backup {backup} holds {backed_up} message(s) but the "
-                f"queue holds {now.total} ({now.in_flight} in flight, {now.delayed} delayed)",
-                hint="drop --fast (a snapshot purge removes exactly what it backed up), or "
-                "wait for in-flight messages to return and re-run",
-            )
-        pause("after_backup")
-    before = read_counts(queues=queues, queue_url=queue_url).total
-    try:
-        queues.purge(queue_url)
-    except RemoteError as exc:
-        if "PurgeQueueInProgress" in exc.message:
-            raise RemoteError(
-                f"a purge of {name} is already in progress (SQS allows one PurgeQueue per "
-                "queue every 60 seconds)",
-                hint="wait 60 s and re-run"
-                + (f"; the backup is in {backup}" if backup is not None else ""),
-            ) from None
-        raise
-    return PurgeResult(
-        queue=name,
-        mode="fast",
-        snapshot=snapshot,
-        scanned=scanned,
-        backed_up=backed_up,
-        purged=before,
-        stopped="snapshot",
-        backup=str(backup) if backup is not None else None,
-        duration_seconds=round(time.monotonic() - started, 3),
-    )
-
-
-# --------------------------------------------------------------------------- delete
-class DeletePreview(BaseModel):
-    """`dbops dlq delete --dry-run -o json`: a peek scan of the snapshot, nothing deleted."""
-
-    queue: str
-    snapshot: int
-    scanned: int
-    matched: int
-    drained: bool
-    released: int
-    dry_run: bool = True
-
-
-class DeleteResult(BaseModel):
-    """`dbops dlq delete -o json`.
-
-    Of `scanned` messages (at most `snapshot`), `matched` were written to the backup and
-    then `deleted`, or released and listed in `failures` (`failed`): `matched == deleted +
-    failed`. The others were released untouched (`released` counts every release).
-    """
-
-    queue: str
-    snapshot: int = 0
-    scanned: int
-    matched: int
-    deleted: int
-    failed: int
-    failures: list[str] = Field(default_factory=list)
-    released: int
-    backup: str | None = None
-    backed_up: int | None = None
-    drained: bool
-    stopped: Stopped = "snapshot"
-    dry_run: bool = False
-
-
-def _require_filter(message_filter: MessageFilter) -> None:
-    if message_filter.is_empty:
-        raise UsageError(
-            "dlq delete needs a filter or --manifest",
-            hint="to delete every message use `dbops dlq purge` (it writes a backup first)",
-        )
-    if message_filter.message_ids is not None and not message_filter.message_ids:
-        raise UsageError("the manifest lists no message ids")
-
-
-def _snapshot(queues: Queues, queue_url: str, snapshot: int | None) -> int:
-    if snapshot is not None:
-        return snapshot
-    counts = read_counts(queues=queues, queue_url=queue_url)
-    return counts.visible + counts.in_flight
-
-
-def delete_preview(
-    *,
-    queues: Queues,
-    queue_url: str,
-    message_filter: MessageFilter,
-    lease: int = LEASE_SECONDS,
-    progress: Progress | None = None,
-) -> DeletePreview:
-    """Count the messages `delete_messages` would delete (a peek of the snapshot)."""
-    _require_filter(message_filter)
-    validate(lease=lease)
-    bound = _snapshot(queues, queue_url, None)
-    ids = message_filter.message_ids
-    with _SnapshotRun(
-        queues,
-        queue_url,
-        bound=bound,
-        accept=message_filter.accepts,
-        manifest=set(ids) if ids is not None else None,
-        lease=lease,
-        progress=progress,
-    ) as run:
-        run.scan()
-        run.release(everything=True)
-    return DeletePreview(
-        queue=queue_label(queue_url),
-        snapshot=bound,
-        scanned=run.scanned,
-        matched=run.matched,
-        drained=run.stopped == "drained",
-        released=run.released,
-    )
-
-
-def delete_messages(
-    *,
-    queues: Queues,
-    queue_url: str,
-    message_filter: MessageFilter,
-    backup: Path | None,
-    snapshot: int | None = None,
-    lease: int = LEASE_SECONDS,
-    workers: int = WORKERS,
-    progress: Progress | None = None,
-    counts: dict[str, Any] | None = None,
-) -> DeleteResult:
-    """Delete exactly the matching messages of the snapshot (by the receipt handles of the
-    backup scan); the rest are released untouched. See the module docstring."""
-    _require_filter(message_filter)
-    validate(lease=lease, workers=workers)
-    bound = _snapshot(queues, queue_url, snapshot)
-    file = Backup.create(backup) if backup is not None else None
-    ids = message_filter.message_ids
-    run = _SnapshotRun(
-        queues,
-        queue_url,
-        bound=bound,
-        accept=message_filter.accepts,
-        backup=file,
-        manifest=set(ids) if ids is not None else None,
-        lease=lease,
-        workers=workers,
-        progress=progress,
-        counts=counts,
-    )
-    with run:
-        run.scan()
-        pause("after_backup")
-        run.delete()
-        run.release()
-    return DeleteResult(
-        queue=queue_label(queue_url),
-        snapshot=bound,
-        scanned=run.scanned,
-        matched=run.matched,
-        deleted=run.deleted,
-        failed=run.failed,
-        failures=run.failures,
-        released=run.released,
-        backup=str(backup) if backup is not None else None,
-        backed_up=file.lines if file is not None else None,
-        drained=run.stopped == "drained",
-        stopped=run.stopped,
-    )

@@ -1,0 +1,245 @@
+"""Scanning a queue: `Scan` receives every message once under a visibility lease, holds
+them all invisible until the scan ends, then releases them back to visibility 0 in
+batches. Receipt handles are spooled to a temporary file, so memory does not grow with the
+queue (only message ids are kept, to skip a message seen twice if a lease ran out). One
+empty receive is not proof the queue is drained: a scan ends after two empty receives (the
+second a long poll) and the queue's ApproximateNumberOfMessages being 0, or at its message
+bound. Also: `peek`, attribute shaping and job-status lookups shared by the DLQ commands.
+"""
+
+from __future__ import annotations
+
+import base64
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import IO, Any
+
+from pydantic import BaseModel
+
+from dbops.errors import DbopsError, RemoteError, UsageError
+from dbops.ports import Queues, Store
+from dbops.services.messages import ParsedMessage, parse
+from dbops.services.queue import read_counts
+
+PEEK_LEASE_SECONDS = 30
+SCAN_LEASE_SECONDS = 300
+LONG_POLL_SECONDS = 1
+MAX_EMPTY_RECEIVES = 5
+
+Progress = Callable[[int, int], None]  # (scanned, matched)
+
+
+class ScanStats(BaseModel):
+    scanned: int = 0
+    duplicates: int = 0
+    released: int = 0
+    release_failed: int = 0
+    drained: bool = False
+    visible_at_end: int | None = None
+
+
+class Scan:
+    """Receive every message of a queue once, holding each invisible until `release()`.
+
+    Use as a context manager: held messages are released on exit whatever happened
+    (a crash instead leaves them to come back on their own when the lease ends).
+    `consumed(ids)` marks messages that were deleted, so they are not released.
+    """
+
+    def __init__(
+        self,
+        queues: Queues,
+        queue_url: str,
+        *,
+        lease: int = SCAN_LEASE_SECONDS,
+        limit: int | None = None,
+        long_poll: int = LONG_POLL_SECONDS,
+        max_empty: int = MAX_EMPTY_RECEIVES,
+    ) -> None:
+        if limit is not None and limit < 0:
+            raise UsageError("scan limit must not be negative")
+        self.queues = queues
+        self.queue_url = queue_url
+        self.lease = lease
+        self.limit = limit
+        self.long_poll = long_poll
+        self.max_empty = max(2, max_empty)
+        self.stats = ScanStats()
+        self._seen: set[str] = set()
+        self._consumed: set[str] = set()
+        self._spool: IO[str] = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
+        self._released = False
+
+    def __enter__(self) -> Scan:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if not self._released:
+                self.release(raise_errors=exc is None)
+        finally:
+            self._spool.close()
+
+    def batches(self) -> Iterator[list[ParsedMessage]]:
+        """Yield fresh (not seen before) messages, a received batch at a time."""
+        empty = 0
+        while self.limit is None or self.stats.scanned < self.limit:
+            want = 10 if self.limit is None else min(10, self.limit - self.stats.scanned)
+            got = self.queues.receive(
+                self.queue_url,
+                max_messages=want,
+                visibility_timeout=self.lease,
+                wait_seconds=0 if empty == 0 else self.long_poll,
+            )
+            if not got:
+                empty += 1
+                if empty >= 2:
+                    visible = read_counts(queues=self.queues, queue_url=self.queue_url).visible
+                    self.stats.visible_at_end = visible
+                    if visible == 0 or empty >= self.max_empty:
+                        self.stats.drained = visible == 0
+                        return
+                continue
+            empty = 0
+            now = time.time()
+            fresh: list[ParsedMessage] = []
+            for message in got:
+                self._spool.write(f"{message.message_id}\t{message.receipt_handle}\n")
+                if message.message_id in self._seen:
+                    self.stats.duplicates += 1
+                    continue
+                self._seen.add(message.message_id)
+                fresh.append(parse(message, now=now))
+            self.stats.scanned += len(fresh)
+            if fresh:
+                yield fresh
+
+    def consumed(self, message_ids: Iterable[str]) -> None:
+        self._consumed.update(message_ids)
+
+    def release(self, *, raise_errors: bool = True) -> int:
+        """Make every held, not consumed message visible again (visibility 0)."""
+        self._released = True
+        self._spool.flush()
+        self._spool.seek(0)
+        batch: dict[str, str] = {}
+        first_error: DbopsError | None = None
+
+        def flush() -> None:
+            nonlocal first_error
+            if not batch:
+                return
+            try:
+                result = self.queues.change_visibility_batch(self.queue_url, batch, 0)
+                self.stats.released += len(result.successful)
+                self.stats.release_failed += len(result.failed)
+            except DbopsError as exc:
+                self.stats.release_failed += len(batch)
+                first_error = first_error or exc
+            batch.clear()
+
+        for line in self._spool:
+            message_id, _, handle = line.rstrip("\n").partition("\t")
+            if not handle or message_id in self._consumed:
+                continue
+            batch[str(len(batch))] = handle
+            if len(batch) == 10:
+                flush()
+        flush()
+        if first_error is not None and raise_errors:
+            raise RemoteError(
+                f"could not release {self.stats.release_failed} message(s) back to visibility "
+                f"({first_error.one_line()})",
+                hint=f"they become visible again on their own within {self.lease} s",
+            )
+        return self.stats.released
+
+
+def peek(
+    *, queues: Queues, queue_url: str, limit: int, lease: int = PEEK_LEASE_SECONDS
+) -> tuple[list[ParsedMessage], ScanStats]:
+    """Up to `limit` messages without consuming them (raises their receive counts)."""
+    if limit < 1:
+        raise UsageError(f"invalid limit {limit}: must be at least 1")
+    found: list[ParsedMessage] = []
+    with Scan(queues, queue_url, lease=lease, limit=limit) as scan:
+        for batch in scan.batches():
+            found.extend(batch)
+    return found, scan.stats
+
+
+def plain_message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """SQS MessageAttributes as JSON-safe dicts (binary values base64-encoded)."""
+    out: dict[str, Any] = {}
+    for name, value in attributes.items():
+        if not isinstance(value, dict):
+            out[name] = value
+            continue
+        item: dict[str, Any] = {}
+        for key, inner in value.items():
+            if isinstance(inner, bytes | bytearray):
+                item[key] = base64.b64encode(bytes(inner)).decode()
+            elif isinstance(inner, list):
+                item[key] = [
+                    base64.b64encode(bytes(v)).decode() if isinstance(v, bytes | bytearray) else v
+                    for v in inner
+                ]
+            else:
+                item[key] = inner
+        out[name] = item
+    return out
+
+
+def simple_message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """name -> {type, value} for display (binary values base64-encoded)."""
+    out: dict[str, Any] = {}
+    for name, value in plain_message_attributes(attributes).items():
+        if isinstance(value, dict):
+            out[name] = {
+                "type": value.get("DataType"),
+                "value": value.get("StringValue", value.get("BinaryValue")),
+            }
+        else:
+            out[name] = {"type": None, "value": value}
+    return out
+
+
+def canonical_job_id(job_id: str) -> str:
+    try:
+        return str(uuid.UUID(job_id.strip()))
+    except (ValueError, AttributeError):
+        return job_id.strip().lower()
+
+
+def pg_text_array(values: Sequence[str]) -> str:
+    """A Postgres text[] literal: binds as text[] over psycopg and over PostgREST alike."""
+    quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return "{" + ",".join(quoted) + "}"
+
+
+def job_statuses(*, store: Store, job_ids: Iterable[str | None]) -> dict[str, str]:
+    """Current status per job id (keys as given), for the ids that name a job.
+
+    Ids that are not UUIDs never match. Legacy `complete` is reported as `completed`.
+    """
+    given = sorted({j for j in job_ids if j and j.strip()})
+    if not given:
+        return {}
+    found: dict[str, str] = {}
+    for start in range(0, len(given), 500):
+        chunk = given[start : start + 500]
+        rows = store.call("dbops_jobs_status_lookup", {"p_job_ids": pg_text_array(chunk)})
+        for row in rows:
+            status = str(row.get("status"))
+            found[canonical_job_id(str(row.get("job_id")))] = (
+                "completed" if status == "complete" else status
+            )
+    return {j: found[canonical_job_id(j)] for j in given if canonical_job_id(j) in found}
