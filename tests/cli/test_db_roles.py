@@ -175,7 +175,8 @@ def test_readonly_role_runs_every_read_command(
     dlq = invoke(["dlq", "list", "-o", "json"]).json  # job status looked up in the database
     assert [(m["job_id"], m["job_status"]) for m in dlq] == [(jobs["failed"], "failed")]
     doctor = invoke(["doctor", "-o", "json"]).json
-    assert doctor["ok"] and {c["status"] for c in doctor["checks"]} == {"pass"}
+    # no check fails for lack of privileges (an endpoint may skip what it does not implement)
+    assert doctor["ok"] and "fail" not in {c["status"] for c in doctor["checks"]}
 
     report = invoke(["audit", "-o", "json"], code=None).json
     unknown = [(c["id"], c["explanation"]) for c in report["checks"] if c["severity"] == "unknown"]
