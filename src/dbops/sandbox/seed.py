@@ -47,7 +47,7 @@ HOUR = 3600.0
 
 APP_TABLES = "job_results, worker_heartbeats, queue_history, rate_limit_requests, jobs"
 
-# The incident's rate-limit offenders (architecture.md section 3 presets: public 100/min, staff 30/min).
+# The incident's rate-limit offenders (architecture.md s.3 presets: public 100/min, staff 30/min).
 OFFENDER_IP = "ip:203.0.113.66"
 OFFENDER_ENDPOINT = "/api/public/search"
 OFFENDER_REQUESTS = 400
