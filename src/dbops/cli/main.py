@@ -93,10 +93,43 @@ def fail(code: int, text: str) -> None:
     raise SystemExit(code)
 
 
+def _cached_group_help(ctx: click.Context, args: list[str]) -> str | None:
+    """`dbops GROUP --help` from the generated cache, when it is exactly what click would print.
+
+    Loading a group imports its services and models; the cache (cli/_help_cache.py, kept fresh
+    by a test) makes group help as fast as `dbops --help`. The cached text is rendered at
+    click's default width (78, from 80 columns), so another width renders the real help.
+    """
+    if len(args) != 2 or args[1] not in ("--help", "-h"):
+        return None
+    import shutil
+
+    # The width click's HelpFormatter would pick (CliRunner forces 80).
+    width = click.formatting.FORCED_WIDTH or max(
+        min(shutil.get_terminal_size().columns, 80) - 2, 50
+    )
+    if ctx.terminal_width is not None or ctx.max_content_width is not None or width != 78:
+        return None
+    from dbops.cli._help_cache import GROUP_HELP
+
+    text = GROUP_HELP.get(args[0])
+    if text is None:
+        return None
+    return text.replace(HELP_CACHE_ROOT, ctx.command_path)
+
+
+# The root command path in cached help text (the real one is substituted when printed).
+HELP_CACHE_ROOT = "\x00dbops"
+
+
 class RootGroup(TyperGroup):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         rest, found = _extract_globals(list(args))
         ctx.obj = State(**found)
+        cached = _cached_group_help(ctx, rest)
+        if cached is not None:
+            click.echo(cached, color=ctx.color)
+            ctx.exit(0)
         return super().parse_args(ctx, rest)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
