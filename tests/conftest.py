@@ -24,6 +24,7 @@ from psycopg import sql
 
 from dbops.adapters.postgres import PostgresStore
 from dbops.services import migrations
+from tests.dbpool import DatabasePool
 from tests.helpers import free_port
 
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp/dbops-runtime")
@@ -102,21 +103,20 @@ def pg_template(pg_server_url: str) -> Iterator[str]:
         )
 
 
+@pytest.fixture(scope="session")
+def db_pool(pg_server_url: str) -> Iterator[DatabasePool]:
+    """This worker's reusable test databases (tests/dbpool.py)."""
+    pool = DatabasePool(pg_server_url)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def database_url(pg_server_url: str, pg_template: str) -> Iterator[str]:
+def database_url(pg_server_url: str, pg_template: str, db_pool: DatabasePool) -> Iterator[str]:
     """A fresh database with the app schema and all dbops migrations applied."""
-    name = f"dbops_t_{uuid.uuid4().hex[:10]}"
-    with _admin(pg_server_url) as conn:
-        conn.execute(
-            sql.SQL("create database {} template {}").format(
-                sql.Identifier(name), sql.Identifier(pg_template)
-            )
-        )
+    name = db_pool.acquire(pg_template)
     yield _with_db(pg_server_url, name)
-    with _admin(pg_server_url) as conn:
-        conn.execute(
-            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-        )
+    db_pool.release(name)
 
 
 # --------------------------------------------------------------------------- schema variants
@@ -165,18 +165,10 @@ def variant_database_url(
     """A fresh database with `schema_variant`'s app schema and all dbops migrations."""
     fixture = "pg_template" if schema_variant == "standard" else "pg_legacy_template"
     template = request.getfixturevalue(fixture)
-    name = f"dbops_v_{uuid.uuid4().hex[:10]}"
-    with _admin(pg_server_url) as conn:
-        conn.execute(
-            sql.SQL("create database {} template {}").format(
-                sql.Identifier(name), sql.Identifier(template)
-            )
-        )
+    pool: DatabasePool = request.getfixturevalue("db_pool")
+    name = pool.acquire(template)
     yield _with_db(pg_server_url, name)
-    with _admin(pg_server_url) as conn:
-        conn.execute(
-            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-        )
+    pool.release(name)
 
 
 @pytest.fixture
@@ -211,16 +203,11 @@ def variant_env(
 
 
 @pytest.fixture
-def empty_database_url(pg_server_url: str) -> Iterator[str]:
+def empty_database_url(pg_server_url: str, db_pool: DatabasePool) -> Iterator[str]:
     """A fresh database with nothing installed."""
-    name = f"dbops_e_{uuid.uuid4().hex[:10]}"
-    with _admin(pg_server_url) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    name = db_pool.acquire(None)
     yield _with_db(pg_server_url, name)
-    with _admin(pg_server_url) as conn:
-        conn.execute(
-            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-        )
+    db_pool.release(name)
 
 
 @pytest.fixture
