@@ -4,8 +4,9 @@ Modules: `models` (the `-o json` shapes, constants), `inputs` (argument checks),
 (read-only: list, stale, orphans, get, stats, show with its DLQ peek), `outbox` (run ids,
 leases, sending), `usecases` (recover, requeue, fail). Callers import this package.
 
-Every database step is a `dbops_jobs_*` SQL function (sql/dbops/0002_jobs.sql), so this
-works the same over direct Postgres and Supabase's PostgREST.
+Every database step is a `dbops_jobs_*` SQL function (sql/dbops/0002_jobs.sql, and
+0008_jobs_actions.sql for the write side), so this works the same over direct Postgres and
+Supabase's PostgREST.
 
 Recovery (`recover`, `requeue`) is an outbox protocol:
 1. rows left unsent by an earlier run are taken first (leased, oldest first);
