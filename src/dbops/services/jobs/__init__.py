@@ -34,6 +34,7 @@ from dbops.services.jobs.inputs import (
     _chunks,
     check_recover_threshold,
     parse_job_ids,
+    resolve_job_ids,
 )
 from dbops.services.jobs.models import (
     DEFAULT_CHUNK,
@@ -175,6 +176,7 @@ __all__ = [
     "requeue",
     "requeue_dry_run",
     "requeue_preview",
+    "resolve_job_ids",
     "show",
     "stale",
     "stats",
