@@ -191,4 +191,3 @@ def test_resolve_ids_on_both_schema_variants(
             ids.resolve_ids(store=store, kind="job", values=["0a0b0c"])
     finally:
         store.close()
-
