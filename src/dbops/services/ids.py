@@ -98,7 +98,8 @@ def parse_id(raw: str, *, label: str = "id", other_whole: bool = False) -> IdRef
         )
     if len(digits) < MIN_PREFIX:
         raise UsageError(
-            f"invalid {label} {raw!r}: a short id needs at least {MIN_PREFIX} hex characters"
+            f"invalid {label} {raw!r}: not a UUID, and a short id needs at least "
+            f"{MIN_PREFIX} hex characters"
         )
     return IdRef(given=text, value=digits, form="prefix")
 
