@@ -289,7 +289,10 @@ def _show_table(detail: dlq.DlqMessageDetail) -> None:
 
 @app.command("show")
 def show(
-    message_id: Annotated[str, typer.Argument(help="The SQS MessageId (from `dlq list`).")],
+    message_id: Annotated[
+        str,
+        typer.Argument(help="The SQS MessageId (from `dlq list`), or a unique prefix (6+ hex)."),
+    ],
     queue: QueueOpt = None,
     reveal: Annotated[
         bool, typer.Option("--reveal", help="Show personal data (emails, phones, names) unmasked.")

@@ -172,7 +172,7 @@ def list_cmd(
 
 @app.command("show")
 def show(
-    job_id: Annotated[str, typer.Argument(help="The job's UUID.")],
+    job_id: Annotated[str, typer.Argument(help="The job's UUID or a unique prefix.")],
     reveal: Annotated[
         bool, typer.Option("--reveal", help="Show personal data (emails, phones, names) unmasked.")
     ] = False,
@@ -188,11 +188,10 @@ def show(
     Example:
         dbops jobs show 6f1c2a7e-0b7d-4c1e-9a51-1d2e3f405060 -o json
     """
-    (canonical,) = jobs.parse_job_ids([job_id])
     current = _deps.settings()
     detail = jobs.show(
         store=_deps.store(),
-        job_id=canonical,
+        job_id=job_id,
         queues=_deps.queues() if current.sqs_dlq_url else None,
         dlq_url=current.sqs_dlq_url,
         reveal=reveal,
@@ -471,7 +470,7 @@ def _raise_on_failed_sends(failed: int, items: Sequence[jobs.RecoveredJob], comm
 @app.command("requeue")
 def requeue(
     job_ids: Annotated[
-        list[str] | None, typer.Argument(help="Job UUIDs (pending or failed).", show_default=False)
+        list[str] | None, typer.Argument(help="Job ids (pending or failed).", show_default=False)
     ] = None,
     orphans: Annotated[
         bool, typer.Option("--orphans", help="Re-queue the orphaned pending jobs instead.")
@@ -517,7 +516,7 @@ def requeue(
         orphan_seconds = (
             duration(older_than, "--older-than") or _deps.settings().audit.orphaned_minutes * 60
         )
-    ids = jobs.parse_job_ids(job_ids) if job_ids else []
+    ids = jobs.resolve_job_ids(job_ids, store=_deps.store()) if job_ids else []
     store = _deps.store()
     preview = jobs.requeue_preview(
         store=store, job_ids=ids, orphans_older_than_seconds=orphan_seconds, limit=limit
@@ -583,7 +582,7 @@ def requeue(
 # --------------------------------------------------------------------------- fail
 @app.command("fail")
 def fail(
-    job_ids: Annotated[list[str], typer.Argument(help="Job UUIDs.", show_default=False)],
+    job_ids: Annotated[list[str], typer.Argument(help="Job ids or prefixes.", show_default=False)],
     reason: Annotated[
         str, typer.Option("--reason", help="Why (stored in error_message and the history).")
     ],
@@ -596,7 +595,7 @@ def fail(
     Example:
         dbops jobs fail 6f1c2a7e-0b7d-4c1e-9a51-1d2e3f405060 --reason "bad input file" --yes
     """
-    ids = jobs.parse_job_ids(job_ids)
+    ids = jobs.resolve_job_ids(job_ids, store=_deps.store())
     reason = redact_text(" ".join(reason.split()))
     if not reason:
         raise UsageError("--reason must not be empty")

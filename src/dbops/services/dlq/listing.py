@@ -17,6 +17,7 @@ from dbops.services.dlq.scan import (
     peek,
     simple_message_attributes,
 )
+from dbops.services.ids import choose, parse_id
 from dbops.services.messages import ParsedMessage
 from dbops.services.queue import queue_label
 from dbops.services.redact import (
@@ -161,25 +162,34 @@ def show_message(
     scan_limit: int = 1000,
     lease: int = PEEK_LEASE_SECONDS,
 ) -> DlqMessageDetail:
-    """Find one message by scanning with peeks (at most `scan_limit` messages)."""
-    wanted = message_id.strip()
-    if not wanted:
+    """Find one message by scanning with peeks (at most `scan_limit` messages).
+
+    `message_id` is the whole SQS MessageId or a unique prefix of at least 6 hex
+    characters (`dbops.services.ids`): a prefix scans up to `scan_limit` messages to make
+    sure it names one message (several: exit 2 naming them; none: exit 4)."""
+    if not message_id.strip():
         raise UsageError("MESSAGE_ID must not be empty")
+    ref = parse_id(message_id, label="message id", other_whole=True)
     if scan_limit < 1:
         raise UsageError(f"invalid scan limit {scan_limit}: must be at least 1")
-    hit: ParsedMessage | None = None
+    hits: list[ParsedMessage] = []
     with Scan(queues, queue_url, lease=lease, limit=scan_limit) as scan:
         for batch in scan.batches():
-            hit = next((m for m in batch if m.message_id == wanted), None)
-            if hit is not None:
+            hits.extend(m for m in batch if ref.matches(m.message_id))
+            if hits and ref.full:
                 break
-    if hit is None:
+    if not hits:
         where = queue_label(queue_url)
         bound = "" if scan.stats.drained else f" (searched the first {scan.stats.scanned})"
         raise NotFoundError(
-            f"message {wanted} not found in {where}{bound}",
+            f"message {ref.given} not found in {where}{bound}"
+            if ref.full
+            else f"no message id starts with {ref.given!r} in {where}{bound}",
             hint="list ids with `dbops dlq list`; raise the bound with --scan-limit",
         )
+    ids = list(dict.fromkeys(m.message_id for m in hits))
+    chosen = choose(ref, ids, label="message id")
+    hit = next(m for m in hits if m.message_id == chosen)
     return message_detail(
         hit, queue=queue_label(queue_url), reveal=reveal, scanned=scan.stats.scanned
     )

@@ -4,8 +4,9 @@ Modules: `models` (the `-o json` shapes, constants), `inputs` (argument checks),
 (read-only: list, stale, orphans, get, stats, show with its DLQ peek), `outbox` (run ids,
 leases, sending), `usecases` (recover, requeue, fail). Callers import this package.
 
-Every database step is a `dbops_jobs_*` SQL function (sql/dbops/0002_jobs.sql), so this
-works the same over direct Postgres and Supabase's PostgREST.
+Every database step is a `dbops_jobs_*` SQL function (sql/dbops/0002_jobs.sql, and
+0008_jobs_actions.sql for the write side), so this works the same over direct Postgres and
+Supabase's PostgREST.
 
 Recovery (`recover`, `requeue`) is an outbox protocol:
 1. rows left unsent by an earlier run are taken first (leased, oldest first);
@@ -33,6 +34,7 @@ from dbops.services.jobs.inputs import (
     _chunks,
     check_recover_threshold,
     parse_job_ids,
+    resolve_job_ids,
 )
 from dbops.services.jobs.models import (
     DEFAULT_CHUNK,
@@ -174,6 +176,7 @@ __all__ = [
     "requeue",
     "requeue_dry_run",
     "requeue_preview",
+    "resolve_job_ids",
     "show",
     "stale",
     "stats",

@@ -7,6 +7,8 @@ from typing import TypeVar
 from uuid import UUID
 
 from dbops.errors import UsageError
+from dbops.ports import Store
+from dbops.services.ids import resolve_ids
 from dbops.services.jobs.models import MIN_RECOVER_OLDER_THAN_SECONDS
 
 T = TypeVar("T")
@@ -25,6 +27,13 @@ def parse_job_ids(values: Sequence[str]) -> list[str]:
     if not ids:
         raise UsageError("give at least one job id")
     return ids
+
+
+def resolve_job_ids(values: Sequence[str], *, store: Store) -> list[str]:
+    """Whole job ids for `values`: UUIDs or unique prefixes of at least 6 hex characters
+    (one database round trip for all the prefixes; see `dbops.services.ids`). An unknown
+    prefix is exit 4, an ambiguous one exit 2; whole UUIDs are checked by the caller."""
+    return resolve_ids(store=store, kind="job", values=values)
 
 
 def check_recover_threshold(seconds: int, *, given: str | None = None) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from dbops.errors import DbopsError, UsageError
 from dbops.ports import Queues, Store
-from dbops.services.jobs.inputs import _check_limit, _chunks, parse_job_ids
+from dbops.services.jobs.inputs import _check_limit, _chunks, resolve_job_ids
 from dbops.services.jobs.models import (
     DLQ_PEEK_RECEIVES,
     DLQ_PEEK_VISIBILITY,
@@ -121,7 +121,7 @@ def show(
     Unless `reveal`, personal data is masked in every free-text field: the job's
     `customer_id`, `error_message` and `metadata`, history `details`, and the DLQ
     messages' `reason` and `body` (see `dbops.services.redact`)."""
-    (canonical,) = parse_job_ids([job_id])
+    (canonical,) = resolve_job_ids([job_id], store=store)
     rows = store.call(
         "dbops_jobs_show",
         {

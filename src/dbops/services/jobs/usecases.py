@@ -13,7 +13,7 @@ from dbops.services.jobs.inputs import (
     _check_limit,
     _chunks,
     check_recover_threshold,
-    parse_job_ids,
+    resolve_job_ids,
 )
 from dbops.services.jobs.models import (
     DEFAULT_CHUNK,
@@ -214,7 +214,7 @@ def requeue_preview(
             for o in found
         ]
     else:
-        states = get_jobs(store=store, job_ids=parse_job_ids(job_ids or []))
+        states = get_jobs(store=store, job_ids=resolve_job_ids(job_ids or [], store=store))
     requeue = sum(1 for s in states if s.status in ("pending", "failed") and not s.unsent)
     state, _dead = outbox_state(store=store)
     return RequeuePreview(
@@ -273,7 +273,7 @@ def requeue(
     (`skipped_enqueued`) unless `force`. `checkpoint` is called at `after_send` and
     `after_batch` (see `recover`).
     """
-    ids = parse_job_ids(job_ids)
+    ids = resolve_job_ids(job_ids, store=store)
     result = RequeueResult(
         dry_run=False, orphans=orphans_older_than_seconds is not None, requested=len(ids)
     )
@@ -335,7 +335,7 @@ def _requeue_chunk(sender: _Sender, result: RequeueResult, params: dict[str, Any
 
 # --------------------------------------------------------------------------- fail
 def fail_preview(*, store: Store, job_ids: Sequence[str]) -> list[JobState]:
-    return get_jobs(store=store, job_ids=parse_job_ids(job_ids))
+    return get_jobs(store=store, job_ids=resolve_job_ids(job_ids, store=store))
 
 
 def _fresh(job: JobState) -> bool:
@@ -389,7 +389,7 @@ def fail(
     `expected` maps job id -> the status the preview showed; a job another operator
     changed meanwhile is skipped (`skipped_changed`), checked under the row lock.
     """
-    ids = parse_job_ids(job_ids)
+    ids = resolve_job_ids(job_ids, store=store)
     if not reason.strip():
         raise UsageError("--reason must not be empty")
     rows = store.call(

@@ -4,8 +4,7 @@
 -- Entries that are not UUIDs, or that name no job, simply do not match: this function never
 -- raises on bad ids. job_id is returned as given (callers match case-insensitively);
 -- legacy 'complete' is reported as 'completed'. plpgsql so that installing it does not need
--- the `jobs` table to exist (the body is only checked when called). The same signature is
--- also (re)defined by 0008_redrive.sql; keep the two contracts identical.
+-- the `jobs` table to exist (the body is only checked when called).
 create or replace function dbops_jobs_status_lookup(p_job_ids text[])
 returns table (job_id text, status text)
 language plpgsql stable as $$
