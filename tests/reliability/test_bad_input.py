@@ -207,6 +207,7 @@ CASES: list[Case] = [
     case("ratelimit disable", ["{long}", "--yes"], NOT_FOUND, "long rule name"),
     case("ratelimit top", "--since 10x", USAGE, "malformed duration"),
     case("ratelimit top", "--limit 0", USAGE, "zero limit"),
+    case("ratelimit top", "--sort loudest", USAGE, "unknown sort"),
     case("ratelimit status", "foo", USAGE, "malformed identifier"),
     case("ratelimit status", "ip:999.1.1.1", USAGE, "malformed IP"),
     case("ratelimit status", [""], USAGE, "empty identifier"),
