@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from dbops.cli import _deps
-from dbops.cli._common import DryRunOpt, YesOpt, confirm, duration, recorder
+from dbops.cli._common import DryRunOpt, YesOpt, confirm, recorder
 from dbops.cli.output import Output, OutputOpt, message, print_table, render, to_data, write
+from dbops.durations import parse_duration
 from dbops.errors import ConfigError, DbopsError, UsageError
 from dbops.services import migrations, roles
 
@@ -203,7 +204,7 @@ def inspect_cmd(
     """
     from dbops.services import inspect
 
-    min_seconds = duration(min_duration, "--min-duration") or 0
+    min_seconds = parse_duration(min_duration, option="--min-duration", allow_zero=True)
     if section is not Section.all:
         rows = inspect.section(
             store=_deps.store(), name=section.value, min_duration_seconds=min_seconds

@@ -9,6 +9,7 @@ their literals masked (`dbops.services.redact.mask_sql`, linear time).
 from __future__ import annotations
 
 from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from dbops.errors import UsageError
