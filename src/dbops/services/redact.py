@@ -361,9 +361,9 @@ def mask_sql(query: str | None, *, limit: int = 200) -> str | None:
             j = i + 1
             while j < n and (
                 text[j] in _NUMBER
-                or (text[j] in "eE"
-                and j + 1 < n
-                and (text[j + 1].isdigit() or text[j + 1] in "+-"))
+                or (
+                    text[j] in "eE" and j + 1 < n and (text[j + 1].isdigit() or text[j + 1] in "+-")
+                )
             ):
                 j += 2 if text[j] in "eE" and text[j + 1] in "+-" else 1
             out.append("?")

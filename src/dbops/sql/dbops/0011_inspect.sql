@@ -1,7 +1,9 @@
--- `dbops db inspect` (docs/database.md, "Inspecting a database under load"): one function per
+-- `dbops db inspect` (docs/inspect.md): one function per
 -- section, reading the catalog and statistics views only. Each is STABLE (Postgres refuses a
 -- write inside it, and `dbops db roles` gives dbops_readonly EXECUTE on it) and first makes
--- its transaction read-only, so the same holds over direct Postgres and over PostgREST.
+-- its transaction read-only (SET LOCAL transaction_read_only), over direct Postgres and over
+-- PostgREST alike. They read pg_catalog only (always searched first), so they set no
+-- search_path.
 -- Nothing here cancels or terminates a backend. Queries are returned cut to 2,000 characters;
 -- dbops masks their literals before showing them (dbops.services.redact.mask_sql).
 -- Other roles' queries read `<insufficient privilege>` unless the caller has
@@ -14,13 +16,8 @@ returns table (
     pid int, locktype text, mode text, granted boolean, relation text, state text,
     wait_event text, query_age_seconds int, query text
 )
-language plpgsql stable
-set search_path = public, pg_temp
-as $$
-#variable_conflict use_column
-begin
-    perform set_config('transaction_read_only', 'on', true);
-    return query
+language sql stable as $$
+    select set_config('transaction_read_only', 'on', true);
     select l.pid, l.locktype, l.mode, l.granted,
            case when l.relation is not null then l.relation::regclass::text end,
            a.state, nullif(concat_ws(':', a.wait_event_type, a.wait_event), ''),
@@ -31,7 +28,6 @@ begin
       and (l.database is null
            or l.database = (select d.oid from pg_database d where d.datname = current_database()))
     order by l.granted, a.query_start nulls last, l.pid, l.locktype, l.mode;
-end;
 $$;
 
 -- Who waits on whom: one row per (blocked, blocking) pair from pg_blocking_pids().
@@ -40,13 +36,8 @@ returns table (
     blocked_pid int, blocked_query text, wait_seconds int, wait_event text, blocking_pid int,
     blocking_state text, blocking_query text, blocking_xact_age_seconds int
 )
-language plpgsql stable
-set search_path = public, pg_temp
-as $$
-#variable_conflict use_column
-begin
-    perform set_config('transaction_read_only', 'on', true);
-    return query
+language sql stable as $$
+    select set_config('transaction_read_only', 'on', true);
     select w.pid, left(w.query, 2000),
            floor(extract(epoch from now() - coalesce(w.state_change, w.query_start)))::int,
            nullif(concat_ws(':', w.wait_event_type, w.wait_event), ''),
@@ -57,7 +48,6 @@ begin
     left join pg_stat_activity b on b.pid = bp.pid
     where w.pid <> pg_backend_pid()
     order by 3 desc nulls last, w.pid, b.pid;
-end;
 $$;
 
 -- Queries (and transactions idle in the middle) running for at least p_min_seconds.
@@ -66,16 +56,8 @@ returns table (
     pid int, role text, application text, state text, duration_seconds int,
     xact_age_seconds int, wait_event text, query text
 )
-language plpgsql stable
-set search_path = public, pg_temp
-as $$
-#variable_conflict use_column
-begin
-    if p_min_seconds is null or p_min_seconds < 0 then
-        raise exception '--min-duration must be 0 seconds or more' using errcode = '22023';
-    end if;
-    perform set_config('transaction_read_only', 'on', true);
-    return query
+language sql stable as $$
+    select set_config('transaction_read_only', 'on', true);
     select x.pid, x.usename::text, x.application_name, x.state, x.duration, x.xact_age,
            nullif(concat_ws(':', x.wait_event_type, x.wait_event), ''), left(x.query, 2000)
     from (
@@ -88,9 +70,8 @@ begin
         where a.pid <> pg_backend_pid() and a.backend_type = 'client backend'
           and (a.state = 'active' or a.state like 'idle in transaction%')
     ) x
-    where x.duration >= p_min_seconds
+    where x.duration >= greatest(coalesce(p_min_seconds, 0), 0)
     order by x.duration desc, x.pid;
-end;
 $$;
 
 -- Client connections by role, application and state, against max_connections.
@@ -99,13 +80,8 @@ returns table (
     role text, application text, state text, connections int, oldest_seconds int,
     max_connections int
 )
-language plpgsql stable
-set search_path = public, pg_temp
-as $$
-#variable_conflict use_column
-begin
-    perform set_config('transaction_read_only', 'on', true);
-    return query
+language sql stable as $$
+    select set_config('transaction_read_only', 'on', true);
     select a.usename::text, a.application_name, coalesce(a.state, 'unknown'),
            count(*)::int, floor(extract(epoch from now() - min(a.backend_start)))::int,
            current_setting('max_connections')::int
@@ -113,7 +89,6 @@ begin
     where a.backend_type = 'client backend'
     group by 1, 2, 3
     order by 4 desc, 1, 2, 3;
-end;
 $$;
 
 -- Every user table with its size: heap, indexes, TOAST, and the planner's row estimate.
@@ -122,13 +97,8 @@ returns table (
     schema text, "table" text, total_bytes bigint, table_bytes bigint, index_bytes bigint,
     toast_bytes bigint, rows_estimate bigint
 )
-language plpgsql stable
-set search_path = public, pg_temp
-as $$
-#variable_conflict use_column
-begin
-    perform set_config('transaction_read_only', 'on', true);
-    return query
+language sql stable as $$
+    select set_config('transaction_read_only', 'on', true);
     select n.nspname::text, c.relname::text, pg_total_relation_size(c.oid),
            pg_relation_size(c.oid), pg_indexes_size(c.oid),
            coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0),
@@ -139,7 +109,6 @@ begin
       and n.nspname not in ('pg_catalog', 'information_schema')
       and n.nspname not like 'pg\_toast%' and n.nspname not like 'pg\_temp%'
     order by 3 desc, 1, 2;
-end;
 $$;
 
 -- Indexes by use: never-scanned ones first (candidates to drop), then the biggest.
@@ -148,31 +117,20 @@ returns table (
     schema text, "table" text, index text, scans bigint, size_bytes bigint, is_unique boolean,
     is_primary boolean
 )
-language plpgsql stable
-set search_path = public, pg_temp
-as $$
-#variable_conflict use_column
-begin
-    perform set_config('transaction_read_only', 'on', true);
-    return query
+language sql stable as $$
+    select set_config('transaction_read_only', 'on', true);
     select s.schemaname::text, s.relname::text, s.indexrelname::text, s.idx_scan,
            pg_relation_size(s.indexrelid), i.indisunique, i.indisprimary
     from pg_stat_user_indexes s
     join pg_index i on i.indexrelid = s.indexrelid
     order by 4, 5 desc, 1, 2, 3;
-end;
 $$;
 
 -- Buffer cache hit ratio for tables and for indexes (user objects, since stats reset).
 create or replace function dbops_inspect_cache_hit()
 returns table (name text, hits bigint, reads bigint, hit_percent numeric)
-language plpgsql stable
-set search_path = public, pg_temp
-as $$
-#variable_conflict use_column
-begin
-    perform set_config('transaction_read_only', 'on', true);
-    return query
+language sql stable as $$
+    select set_config('transaction_read_only', 'on', true);
     select x.name, x.hits, x.reads,
            case when x.hits + x.reads > 0
                 then round(100.0 * x.hits / (x.hits + x.reads), 2) end
@@ -185,7 +143,6 @@ begin
                coalesce(sum(i.idx_blks_read), 0)::bigint
         from pg_statio_user_indexes i
     ) x;
-end;
 $$;
 
 -- Dead rows and the last (auto)vacuum and (auto)analyze of each user table.
@@ -195,13 +152,8 @@ returns table (
     last_vacuum timestamptz, last_autovacuum timestamptz, last_analyze timestamptz,
     last_autoanalyze timestamptz, vacuum_count bigint, autovacuum_count bigint
 )
-language plpgsql stable
-set search_path = public, pg_temp
-as $$
-#variable_conflict use_column
-begin
-    perform set_config('transaction_read_only', 'on', true);
-    return query
+language sql stable as $$
+    select set_config('transaction_read_only', 'on', true);
     select s.schemaname::text, s.relname::text, s.n_live_tup, s.n_dead_tup,
            case when s.n_live_tup + s.n_dead_tup > 0
                 then round(100.0 * s.n_dead_tup / (s.n_live_tup + s.n_dead_tup), 1) end,
@@ -209,5 +161,4 @@ begin
            s.vacuum_count, s.autovacuum_count
     from pg_stat_user_tables s
     order by 4 desc, 1, 2;
-end;
 $$;

@@ -253,7 +253,6 @@ returns table (
 language plpgsql volatile
 set search_path = public, pg_temp
 as $$
-#variable_conflict use_column
 declare
     v_replaced int;
     v_endpoint text := dbops_rate_limit_normalize_endpoint(p_endpoint);
