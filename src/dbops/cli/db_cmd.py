@@ -181,7 +181,13 @@ class Section(StrEnum):
 @app.command("inspect")
 def inspect_cmd(
     section: Annotated[
-        Section, typer.Argument(help="What to show (all: every section, in this order).")
+        Section,
+        typer.Argument(
+            metavar="[SECTION]",
+            help="locks, blocking, long-running, connections, table-sizes, index-usage, "
+            "cache-hit, vacuum, or all (every section, in that order).",
+            show_default=True,
+        ),
     ] = Section.all,
     min_duration: Annotated[
         str,
