@@ -29,13 +29,16 @@ select md5(coalesce(string_agg(x, E'\\n' order by x), '')) from (
   select 'n ' || n.nspname || ' ' || coalesce(n.nspacl::text, '') as x
     from pg_namespace n where {USER_SCHEMAS}
   union all
-  select 'c ' || n.nspname || '.' || c.relname || ' ' || c.relkind::text || ' ' || c.relpersistence::text
+  select 'c ' || n.nspname || '.' || c.relname || ' ' || c.relkind::text || ' '
+         || c.relpersistence::text
          || ' ' || coalesce(c.relacl::text, '') || ' ' || coalesce(c.reloptions::text, '')
-         || ' ' || c.relrowsecurity::text || c.relforcerowsecurity::text || ' ' || c.relreplident::text
+         || ' ' || c.relrowsecurity::text || c.relforcerowsecurity::text || ' '
+         || c.relreplident::text
     from pg_class c join pg_namespace n on n.oid = c.relnamespace where {USER_SCHEMAS}
   union all
   select 'a ' || n.nspname || '.' || c.relname || ' ' || a.attname || ' '
-         || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull::text || a.attisdropped::text
+         || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull::text
+         || a.attisdropped::text
          || ' ' || a.attidentity::text || a.attgenerated::text || ' '
          || coalesce(pg_get_expr(d.adbin, d.adrelid), '') || ' ' || coalesce(a.attacl::text, '')
     from pg_attribute a join pg_class c on c.oid = a.attrelid

@@ -172,6 +172,23 @@ def test_top_empty_and_bad_since(db_env):
     one_line_error(invoke(["ratelimit", "top", "--since", "yesterday"], code=2).stderr)
 
 
+def test_top_sort_denied_by_default_percent_on_request(db_env, db):
+    hit(db, KEY, n=6)  # 5 allowed (100 % of auth's 5), 1 denied
+    hit(db, IP, "/api/jobs", n=3)
+    db.execute(
+        "insert into dbops_rate_limit_denials (minute, identifier, endpoint, denied) "
+        "values (date_trunc('minute', now()), 'ip:198.51.100.9', '/api/jobs', 40)"
+    )
+    ranked = invoke(["ratelimit", "top", "-o", "json"]).json
+    assert [e["identifier"] for e in ranked] == ["ip:198.51.100.9", MASKED, IP]
+    assert [e["denied"] for e in ranked] == [40, 1, 0]
+    by_percent = invoke(["ratelimit", "top", "--sort", "percent", "-o", "json"]).json
+    assert [e["identifier"] for e in by_percent][:2] == [MASKED, IP]
+    by_requests = invoke(["ratelimit", "top", "--sort", "requests", "-o", "json"]).json
+    assert [e["requests"] for e in by_requests] == [40, 6, 3]
+    invoke(["ratelimit", "top", "--sort", "loudest"], code=2)
+
+
 def test_status(db_env, db):
     hit(db, KEY, n=5)
     result = invoke(["ratelimit", "status", KEY, "--endpoint", "/api/auth/login", "-o", "json"])

@@ -292,6 +292,8 @@ def success_paths(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
     run(["db", "check", "-o", "json"])
     run(["db", "roles", "-o", "json"])
     run(["db", "roles", "--apply", "--yes", "-o", "json"])
+    run(["db", "inspect", "all", "-o", "json"])
+    run(["db", "inspect", "long-running", "--min-duration", "0s"])
     # jobs
     run(["jobs", "list", "-o", "json"])
     run(["jobs", "show", ids["stale"], "-o", "json"])
@@ -378,6 +380,7 @@ def every_command(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
         ["db", "migrate", "--yes"],
         ["db", "check"],
         ["db", "roles", "--apply", "--yes"],
+        ["db", "inspect"],
         ["jobs", "list"],
         ["jobs", "show", job],
         ["jobs", "stats"],

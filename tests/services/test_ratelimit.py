@@ -331,8 +331,43 @@ def test_top_reports_usage_throttling_and_blocks(store, db):
     assert (jobs.requests, jobs.percent_of_limit, jobs.throttled) == (10, 10.0, False)
     blocked = entries[("ip:198.51.100.1", "/api/jobs")]
     assert (blocked.requests, blocked.denied, blocked.blocked) == (3, 3, True)
-    first = rl.top(store=store, since_seconds=900, limit=1)
-    assert [e.identifier for e in first] == ["api_key:****cdef"]  # highest share of its limit
+    # Default: most denials first (3 > 1 > 0); --sort percent: highest share of the limit.
+    ranked = rl.top(store=store, since_seconds=900, limit=20)
+    assert [e.identifier for e in ranked] == ["ip:198.51.100.1", "api_key:****cdef", IP]
+    first = rl.top(store=store, since_seconds=900, limit=1, sort="percent")
+    assert [e.identifier for e in first] == ["api_key:****cdef"]
+    by_requests = rl.top(store=store, since_seconds=900, limit=20, sort="requests")
+    assert [e.identifier for e in by_requests] == [IP, "api_key:****cdef", "ip:198.51.100.1"]
+
+
+def test_top_ranks_the_client_refused_most_first(store, db):
+    """Issue 15: 4,900 requests of which 1,700 denied, spread over the last quarter hour
+    (its 1-minute window is empty now, so 0 % of the limit) must rank first by default,
+    not 7th behind six clients with a few requests in the current window."""
+    hammer = "ip:203.0.113.66"
+    db.execute(
+        "insert into rate_limit_requests (identifier, endpoint, created_at) "
+        "select %s, '/api/jobs', now() - interval '2 minutes' - (g %% 600) * interval '1 second' "
+        "from generate_series(1, 3200) g",
+        (hammer,),
+    )
+    db.execute(
+        "insert into dbops_rate_limit_denials (minute, identifier, endpoint, denied) "
+        "select date_trunc('minute', now()) - g * interval '1 minute', %s, '/api/jobs', 170 "
+        "from generate_series(2, 11) g",
+        (hammer,),
+    )
+    for i in range(6):
+        hits(store, f"ip:198.51.100.{10 + i}", "/api/admin/users", 3 + i)  # 30-80 % now
+    ranked = rl.top(store=store, since_seconds=900, limit=20)
+    assert (ranked[0].identifier, ranked[0].requests, ranked[0].denied) == (hammer, 4900, 1700)
+    assert ranked[0].percent_of_limit == 0.0
+    assert [e.identifier for e in rl.top(store=store, since_seconds=900, limit=1)] == [hammer]
+    by_percent = rl.top(store=store, since_seconds=900, limit=20, sort="percent")
+    assert by_percent[-1].identifier == hammer and by_percent[0].percent_of_limit == 80.0
+    assert rl.top(store=store, since_seconds=900, limit=1, sort="requests")[0].identifier == hammer
+    with pytest.raises(UsageError):
+        rl.top(store=store, since_seconds=900, limit=1, sort="loudest")
 
 
 # --------------------------------------------------------------------------- cleanup

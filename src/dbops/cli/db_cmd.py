@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from dbops.cli import _deps
 from dbops.cli._common import DryRunOpt, YesOpt, confirm, recorder
-from dbops.cli.output import Output, OutputOpt, message, print_table, render, write
+from dbops.cli.output import Output, OutputOpt, message, print_table, render, to_data, write
+from dbops.durations import parse_duration
 from dbops.errors import ConfigError, DbopsError, UsageError
 from dbops.services import migrations, roles
 
@@ -162,3 +164,85 @@ def roles_cmd(
         message(("dry run: nothing changed; " if dry_run else "") + result.summary())
         return
     render(result if output is Output.json else result.grant_rows(), output)
+
+
+class Section(StrEnum):
+    locks = "locks"
+    blocking = "blocking"
+    long_running = "long-running"
+    connections = "connections"
+    table_sizes = "table-sizes"
+    index_usage = "index-usage"
+    cache_hit = "cache-hit"
+    vacuum = "vacuum"
+    all = "all"
+
+
+@app.command("inspect")
+def inspect_cmd(
+    section: Annotated[
+        Section,
+        typer.Argument(
+            metavar="[SECTION]",
+            help="locks, blocking, long-running, connections, table-sizes, index-usage, "
+            "cache-hit, vacuum, or all (every section, in that order).",
+            show_default=True,
+        ),
+    ] = Section.all,
+    min_duration: Annotated[
+        str,
+        typer.Option(help="long-running: queries (or idle transactions) at least this old."),
+    ] = "1m",
+    output: OutputOpt = "table",  # type: ignore[assignment]
+) -> None:
+    """Inspect a database under load: locks, blocking, long-running queries, connections,
+    table sizes, index usage, cache hit ratio, vacuum (read-only).
+
+    Each section is one dbops_inspect_* SQL function run in a read-only transaction, over
+    DATABASE_URL or Supabase alike. Queries are cut to 200 characters with their literals
+    masked. Nothing here cancels or terminates a backend (do that in SQL, by pid, after
+    reading the blocking section).
+
+    Example:
+        dbops db inspect blocking
+        dbops db inspect long-running --min-duration 5m -o json
+        dbops db inspect all -o json | jq '.blocking'
+    """
+    from dbops.services import inspect
+
+    min_seconds = parse_duration(min_duration, option="--min-duration", allow_zero=True)
+    if section is not Section.all:
+        rows = inspect.section(
+            store=_deps.store(), name=section.value, min_duration_seconds=min_seconds
+        )
+        render(
+            rows,
+            output,
+            columns=inspect.columns(section.value),
+            title=section.value,
+            empty=f"{section.value}: nothing to show",
+        )
+        return
+    if output is Output.csv:
+        raise UsageError("-o csv takes one section: name it, e.g. `dbops db inspect locks`")
+    report = inspect.inspect_all(store=_deps.store(), min_duration_seconds=min_seconds)
+    if output is Output.json:
+        render(report, output)
+    elif output is Output.jsonl:
+        render(
+            [
+                {"section": name, **to_data(row)}
+                for name, rows in report.by_section().items()
+                for row in rows
+            ],
+            output,
+        )
+    else:
+        for name, rows in report.by_section().items():
+            render(
+                rows,
+                output,
+                columns=inspect.columns(name),
+                title=name,
+                empty=f"{name}: nothing to show",
+            )

@@ -7,6 +7,7 @@ function reads the rules, overrides and blocks these commands write (docs/rate-l
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -291,21 +292,39 @@ def _top_table(entries: list[ratelimit.TopEntry]) -> None:
     )
 
 
+class TopSort(StrEnum):
+    denied = "denied"
+    requests = "requests"
+    percent = "percent"
+
+
 @app.command("top")
 def top(
     since: Annotated[str, typer.Option(help="Requests counted over this period.")] = "15m",
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many rows.")] = 20,
+    sort: Annotated[
+        TopSort,
+        typer.Option(
+            help="Rank by denials (then requests), requests (then denials), or % of the "
+            "limit used in the current window."
+        ),
+    ] = TopSort.denied,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Who uses the most of their limit: requests, % of limit, throttled now, blocked.
+    """Who is hammering the API: requests, denials, % of limit, throttled now, blocked.
 
-    API keys are shown masked (api_key:****abcd).
+    Ranked by denials in the period, then requests (--sort to change). API keys are shown
+    masked (api_key:****abcd).
 
     Example:
         dbops ratelimit top --since 1h --limit 50 -o json
+        dbops ratelimit top --sort percent
     """
     entries = ratelimit.top(
-        store=_deps.store(), since_seconds=duration(since, "--since") or 0, limit=limit
+        store=_deps.store(),
+        since_seconds=duration(since, "--since") or 0,
+        limit=limit,
+        sort=sort.value,
     )
     render(
         entries,

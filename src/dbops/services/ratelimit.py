@@ -293,9 +293,22 @@ def set_enabled(*, store: Store, name: str, enabled: bool, actor: str) -> RateLi
 
 
 # --------------------------------------------------------------------------- traffic
-def top(*, store: Store, since_seconds: int, limit: int) -> list[TopEntry]:
-    """Identifiers by share of their limit, then by requests in the last `since_seconds`."""
-    rows = store.call("dbops_ratelimit_top", {"p_since_seconds": since_seconds, "p_limit": limit})
+TOP_SORTS = ("denied", "requests", "percent")
+
+
+def top(*, store: Store, since_seconds: int, limit: int, sort: str = "denied") -> list[TopEntry]:
+    """(identifier, endpoint) pairs over the last `since_seconds`, ranked by `sort`.
+
+    `denied` (the default): most denials first, then most requests, so a client the API is
+    refusing ranks first even when its current window has emptied (0 % of the limit now);
+    `requests`: most requests, then denials; `percent`: highest share of the limit now.
+    """
+    if sort not in TOP_SORTS:
+        raise UsageError(f"--sort must be one of {', '.join(TOP_SORTS)}, not {sort!r}")
+    rows = store.call(
+        "dbops_ratelimit_top",
+        {"p_since_seconds": since_seconds, "p_limit": limit, "p_sort": sort},
+    )
     entries = []
     for row in rows:
         data = _masked(row)

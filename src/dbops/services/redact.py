@@ -282,3 +282,107 @@ def mask_plain_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
                 masked[key] = value
         out[name] = masked
     return out
+
+
+# --------------------------------------------------------------------------- SQL text
+_WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
+_NUMBER = frozenset("0123456789.")
+
+
+def _skip_quoted(text: str, start: int, backslash: bool) -> int:
+    """Index just past the single-quoted string opening at `start` ('' and, in E'...',
+    backslash escapes stay inside); the end of the text when it is not closed."""
+    i, n = start + 1, len(text)
+    while i < n:
+        c = text[i]
+        if backslash and c == "\\":
+            i += 2
+        elif c == "'":
+            if i + 1 < n and text[i + 1] == "'":
+                i += 2
+            else:
+                return i + 1
+        else:
+            i += 1
+    return n
+
+
+def _skip_to(text: str, start: int, end_mark: str) -> int:
+    found = text.find(end_mark, start)
+    return len(text) if found < 0 else found + len(end_mark)
+
+
+def mask_sql(query: str | None, *, limit: int = 200) -> str | None:
+    """A query safe to show: string literals -> `'?'`, dollar-quoted strings -> `$?$`,
+    numbers -> `?`, comments -> `/*?*/`, whitespace folded, cut to `limit` characters
+    (`…` marks a cut). Identifiers, keywords and `$1` parameters stay. One pass over at
+    most 4 x `limit` characters: linear time whatever the text."""
+    if query is None:
+        return None
+    text = query[: max(limit, 1) * 4]
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "'":
+            prev = text[i - 1] if i else ""
+            escaped = prev in ("E", "e") and (i < 2 or text[i - 2] not in _WORD)
+            i = _skip_quoted(text, i, escaped)
+            out.append("'?'")
+        elif c == '"':  # a quoted identifier: kept
+            j = _skip_to(text, i + 1, '"')
+            out.append(text[i:j])
+            i = j
+        elif c == "-" and text.startswith("--", i):
+            found = text.find("\n", i)
+            i = n if found < 0 else found  # the line break stays, folded with the spaces
+            out.append("/*?*/")
+        elif c == "/" and text.startswith("/*", i):
+            i = _skip_to(text, i + 2, "*/")
+            out.append("/*?*/")
+        elif c == "$" and i + 1 < n and text[i + 1].isdigit():  # a parameter: kept
+            j = i + 1
+            while j < n and text[j].isdigit():
+                j += 1
+            out.append(text[i:j])
+            i = j
+        elif c == "$":
+            j = i + 1
+            while j < n and text[j] in _WORD and text[j] != "$":
+                j += 1
+            if j < n and text[j] == "$":  # $tag$ ... $tag$
+                tag = text[i : j + 1]
+                i = _skip_to(text, j + 1, tag)
+                out.append("$?$")
+            else:
+                out.append(c)
+                i += 1
+        elif c.isdigit() or (c == "." and i + 1 < n and text[i + 1].isdigit()):
+            j = i + 1
+            while j < n and (
+                text[j] in _NUMBER
+                or (
+                    text[j] in "eE" and j + 1 < n and (text[j + 1].isdigit() or text[j + 1] in "+-")
+                )
+            ):
+                j += 2 if text[j] in "eE" and text[j + 1] in "+-" else 1
+            out.append("?")
+            i = j
+        elif c in _WORD:  # a word (identifier or keyword, digits inside it included): kept
+            j = i + 1
+            while j < n and text[j] in _WORD:
+                j += 1
+            out.append(text[i:j])
+            i = j
+        elif c.isspace():
+            j = i + 1
+            while j < n and text[j].isspace():
+                j += 1
+            out.append(" ")
+            i = j
+        else:
+            out.append(c)
+            i += 1
+    masked = "".join(out).strip()
+    cut = len(masked) > limit or len(query) > len(text)
+    return (masked[: limit - 1].rstrip() + "…") if cut else masked
