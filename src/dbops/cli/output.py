@@ -86,9 +86,11 @@ def stdout_is_terminal() -> bool:
 
 
 def _flat(value: Any, prefix: str, out: dict[str, Any], nested: dict[str, None]) -> None:
-    if isinstance(value, dict) and value:
+    if isinstance(value, dict):
         for key, inner in value.items():
             _flat(inner, f"{prefix}.{key}" if prefix else str(key), out, nested)
+        if not value:
+            out[prefix] = None  # an empty object: an empty cell
     elif isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
         nested.setdefault(prefix, None)
     else:

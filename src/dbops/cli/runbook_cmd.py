@@ -54,7 +54,7 @@ def show(
             columns=["number", "section", "command", "destructive", "ok_exits"],
         )
         return
-    if output is Output.md or not sys.stdout.isatty():
+    if output is Output.table and sys.stdout.isatty():
         from rich.markdown import Markdown
 
         out_console().print(Markdown(book.text))
