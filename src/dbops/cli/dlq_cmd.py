@@ -20,7 +20,6 @@ import typer
 from dbops.cli import _deps
 from dbops.cli._checkpoint import checkpoint_from_env
 from dbops.cli._common import duration
-from dbops.cli._completion import remember_queues
 from dbops.cli.output import (
     Output,
     OutputOpt,
@@ -106,9 +105,9 @@ def queue_url(queue: str | None) -> str:
     if queue is not None and not queue.strip():
         # An empty --queue is usually an unset shell variable: never fall back to the default.
         raise UsageError("--queue must not be empty", hint="omit it to use SQS_DLQ_URL")
-    url = _deps.queues().resolve_url(queue) if queue else _deps.dlq_url()
-    remember_queues([url])  # names for shell completion
-    return url
+    if queue:
+        return _deps.queues().resolve_url(queue)
+    return _deps.dlq_url()
 
 
 def build_filter(
