@@ -26,6 +26,7 @@ GLOBAL_OPTIONS = {
     "--help",
     "-h",
     "--version",
+    "--no-headers",
 }
 
 

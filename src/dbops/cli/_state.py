@@ -16,12 +16,14 @@ class State:
         env_file: str | None = None,
         region: str | None = None,
         endpoint_url: str | None = None,
+        no_headers: bool = False,
     ) -> None:
         self.profile = profile
         self.debug = debug
         self.env_file = env_file
         self.region = region
         self.endpoint_url = endpoint_url
+        self.no_headers = no_headers
         self.cache: dict[str, Any] = {}
 
     @property

@@ -120,12 +120,29 @@ def build_filter(
     newer_than: str | None = None,
     manifest: Path | None = None,
 ) -> MessageFilter:
-    """The shared `MessageFilter` from the filter options (usage errors when malformed)."""
+    """The shared `MessageFilter` from the filter options (usage errors when malformed).
+
+    An empty or blank value is a usage error, never "no filter": it is usually an unset
+    shell variable, and a filter that silently matched everything could redrive, purge or
+    delete the whole queue.
+    """
+    for option, values in (
+        ("--job-id", job_ids or []),
+        ("--customer", customers or []),
+        ("--match", matches or []),
+        ("--reason", [] if reason is None else [reason]),
+        ("--older-than", [] if older_than is None else [older_than]),
+        ("--newer-than", [] if newer_than is None else [newer_than]),
+    ):
+        if any(not v.strip() for v in values):
+            raise UsageError(
+                f"{option} must not be empty", hint=f"omit {option} to leave it out of the filter"
+            )
     return MessageFilter(
-        job_ids=[j.strip() for j in job_ids or [] if j.strip()],
-        customers=[c.strip() for c in customers or [] if c.strip()],
+        job_ids=[j.strip() for j in job_ids or []],
+        customers=[c.strip() for c in customers or []],
         matches=parse_match(matches or []),
-        reason=reason or None,
+        reason=reason,
         older_than_seconds=duration(older_than, "--older-than"),
         newer_than_seconds=duration(newer_than, "--newer-than"),
         message_ids=dlq.read_manifest(manifest) if manifest is not None else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from dbops.cli import _deps
+from dbops.cli._completion import remember_queues
 from dbops.cli.output import Output, OutputOpt, out_console, render
 from dbops.services.doctor import DoctorReport, run_checks
 
@@ -30,9 +31,9 @@ def doctor(output: OutputOpt = Output.table) -> None:
     Example:
         dbops doctor --profile sandbox
     """
-    report = run_checks(
-        settings=_deps.settings(), store_factory=_deps.store, queues_factory=_deps.queues
-    )
+    current = _deps.settings()
+    report = run_checks(settings=current, store_factory=_deps.store, queues_factory=_deps.queues)
+    remember_queues(u for u in (current.sqs_queue_url, current.sqs_dlq_url) if u)
     render(report, output, table=_table)
     if report.exit_code:
         raise typer.Exit(report.exit_code)

@@ -22,6 +22,7 @@ Global options (accepted anywhere on the command line):
   --env-file PATH  read KEY=VALUE settings, secrets included, from a file ('-' = stdin)
   --region REGION  AWS region (overrides AWS_REGION)
   --endpoint-url URL  SQS endpoint (overrides AWS_ENDPOINT_URL_SQS), e.g. LocalStack
+  --no-headers     tables and CSV without their header row (for scripts)
 """
 
 # Global options that take a value -> the State attribute they fill.
@@ -51,8 +52,13 @@ def _format_help_text(self: click.Command, ctx: click.Context, formatter: Any) -
 click.Command.format_help_text = _format_help_text  # type: ignore[method-assign]
 
 
-def _extract_globals(args: list[str]) -> tuple[list[str], dict[str, Any]]:
-    """Pull the global options out of args wherever they appear (before `--`)."""
+def _extract_globals(
+    args: list[str], *, resilient: bool = False
+) -> tuple[list[str], dict[str, Any]]:
+    """Pull the global options out of args wherever they appear (before `--`).
+
+    `resilient` (shell completion) tolerates a value option at the end without its value.
+    """
     rest: list[str] = []
     found: dict[str, Any] = {"debug": False}
     i = 0
@@ -69,10 +75,12 @@ def _extract_globals(args: list[str]) -> tuple[list[str], dict[str, Any]]:
             elif i + 1 < len(args):
                 found[key] = args[i + 1]
                 i += 1
-            else:
+            elif not resilient:
                 raise click.UsageError(f"option {name} requires a value")
         elif arg == "--debug":
             found["debug"] = True
+        elif arg == "--no-headers":
+            found["no_headers"] = True
         else:
             rest.append(arg)
         i += 1
@@ -122,15 +130,120 @@ def _cached_group_help(ctx: click.Context, args: list[str]) -> str | None:
 HELP_CACHE_ROOT = "\x00dbops"
 
 
+def _suggest(group: click.Group, ctx: click.Context, name: str) -> str:
+    """` Did you mean 'x'?` for a mistyped command name (empty when nothing is close)."""
+    import difflib
+
+    close = difflib.get_close_matches(name, group.list_commands(ctx), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    if len(close) == 1:
+        return f" Did you mean {close[0]!r}?"
+    return " Did you mean one of " + ", ".join(repr(c) for c in close) + "?"
+
+
+def _resolve_command(
+    self: click.Group, ctx: click.Context, args: list[str]
+) -> tuple[str | None, click.Command | None, list[str]]:
+    """click's resolve_command, with the nearest command names in its error."""
+    try:
+        return _click_resolve_command(self, ctx, args)
+    except click.UsageError as exc:
+        if exc.message.startswith("No such command"):
+            exc.message += _suggest(self, ctx, args[0])
+        raise
+
+
+# Every group (the root and each subcommand group) suggests the nearest commands.
+_click_resolve_command = click.Group.resolve_command
+TyperGroup.resolve_command = _resolve_command  # type: ignore[method-assign]
+
+
+def _completion_option(name: str, help_text: str) -> click.Option:
+    return click.Option(
+        [name],
+        metavar="[bash|zsh|fish]",
+        is_flag=False,
+        flag_value="",
+        default=None,
+        expose_value=False,
+        is_eager=True,
+        callback=_completion_callback,
+        help=help_text,
+    )
+
+
+def _completion_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is None or ctx.resilient_parsing:
+        return
+    from dbops.cli import _completion
+
+    shell = value or _completion.detect_shell()
+    if shell not in _completion.SHELLS:
+        given = f"unsupported shell {value!r}" if value else "cannot tell your shell from $SHELL"
+        fail(int(ExitCode.USAGE), f"{given}: give bash, zsh or fish (e.g. {param.opts[0]} bash)")
+    assert shell is not None
+    root = ctx.find_root().command
+    if param.name == "show_completion":
+        click.echo(_completion.script(root, shell))
+        ctx.exit(0)
+    try:
+        target, rc = _completion.install(root, shell)
+    except DbopsError as exc:
+        fail(int(exc.exit_code), exc.one_line())
+    changed = f"; added loading lines to {rc}" if rc else ""
+    click.echo(f"{shell} completion installed in {target}{changed}", err=True)
+    click.echo("Open a new shell (or source its rc file) for it to take effect.", err=True)
+    ctx.exit(0)
+
+
 class RootGroup(TyperGroup):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(
+            [
+                _completion_option(
+                    "--install-completion",
+                    "Install completion for the shell (default: $SHELL) and exit.",
+                ),
+                _completion_option(
+                    "--show-completion",
+                    "Print the completion script (default: for $SHELL) and exit.",
+                ),
+            ]
+        )
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        rest, found = _extract_globals(list(args))
+        rest, found = _extract_globals(list(args), resilient=ctx.resilient_parsing)
         ctx.obj = State(**found)
         cached = _cached_group_help(ctx, rest)
         if cached is not None:
             click.echo(cached, color=ctx.color)
             ctx.exit(0)
         return super().parse_args(ctx, rest)
+
+    def _main_shell_completion(
+        self, ctx_args: Any, prog_name: str, complete_var: str | None = None
+    ) -> None:
+        """`_DBOPS_COMPLETE=bash_complete dbops` (click's protocol): answer and exit."""
+        complete_var = complete_var or f"_{prog_name}_COMPLETE".replace("-", "_").upper()
+        instruction = os.environ.get(complete_var)
+        if not instruction:
+            return
+        from dbops.cli._completion import shell_complete
+
+        sys.exit(shell_complete(self, ctx_args, prog_name, complete_var, instruction))
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        """Command names from COMMANDS (no group module is imported), then options."""
+        from click.shell_completion import CompletionItem
+
+        items = [
+            CompletionItem(name, help=short)
+            for name, (_m, _a, short) in COMMANDS.items()
+            if name.startswith(incomplete)
+        ]
+        return items + click.Command.shell_complete(self, ctx, incomplete)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -244,6 +357,9 @@ def load_command(name: str) -> click.Command | None:
 
     module_name, attribute, _help = COMMANDS[name]
     target = getattr(importlib.import_module(module_name), attribute)
+    if isinstance(target, typer.Typer):
+        # Completion is installed from the root (`dbops --install-completion`) only.
+        target._add_completion = False
     if isinstance(target, typer.Typer) and name not in _assembled:
         for part in PARTS.get(name, ()):
             importlib.import_module(part).register(target)

@@ -1,7 +1,14 @@
 """One `-o/--output` option and one `render()` for every command.
 
 JSON/JSONL/CSV/Markdown are written as plain text to stdout from
-`model_dump(mode="json")`; tables go through Rich. Messages go to stderr.
+`model_dump(mode="json")`; tables go through Rich on a terminal. On anything else (a
+pipe, a file) a table is tab-separated, one row per line with every value whole, so
+`| grep` and `| cut -f2` work (like `gh`); its title, if any, goes to stderr. The global
+`--no-headers` drops the header row of tables and CSV. Messages go to stderr.
+
+CSV flattens nested objects into dotted columns (`job.status`); a field holding a list of
+records (`history`, `jobs`) cannot be a CSV cell: it is left out, and one line on stderr
+names it and suggests `-o json`.
 """
 
 from __future__ import annotations
@@ -64,6 +71,82 @@ def _rows(data: Any, columns: Sequence[str] | None) -> tuple[list[str], list[dic
     return list(columns), items
 
 
+def no_headers() -> bool:
+    """True when the global `--no-headers` was given."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    state = ctx.find_root().obj if ctx is not None else None
+    return bool(getattr(state, "no_headers", False))
+
+
+def stdout_is_terminal() -> bool:
+    """Rich's view of stdout (a TTY; TTY_COMPATIBLE=1/0 and FORCE_COLOR override it)."""
+    return bool(out_console().is_terminal)
+
+
+def _flat(value: Any, prefix: str, out: dict[str, Any], nested: dict[str, None]) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flat(inner, f"{prefix}.{key}" if prefix else str(key), out, nested)
+        if not value:
+            out[prefix] = None  # an empty object: an empty cell
+    elif isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        nested.setdefault(prefix, None)
+    else:
+        out[prefix] = value
+
+
+def _record_fields(obj: Any) -> set[str]:
+    """Top-level fields a model declares as lists of models (even when empty)."""
+    from typing import get_args, get_origin
+
+    sample = obj[0] if isinstance(obj, list | tuple) and obj else obj
+    if not isinstance(sample, BaseModel):
+        return set()
+    fields = set()
+    for name, info in type(sample).model_fields.items():
+        annotation = info.annotation
+        for candidate in (annotation, *get_args(annotation)):
+            if get_origin(candidate) is list and any(
+                isinstance(a, type) and issubclass(a, BaseModel) for a in get_args(candidate)
+            ):
+                fields.add(name)
+    return fields
+
+
+def flatten(
+    obj: Any, data: Any, columns: Sequence[str] | None
+) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+    """CSV rows: nested objects as dotted columns; (columns, rows, omitted list fields)."""
+    items = data if isinstance(data, list) else [data]
+    records = _record_fields(obj)
+    nested: dict[str, None] = {name: None for name in records}
+    rows = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        row: dict[str, Any] = {}
+        for key, value in item.items():
+            if key in records:
+                continue
+            _flat(value, key, row, nested)
+        rows.append(row)
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen.update((k, None) for k in row)
+    if columns is not None:
+        wanted: list[str] = []
+        for c in columns:
+            dotted = [k for k in seen if k.startswith(f"{c}.")]
+            wanted += dotted if dotted and c not in seen else [] if c in nested else [c]
+        cols = list(dict.fromkeys(wanted))
+    else:
+        cols = list(seen)
+    omitted = [n for n in nested if columns is None or n in columns]
+    return cols, rows, omitted
+
+
 def write(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
@@ -110,15 +193,22 @@ def render(
     if table is not None and fmt is Output.table:
         table(obj)
         return
-    cols, items = _rows(data, columns)
     if fmt is Output.csv:
+        cols, items, omitted = flatten(obj, data, columns)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(cols)
+        if not no_headers():
+            writer.writerow(cols)
         for item in items:
             writer.writerow([_cell(item.get(c)) for c in cols])
         write(buffer.getvalue())
+        if omitted:
+            message(
+                f"note: the result is nested: {', '.join(omitted)} (lists of records) "
+                "not in the CSV; use -o json or -o jsonl for everything"
+            )
         return
+    cols, items = _rows(data, columns)
     if fmt is Output.md:
         from tabulate import tabulate
 
@@ -140,9 +230,14 @@ def print_table(
     title: str | None = None,
     styles: dict[str, Callable[[Any], str | None]] | None = None,
 ) -> None:
+    if not stdout_is_terminal():
+        _print_plain(items, columns, title=title)
+        return
     from rich.table import Table
 
-    grid = Table(title=title, title_justify="left", header_style="bold")
+    grid = Table(
+        title=title, title_justify="left", header_style="bold", show_header=not no_headers()
+    )
     for c in columns:
         grid.add_column(c, overflow="fold")
     for item in items:
@@ -153,6 +248,20 @@ def print_table(
             cells.append(f"[{style}]{_escape(text)}[/]" if style else _escape(text))
         grid.add_row(*cells)
     out_console().print(grid)
+
+
+_PLAIN = str.maketrans({"\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _print_plain(
+    items: Iterable[dict[str, Any]], columns: Sequence[str], *, title: str | None
+) -> None:
+    """Tab-separated, one row per line, values whole (for pipes and files)."""
+    if title:
+        message(title)
+    lines = [] if no_headers() else ["\t".join(columns)]
+    lines += ["\t".join(_cell(i.get(c)).translate(_PLAIN) for c in columns) for i in items]
+    write("".join(line + "\n" for line in lines))
 
 
 def _escape(text: str) -> str:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from dbops.cli import _deps
+from dbops.cli._completion import remember_queues
 from dbops.cli.output import Output, OutputOpt, key_values, message, out_console, render
 from dbops.durations import format_duration, parse_duration
 from dbops.errors import ConfigError, ExitCode, UsageError
@@ -57,10 +58,13 @@ def _not_empty(names: list[str]) -> None:
 
 def _resolve_all(names: list[str] | None) -> list[str]:
     if not names:
-        return _default_urls()
-    _not_empty(names)
-    q = _deps.queues()
-    return [q.resolve_url(n) for n in names]
+        urls = _default_urls()
+    else:
+        _not_empty(names)
+        q = _deps.queues()
+        urls = [q.resolve_url(n) for n in names]
+    remember_queues(urls)  # names for shell completion
+    return urls
 
 
 @app.command("list")
@@ -76,6 +80,7 @@ def list_cmd(
         dbops queue list --prefix jobs -o json
     """
     rows = queue_service.list_queues(queues=_deps.queues(), prefix=prefix)
+    remember_queues([r.url for r in rows], replace=not prefix)
     render(
         rows,
         output,

@@ -119,6 +119,9 @@ def list_rules(output: OutputOpt = Output.table) -> None:
         dbops ratelimit list -o json
     """
     rules = ratelimit.list_rules(store=_deps.store())
+    from dbops.cli._completion import remember
+
+    remember("rules", [r.name for r in rules], replace=True)  # names for shell completion
     render(rules, output, table=_rules_table, empty="no rate-limit rules")
 
 

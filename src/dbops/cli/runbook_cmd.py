@@ -29,14 +29,32 @@ def list_(output: OutputOpt = Output.table) -> None:
 
 
 @app.command("show")
-def show(name: Annotated[str, typer.Argument(help="Runbook name, e.g. dlq-alert.")]) -> None:
-    """Show a runbook, rendered for the terminal.
+def show(
+    name: Annotated[str, typer.Argument(help="Runbook name, e.g. dlq-alert.")],
+    output: OutputOpt = Output.table,
+) -> None:
+    """Show a runbook: rendered on a terminal, its markdown otherwise (and with -o md).
+
+    `-o json`/`jsonl` give its name, title, summary, inputs and steps (number, section,
+    command, argv, exit codes that count as success, destructive); `-o csv` one row per
+    step.
 
     Example:
         dbops runbook show dlq-alert
+        dbops runbook show stale-jobs -o json | jq -r '.steps[].command'
     """
     book = runbooks.load(name)
-    if sys.stdout.isatty():
+    if output in (Output.json, Output.jsonl):
+        render(book, output)
+        return
+    if output is Output.csv:
+        render(
+            book.steps,
+            output,
+            columns=["number", "section", "command", "destructive", "ok_exits"],
+        )
+        return
+    if output is Output.table and sys.stdout.isatty():
         from rich.markdown import Markdown
 
         out_console().print(Markdown(book.text))

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from dbops.errors import NotFoundError, UsageError
 from dbops.services.redact import redact_text
@@ -56,11 +56,20 @@ class Step(BaseModel):
 
 
 class Runbook(BaseModel):
+    """`dbops runbook show NAME -o json`: `{"name", "title", "summary", "inputs": [the
+    {PLACEHOLDER} names `--set` fills], "steps": [{"number", "command", "argv",
+    "ok_exits", "destructive", "section"}]}` (the markdown itself is `-o md`)."""
+
     name: str
     title: str
     summary: str
     steps: list[Step]
     text: str = Field(exclude=True)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def inputs(self) -> list[str]:
+        return self.placeholders
 
     @property
     def placeholders(self) -> list[str]:
