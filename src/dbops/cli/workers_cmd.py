@@ -11,6 +11,8 @@ from dbops.cli._common import DryRunOpt, YesOpt, confirm, duration, recorder
 from dbops.cli.output import Output, OutputOpt, key_values, message, print_table, render
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from dbops.services.workers import ForgetResult, WorkerDetail, WorkerRow
 
 app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
@@ -44,6 +46,10 @@ def _age(seconds: float | None) -> str:
     return "" if seconds is None else format_duration(seconds)
 
 
+def _when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S") if at else ""
+
+
 def _worker_cells(w: WorkerRow) -> dict[str, Any]:
     job = _short(w.current_job_id)
     if job and w.current_job_age_seconds is not None:
@@ -52,7 +58,7 @@ def _worker_cells(w: WorkerRow) -> dict[str, Any]:
         "worker": _short(w.worker_id),
         "queue": w.queue,
         "status": w.status,
-        "last_heartbeat": w.last_heartbeat.strftime("%Y-%m-%d %H:%M:%S") if w.last_heartbeat else "",
+        "last_heartbeat": _when(w.last_heartbeat),
         "age": _age(w.age_seconds),
         "alive": w.alive,
         "job": job,
@@ -77,9 +83,7 @@ def _list_table(rows: list[WorkerRow]) -> None:
     )
 
 
-def _list(
-    *, dead_after: str, dead: bool, queue: str | None, limit: int, output: Output
-) -> None:
+def _list(*, dead_after: str, dead: bool, queue: str | None, limit: int, output: Output) -> None:
     from dbops.services import workers
 
     rows = workers.list_workers(
@@ -186,7 +190,7 @@ def _show_table(detail: WorkerDetail) -> None:
         print_table(
             [
                 {
-                    "created_at": e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    "created_at": _when(e.created_at),
                     "job": _short(e.job_id),
                     "event": e.event,
                     "details": e.details,
@@ -235,9 +239,7 @@ def forget(
         )
     confirm(f"forget worker {canonical}", yes=yes, dry_run=dry_run)
     with recorder("workers forget", arguments, dry_run=dry_run) as rec:
-        result = (
-            workers.forget_dry_run(plan) if dry_run else workers.forget(store=store, plan=plan)
-        )
+        result = workers.forget_dry_run(plan) if dry_run else workers.forget(store=store, plan=plan)
         rec.counts = {"forgotten": int(result.forgotten)}
     render(result, output, table=_forget_table)
 
