@@ -1,7 +1,7 @@
 """Run benchmarks: `uv run python -m benchmarks [NAME...]` (default: all).
 
-Names: startup, jobs, redrive, purge, ratelimit, audit, masking. Each prints its own figures
-and ratios, and which SQS implementation and Postgres it ran on. Not part of the test suite.
+Names: startup, jobs, redrive, purge, ratelimit, audit, masking, workers. Each prints its own
+figures and ratios, and which SQS implementation and Postgres it ran on. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import importlib
 import sys
 import time
 
-NAMES = ["startup", "jobs", "redrive", "purge", "ratelimit", "audit", "masking"]
+NAMES = ["startup", "jobs", "redrive", "purge", "ratelimit", "audit", "masking", "workers"]
 
 
 def main(argv: list[str]) -> int:

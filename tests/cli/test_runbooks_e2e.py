@@ -69,8 +69,14 @@ def test_stale_jobs(incident):
 
 
 def test_worker_down(incident):
-    run_book("worker-down")
+    dead = [w for w in invoke(["workers", "--dead", "-o", "json"]).json if w["current_job_id"]]
+    assert len(dead) == incident.dead_workers_holding_jobs > 0
+    summary = run_book("worker-down")
+    commands = [s["command"] for s in summary["steps"]]
+    assert "dbops workers" in commands and "dbops workers --dead -o json" in commands
     assert invoke(["jobs", "stale", "-o", "json"]).json == []
+    # Recovery re-queued the dead workers' jobs; their rows remain until forgotten.
+    assert len(invoke(["workers", "--dead", "-o", "json"]).json) >= len(dead)
 
 
 def test_queue_backlog(incident):

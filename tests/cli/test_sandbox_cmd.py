@@ -152,6 +152,56 @@ def test_seed_json_counts(sandbox: dict[str, Any]) -> None:
     assert "seeded scenario 'incident'" in table.stdout
 
 
+def test_env_exports_work_for_boto3_without_aws_region(
+    sandbox: dict[str, Any], tmp_path: Path
+) -> None:
+    """boto3 and aws-cli v1 ignore AWS_REGION: the exports carry AWS_DEFAULT_REGION too."""
+    exports = invoke(["sandbox", "env"]).stdout
+    values = invoke(["sandbox", "env", "-o", "json"]).json
+    assert values["AWS_DEFAULT_REGION"] == values["AWS_REGION"] == "us-east-1"
+    script = tmp_path / "region.sh"
+    script.write_text(
+        exports
+        + f'{sys.executable} -c \'import boto3, os; c = boto3.client("sqs"); '
+        + 'print(c.meta.region_name); c.get_queue_url(QueueName="dbops-jobs")\'\n'
+    )
+    bare = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "AWS_CONFIG_FILE": "/dev/null"}
+    done = subprocess.run(["sh", str(script)], capture_output=True, text=True, env=bare)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "us-east-1"
+
+
+def test_reseed_gives_the_documented_scenario_again(sandbox: dict[str, Any]) -> None:
+    """After a recovery, a re-seed forgets it: 12 orphans, no recoveries, fresh ids."""
+    first = invoke(["sandbox", "seed", "-o", "json"]).json
+    assert first["orphaned_pending_jobs"] == 12 and first["fresh_ids"] is True
+    profile = ["--profile", "sandbox"]
+    recovered = invoke(["jobs", "recover", "--yes", "-o", "json", *profile]).json
+    assert recovered["requeued"] > 0
+    invoke(["jobs", "requeue", "--orphans", "--yes", "-o", "json", *profile])
+    assert invoke(["jobs", "orphans", "-o", "json", *profile]).json == []
+    assert invoke(["log", "-o", "json", *profile]).json  # the recovery was logged
+    journals = Path(sandbox["DBOPS_DATA_DIR"]) / "redrive-journal"
+    from dbops.services.redrive.journal import journal_path
+
+    env = invoke(["sandbox", "env", "-o", "json"]).json
+    journals.mkdir(mode=0o700, exist_ok=True)
+    journal = journal_path(journals, env["SQS_DLQ_URL"])
+    journal.write_text('{"v": 1}\n')
+    other = journal_path(journals, "https://sqs.example/123/someone-else")
+    other.write_text('{"v": 1}\n')
+
+    second = invoke(["sandbox", "seed", "-o", "json"]).json
+
+    orphans = invoke(["jobs", "orphans", "-o", "json", *profile]).json
+    assert len(orphans) == second["orphaned_pending_jobs"] == 12
+    stale = invoke(["jobs", "stale", "-o", "json", *profile]).json
+    assert len(stale) == second["stale_jobs"] and {j["recoveries"] for j in stale} == {0}
+    assert invoke(["log", "-o", "json", *profile]).json == []
+    assert second["long_running_job_id"] != first["long_running_job_id"]  # fresh ids
+    assert not journal.exists() and other.exists()  # only the sandbox queues' journals
+
+
 def test_seed_rejects_an_unknown_scenario(sandbox: dict[str, Any]) -> None:
     result = invoke(["sandbox", "seed", "--scenario", "chaos"], code=2)
     assert "chaos" in result.stderr

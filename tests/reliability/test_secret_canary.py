@@ -228,7 +228,15 @@ def seed(env: Any, job_seed: Any, db: Any) -> dict[str, str]:
         "select %s, '/api/jobs', now() - interval '3 days' from generate_series(1, 20)",
         [IDENTIFIER],
     )
-    return {"stale": stale[0], "pending": pending, "spare": spare, "message": ids[2]}
+    dead_worker = job_seed.heartbeat(stale[0], age=900)
+    job_seed.heartbeat(None, age=5, status="idle")
+    return {
+        "stale": stale[0],
+        "pending": pending,
+        "spare": spare,
+        "message": ids[2],
+        "worker": dead_worker,
+    }
 
 
 # --------------------------------------------------------------------------- webhook
@@ -305,6 +313,12 @@ def success_paths(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
     # Refused without --yes (the refusal is logged too), then done.
     run(["jobs", "fail", ids["spare"], "--reason", f"client sent {IDENTIFIER}"], 6)
     run(["jobs", "fail", ids["spare"], "--reason", f"client sent {IDENTIFIER}", "--yes"])
+    # workers
+    run(["workers", "-o", "json"])
+    run(["workers", "list", "--dead", "-o", "json"])
+    run(["workers", "show", ids["worker"], "-o", "json"])
+    run(["workers", "forget", ids["worker"], "--dry-run", "-o", "json"])
+    run(["workers", "forget", ids["worker"], "--yes", "-o", "json"])
     # queues
     run(["queue", "list", "-o", "json"])
     run(["queue", "info", "-o", "json"])
@@ -389,6 +403,10 @@ def every_command(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
         ["jobs", "recover", "--yes"],
         ["jobs", "requeue", job, "--yes"],
         ["jobs", "fail", job, "--reason", f"by {IDENTIFIER}", "--yes"],
+        ["workers"],
+        ["workers", "list"],
+        ["workers", "show", ids.get("worker", job)],
+        ["workers", "forget", ids.get("worker", job), "--yes"],
         ["queue", "list"],
         ["queue", "info"],
         ["queue", "depth"],
@@ -425,7 +443,7 @@ def every_command(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
 def test_every_command_is_exercised_or_exempt() -> None:
     from tests.reliability.test_bad_input import cli_commands
 
-    ids = {"stale": "s", "pending": "p", "spare": "x", "message": "m"}
+    ids = {"stale": "s", "pending": "p", "spare": "x", "message": "m", "worker": "w"}
     on_success, on_failure = Seen(dry=True), Seen(dry=True)
     success_paths(on_success, ids, Path("."), debug=False)
     every_command(on_failure, ids, Path("."), debug=False)
@@ -548,6 +566,7 @@ def test_supabase_transport_leaks_no_key(
             ["log", "-o", "json"],
             ["jobs", "stale", "-o", "json"],
             ["jobs", "show", ids["stale"], "-o", "json"],
+            ["workers", "-o", "json"],
             ["ratelimit", "status", IDENTIFIER, "-o", "json"],
             ["ratelimit", "top", "--since", "1h"],
             ["audit", "--no-save", "-o", "json"],

@@ -309,7 +309,7 @@ def test_incident_main_queue_has_a_handful(
 
 
 # --------------------------------------------------------------------------- re-seeding
-def test_reseeding_replaces_data_deterministically(
+def test_reseeding_replaces_data_with_the_same_scenario_and_fresh_ids(
     state: SandboxState, conn: Any, sqs: Any
 ) -> None:
     first = seed.run("incident")
@@ -319,12 +319,22 @@ def test_reseeding_replaces_data_deterministically(
     second = seed.run("incident")
     ids_second = {r["id"] for r in _all(conn, "select id from jobs")}
 
-    assert ids_first == ids_second  # same seed, same data
-    assert second.model_dump(exclude={"elapsed_seconds"}) == first.model_dump(
-        exclude={"elapsed_seconds"}
-    )
+    assert ids_first.isdisjoint(ids_second)  # fresh ids every time
+    same = {"elapsed_seconds", "long_running_job_id"}
+    assert second.model_dump(exclude=same) == first.model_dump(exclude=same)
     assert _one(conn, "select count(*) from jobs") == second.jobs  # replaced, not doubled
     assert len(_peek_all(sqs, state.dlq_url)) == second.dlq_messages
+
+
+def test_fresh_ids_keep_every_shape_and_age() -> None:
+    plain, salted = seed.plan_incident(), seed.plan_incident(id_salt=12345)
+    strip = {"id", "job_id", "worker_id", "current_job_id", "idempotency_key", "metadata"}
+    for a, b in ((plain.jobs, salted.jobs), (plain.workers, salted.workers)):
+        assert [{k: v for k, v in r.items() if k not in strip} for r in a] == [
+            {k: v for k, v in r.items() if k not in strip} for r in b
+        ]
+    assert {j["id"] for j in plain.jobs}.isdisjoint(j["id"] for j in salted.jobs)
+    assert seed.plan_incident().long_running_job_id == plain.long_running_job_id
 
 
 def test_incident_summary_function_agrees(incident: SeedResult, state: SandboxState) -> None:

@@ -43,7 +43,6 @@ from dbops.cli.output import (
     print_table,
     render,
 )
-from dbops.config_files import data_dir
 from dbops.durations import format_duration, parse_duration
 from dbops.errors import DbopsError, RefusedError
 from dbops.services import redrive as svc
@@ -61,7 +60,9 @@ QueueOpt = Annotated[
 
 
 def _journal_dir() -> Path:
-    return data_dir() / "redrive-journal"
+    from dbops.services.redrive.journal import default_directory
+
+    return default_directory()
 
 
 # --------------------------------------------------------------------------- rendering

@@ -324,6 +324,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "app",
         "Dead-letter queue: list, export, redrive, purge, monitor.",
     ),
+    "workers": (
+        "dbops.cli.workers_cmd",
+        "app",
+        "Workers from their heartbeats: alive or dead, their jobs; forget dead ones.",
+    ),
     "queue": ("dbops.cli.queue_cmd", "app", "Queue depth, attributes and a live watch."),
     "ratelimit": ("dbops.cli.ratelimit_cmd", "app", "API rate limits: rules, top, reset, block."),
     "audit": ("dbops.cli.audit_cmd", "app", "Health report with a score and CI exit codes."),

@@ -149,7 +149,8 @@ def status(output: OutputOpt = Output.table) -> None:
 def env(output: OutputOpt = Output.table) -> None:
     """Print shell `export` lines for the running sandbox.
 
-    DATABASE_URL, SQS_QUEUE_URL, SQS_DLQ_URL, AWS_ENDPOINT_URL_SQS, ... The sandbox's
+    DATABASE_URL, SQS_QUEUE_URL, SQS_DLQ_URL, AWS_ENDPOINT_URL_SQS, AWS_REGION and
+    AWS_DEFAULT_REGION (boto3 and aws-cli v1 read only the latter), ... The sandbox's
     database has no password; the AWS keys are dummies that moto accepts.
 
     Example:
@@ -182,10 +183,12 @@ def seed(
     ] = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Reset the sandbox's data to a deterministic scenario (incident or clean).
+    """Reset the sandbox's data to the documented scenario (incident or clean).
 
     Wipes the app tables (jobs, job_results, worker_heartbeats, queue_history,
-    rate_limit_requests) and both queues first. The scenario is fitted to the schema in
+    rate_limit_requests), dbops' own state about them (recoveries, runs, audit runs, the
+    action log, redrive journals) and both queues first. Every seed draws fresh ids; the
+    scenario (shapes, ages, counts) is the same each time. The scenario is fitted to the schema in
     use: on `legacy`, customer ids are UUIDs, `cancelled` jobs are `failed`, and some
     history rows are legacy status_from/status_to transitions.
 

@@ -5,7 +5,9 @@ only inside functions: importing `dbops.sandbox.*` stays cheap so that `dbops --
 `dbops sandbox --help` never load them.
 
 - `runtime`: start/stop/status of the two servers, the state file, the `sandbox` profile.
-- `seed`: deterministic scenarios (`incident`, `clean`), fitted to the schema variant.
+- `seed`: seeds the scenarios (`incident`, `clean`), fitted to the schema variant, and
+  resets dbops' own state about the old rows; `plan` (the rows and messages a scenario
+  plans), `scenarios` (the planners), `shape` (the schema as the catalog describes it).
 - `demo`: `dbops demo` (up if needed, seed the incident, summarise what is wrong).
 """
 

@@ -19,13 +19,7 @@ boto3 via the adapters) happen inside functions only.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,32 +32,35 @@ from dbops.errors import ConfigError, DbopsError, RefusedError, RemoteError
 from dbops.files import private_dir
 from dbops.sandbox import (
     DEFAULT_SCHEMA,
-    DLQ,
-    MAIN_QUEUE,
     PROFILE,
     REGION,
     SCHEMA_DATABASES,
     SCHEMA_MIGRATIONS,
     SchemaName,
 )
+from dbops.sandbox.processes import _terminate
+from dbops.sandbox.servers import (
+    MOTO_LOG,
+    _create_queues,
+    _dsn,
+    _endpoint,
+    _http_answers,
+    _is_moto,
+    _moto_running,
+    _pg_answers,
+    _Postmaster,
+    _postmaster,
+    _queues_client,
+    _schema_dsn,
+    _start_moto,
+    _start_postgres,
+    _stop_postgres,
+)
 from dbops.settings import Settings, data_dir, profile_values, write_profile
 
 if TYPE_CHECKING:
     from dbops.adapters.postgres import PostgresStore
     from dbops.adapters.sqs import SqsQueues
-
-MOTO_START_TIMEOUT = 60.0
-STOP_TIMEOUT = 30.0
-POLL_INTERVAL = 0.1
-
-# Attributes of the sandbox queues (architecture.md section 3).
-DLQ_ATTRIBUTES = {"MessageRetentionPeriod": "1209600"}
-MAIN_ATTRIBUTES = {"VisibilityTimeout": "300", "ReceiveMessageWaitTimeSeconds": "20"}
-MAX_RECEIVE_COUNT = 3
-
-# moto processes started by this Python process: kept so they can be reaped (no zombies,
-# no "still running" ResourceWarning) when `down` runs in the same process (tests).
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 # --------------------------------------------------------------------------- models
@@ -157,7 +154,7 @@ def pgdata_path() -> Path:
 
 
 def moto_log_path() -> Path:
-    return sandbox_dir() / "moto.log"
+    return sandbox_dir() / MOTO_LOG
 
 
 def prepare_environment() -> Path:
@@ -206,286 +203,6 @@ def _save_state(state: SandboxState) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(state.model_dump_json(indent=2) + "\n")
     tmp.replace(path)
-
-
-# --------------------------------------------------------------------------- processes
-def _alive(pid: int | None) -> bool:
-    """The process exists and is not a zombie."""
-    if not pid:
-        return False
-    try:
-        import psutil
-    except ImportError:  # pragma: no cover - psutil comes with pgserver
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    try:
-        proc = psutil.Process(pid)
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        import psutil
-
-        return list(psutil.Process(pid).cmdline())
-    except Exception:
-        return []
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    child = _CHILDREN.get(pid)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child is not None and child.poll() is not None:
-            _CHILDREN.pop(pid, None)
-            return True
-        if child is None and not _alive(pid):
-            return True
-        time.sleep(POLL_INTERVAL)
-    return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-# --------------------------------------------------------------------------- postgres
-@dataclass
-class _Postmaster:
-    pid: int
-    port: int | None
-    socket_dir: Path | None
-
-
-def _postmaster(pgdata: Path) -> _Postmaster | None:
-    """What `postmaster.pid` says, if the file exists and its process runs."""
-    try:
-        lines = (pgdata / "postmaster.pid").read_text().splitlines()
-        pid = int(lines[0].strip())
-    except (OSError, ValueError, IndexError):
-        return None
-    if not _alive(pid):
-        return None
-    port = int(lines[3]) if len(lines) > 3 and lines[3].strip().isdigit() else None
-    sock = Path(lines[4].strip()) if len(lines) > 4 and lines[4].strip() else None
-    return _Postmaster(pid=pid, port=port, socket_dir=sock)
-
-
-def _dsn(info: _Postmaster, database: str = "postgres") -> str:
-    # The same form as pgserver's `get_uri()`: a unix socket, user postgres, no password.
-    if info.socket_dir is not None:
-        return f"postgresql://postgres:@/{database}?host={info.socket_dir}"
-    return f"postgresql://postgres:@127.0.0.1:{info.port or 5432}/{database}"
-
-
-def _schema_dsn(info: _Postmaster, schema: SchemaName) -> str:
-    """The DSN of `schema`'s database, created first when missing (under the lock)."""
-    database = SCHEMA_DATABASES[schema]
-    if database != "postgres":
-        import psycopg
-        from psycopg import sql
-
-        with psycopg.connect(_dsn(info), connect_timeout=10, autocommit=True) as conn:
-            exists = conn.execute(
-                "select 1 from pg_database where datname = %s", (database,)
-            ).fetchone()
-            if exists is None:
-                conn.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
-    return _dsn(info, database)
-
-
-def _pg_answers(dsn: str) -> bool:
-    import psycopg
-
-    try:
-        with psycopg.connect(dsn, connect_timeout=3, autocommit=True) as conn:
-            conn.execute("select 1")
-        return True
-    except psycopg.Error:
-        return False
-
-
-def _system_user() -> str | None:
-    # As root, pgserver runs postgres as the `pgserver` system user (pg refuses root).
-    return "pgserver" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
-
-
-def _start_postgres(pgdata: Path) -> tuple[int, str]:
-    import pgserver
-
-    resolved = pgdata.expanduser().resolve()
-    # pgserver caches one handle per folder per process; a handle whose server was
-    # stopped since would be returned as is, so always build a fresh one.
-    _forget_handle(resolved)
-    try:
-        server = pgserver.get_server(resolved, cleanup_mode=None)
-    except Exception as exc:
-        log = resolved / "log"
-        raise RemoteError(
-            f"embedded PostgreSQL failed to start ({type(exc).__name__})",
-            hint=f"see {log}" if log.exists() else "re-run with --debug",
-        ) from None
-    pid = server.get_pid()
-    info = _postmaster(resolved)
-    if pid is None or info is None:
-        raise RemoteError("embedded PostgreSQL did not report a running server")
-    return int(pid), _dsn(info)
-
-
-def _stop_postgres(pgdata: Path, info: _Postmaster) -> None:
-    from pgserver import _commands
-
-    # pgserver generates its command wrappers at import time.
-    try:
-        _commands.pg_ctl(  # type: ignore[attr-defined]
-            ["-w", "-m", "fast", "stop"],
-            pgdata=pgdata,
-            user=_system_user(),
-            timeout=STOP_TIMEOUT,
-        )
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError):
-        # pg_ctl failed: ask the postmaster for a fast shutdown, then an immediate one.
-        for sig in (signal.SIGINT, signal.SIGQUIT):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(info.pid, sig)
-            if _wait_gone(info.pid, STOP_TIMEOUT / 2):
-                break
-    if not _wait_gone(info.pid, STOP_TIMEOUT):
-        raise RemoteError(
-            f"embedded PostgreSQL (pid {info.pid}) did not stop",
-            hint=f"stop it by hand: kill {info.pid}",
-        )
-    _forget_handle(pgdata.expanduser().resolve())
-
-
-def _forget_handle(resolved: Path) -> None:
-    """Drop this process's cached pgserver handle for `resolved`, and its exit hook."""
-    import atexit
-
-    import pgserver
-
-    handle = pgserver.PostgresServer._instances.pop(resolved, None)
-    if handle is not None:
-        atexit.unregister(handle._cleanup)
-
-
-# --------------------------------------------------------------------------- moto
-def _endpoint(port: int) -> str:
-    return f"http://127.0.0.1:{port}"
-
-
-def _http_answers(endpoint: str, timeout: float = 1.0) -> bool:
-    import urllib.error
-    import urllib.request
-
-    # Bypass any HTTP(S)_PROXY: the server is on loopback.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(f"{endpoint}/moto-api/", timeout=timeout):
-            return True
-    except urllib.error.HTTPError:
-        return True  # it answered, whatever it said
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _is_moto(pid: int | None, port: int | None) -> bool:
-    if not pid or not port or not _alive(pid):
-        return False
-    cmd = _cmdline(pid)
-    # A command line without moto.server means the pid was reused by something else.
-    return not cmd or any("moto.server" in part for part in cmd)
-
-
-def _moto_running(state: SandboxState | None) -> bool:
-    if state is None or not _is_moto(state.moto_pid, state.moto_port):
-        return False
-    assert state.moto_port is not None
-    return _http_answers(_endpoint(state.moto_port))
-
-
-def _start_moto(folder: Path, preferred_port: int | None) -> tuple[int, int]:
-    """Start `python -m moto.server` detached; wait (bounded) until it answers."""
-    last_error = "did not start"
-    for attempt in range(3):
-        use_preferred = attempt == 0 and preferred_port and _port_free(preferred_port)
-        port = preferred_port if use_preferred and preferred_port else _free_port()
-        log_path = moto_log_path()
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=folder,
-            )
-        _CHILDREN[proc.pid] = proc
-        deadline = time.monotonic() + MOTO_START_TIMEOUT
-        while time.monotonic() < deadline:
-            code = proc.poll()
-            if code is not None:
-                _CHILDREN.pop(proc.pid, None)
-                last_error = f"exited with code {code}"
-                break  # most likely the port was taken meanwhile: try another
-            if _http_answers(_endpoint(port), timeout=0.5):
-                return proc.pid, port
-            time.sleep(POLL_INTERVAL)
-        else:
-            _terminate(proc.pid)
-            raise RemoteError(
-                f"SQS server (moto) did not answer within {MOTO_START_TIMEOUT:.0f} s",
-                hint=f"see {log_path}",
-            )
-    raise RemoteError(f"SQS server (moto) {last_error}", hint=f"see {moto_log_path()}")
-
-
-def _terminate(pid: int) -> bool:
-    """SIGTERM, bounded wait, then SIGKILL. True when the process is gone."""
-    child = _CHILDREN.get(pid)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    if _wait_gone(pid, STOP_TIMEOUT / 3):
-        return True
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    if child is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=STOP_TIMEOUT / 3)
-    return _wait_gone(pid, STOP_TIMEOUT / 3)
-
-
-def _queues_client(endpoint: str) -> SqsQueues:
-    from dbops.adapters.sqs import SqsQueues
-
-    return SqsQueues(region=REGION, endpoint=endpoint, sandbox=True)
-
-
-def _create_queues(endpoint: str) -> tuple[str, str]:
-    sqs = _queues_client(endpoint)
-    dlq_url = sqs.create_queue(DLQ, DLQ_ATTRIBUTES)
-    dlq_arn = sqs.get_attributes(dlq_url)["QueueArn"]
-    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT})
-    main_url = sqs.create_queue(MAIN_QUEUE, {**MAIN_ATTRIBUTES, "RedrivePolicy": redrive})
-    return main_url, dlq_url
 
 
 # --------------------------------------------------------------------------- profile
@@ -543,84 +260,101 @@ def up(schema: SchemaName | None = None) -> UpResult:
         pg_info = _postmaster(pgdata_path())
         pg_running = pg_info is not None and _pg_answers(_dsn(pg_info))
         moto_running = _moto_running(state)
-        if state is not None and pg_running and moto_running and state.database_url:
-            assert pg_info is not None
-            current = state.schema_name
-            wanted = schema or current
-            if wanted != current:
-                state = state.model_copy(
-                    update={"schema_name": wanted, "database_url": _schema_dsn(pg_info, wanted)}
-                )
-            assert state.database_url
-            applied = _migrate(state.database_url, schema=wanted, only_if_pending=True)
-            if wanted != current:
-                _save_state(state)
-            written = _ensure_profile(state, force=False)
-            from dbops.settings import config_path
+        running = pg_running and moto_running and pg_info is not None
+        if running and state is not None and pg_info is not None and state.database_url:
+            return _up_already_running(state, pg_info, schema)
+        return _up_start(folder, state, schema, pg_running=pg_running, moto_running=moto_running)
 
-            return UpResult(
-                already_running=True,
-                schema=wanted,
-                switched_from=current if wanted != current else None,
-                started=[],
-                migrations_applied=applied,
-                profile_written=written,
-                profile_path=str(config_path()),
-                status=status(),
-            )
 
-        wanted = schema or (state.schema_name if state is not None else DEFAULT_SCHEMA)
-        started: list[str] = []
-        pgdata = pgdata_path()
-        pg_pid, _ = _start_postgres(pgdata)
-        if not pg_running:
-            started.append("postgres")
-        info = _postmaster(pgdata.expanduser().resolve())
-        if info is None:
-            raise RemoteError("embedded PostgreSQL did not report a running server")
-        dsn = _schema_dsn(info, wanted)
+def _up_already_running(
+    state: SandboxState, pg_info: _Postmaster, schema: SchemaName | None
+) -> UpResult:
+    """Both servers run: switch the schema variant if asked, apply pending migrations."""
+    from dbops.settings import config_path
 
-        if moto_running and state is not None and state.moto_pid and state.moto_port:
-            moto_pid, port = state.moto_pid, state.moto_port
-        else:
-            if state is not None and state.moto_pid and _is_moto(state.moto_pid, state.moto_port):
-                _terminate(state.moto_pid)  # alive but not answering: replace it
-            moto_pid, port = _start_moto(folder, state.moto_port if state else None)
-            started.append("sqs")
-        endpoint = _endpoint(port)
-        try:
-            main_url, dlq_url = _create_queues(endpoint)
-            applied = _migrate(dsn, schema=wanted, only_if_pending=False)
-        except BaseException:
-            # Not recorded in state.json yet, so `down` could not find it: stop it now.
-            # (Postgres is found again through its postmaster.pid.)
-            if "sqs" in started:
-                _terminate(moto_pid)
-            raise
-        new_state = SandboxState(
-            pgdata=str(pgdata),
-            schema=wanted,
-            database_url=dsn,
-            postgres_pid=pg_pid,
-            moto_pid=moto_pid,
-            moto_port=port,
-            sqs_endpoint=endpoint,
-            main_queue_url=main_url,
-            dlq_url=dlq_url,
+    current = state.schema_name
+    wanted = schema or current
+    if wanted != current:
+        state = state.model_copy(
+            update={"schema_name": wanted, "database_url": _schema_dsn(pg_info, wanted)}
         )
-        _save_state(new_state)
-        written = _ensure_profile(new_state, force=True)
-        from dbops.settings import config_path
+    assert state.database_url
+    applied = _migrate(state.database_url, schema=wanted, only_if_pending=True)
+    if wanted != current:
+        _save_state(state)
+    written = _ensure_profile(state, force=False)
+    return UpResult(
+        already_running=True,
+        schema=wanted,
+        switched_from=current if wanted != current else None,
+        started=[],
+        migrations_applied=applied,
+        profile_written=written,
+        profile_path=str(config_path()),
+        status=status(),
+    )
 
-        return UpResult(
-            already_running=False,
-            schema=wanted,
-            started=started,
-            migrations_applied=applied,
-            profile_written=written,
-            profile_path=str(config_path()),
-            status=status(),
-        )
+
+def _up_start(
+    folder: Path,
+    state: SandboxState | None,
+    schema: SchemaName | None,
+    *,
+    pg_running: bool,
+    moto_running: bool,
+) -> UpResult:
+    """Start what is not running, create the queues, migrate, record state and profile."""
+    from dbops.settings import config_path
+
+    wanted = schema or (state.schema_name if state is not None else DEFAULT_SCHEMA)
+    started: list[str] = []
+    pgdata = pgdata_path()
+    pg_pid, _ = _start_postgres(pgdata)
+    if not pg_running:
+        started.append("postgres")
+    info = _postmaster(pgdata.expanduser().resolve())
+    if info is None:
+        raise RemoteError("embedded PostgreSQL did not report a running server")
+    dsn = _schema_dsn(info, wanted)
+
+    if moto_running and state is not None and state.moto_pid and state.moto_port:
+        moto_pid, port = state.moto_pid, state.moto_port
+    else:
+        if state is not None and state.moto_pid and _is_moto(state.moto_pid, state.moto_port):
+            _terminate(state.moto_pid)  # alive but not answering: replace it
+        moto_pid, port = _start_moto(folder, state.moto_port if state else None)
+        started.append("sqs")
+    endpoint = _endpoint(port)
+    try:
+        main_url, dlq_url = _create_queues(endpoint)
+        applied = _migrate(dsn, schema=wanted, only_if_pending=False)
+    except BaseException:
+        # Not recorded in state.json yet, so `down` could not find it: stop it now.
+        # (Postgres is found again through its postmaster.pid.)
+        if "sqs" in started:
+            _terminate(moto_pid)
+        raise
+    new_state = SandboxState(
+        pgdata=str(pgdata),
+        schema=wanted,
+        database_url=dsn,
+        postgres_pid=pg_pid,
+        moto_pid=moto_pid,
+        moto_port=port,
+        sqs_endpoint=endpoint,
+        main_queue_url=main_url,
+        dlq_url=dlq_url,
+    )
+    _save_state(new_state)
+    return UpResult(
+        already_running=False,
+        schema=wanted,
+        started=started,
+        migrations_applied=applied,
+        profile_written=_ensure_profile(new_state, force=True),
+        profile_path=str(config_path()),
+        status=status(),
+    )
 
 
 def down() -> DownResult:
@@ -718,6 +452,8 @@ def env_vars(state: SandboxState) -> dict[str, str]:
         "SQS_DLQ_URL": state.dlq_url or "",
         "AWS_ENDPOINT_URL_SQS": state.sqs_endpoint or "",
         "AWS_REGION": state.region,
+        # boto3 and aws-cli v1 read only AWS_DEFAULT_REGION (NoRegionError without it).
+        "AWS_DEFAULT_REGION": state.region,
         # moto accepts any credentials; these let boto3/aws-cli talk to it.
         "AWS_ACCESS_KEY_ID": "sandbox",
         "AWS_SECRET_ACCESS_KEY": "sandbox",

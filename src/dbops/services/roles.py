@@ -42,7 +42,7 @@ OPERATOR_TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     # application tables
     "jobs": ("SELECT", "UPDATE"),  # fail / requeue / recover change the status
     "job_results": ("SELECT",),
-    "worker_heartbeats": ("SELECT",),
+    "worker_heartbeats": ("SELECT", "DELETE"),  # workers forget (a dead worker's row)
     "queue_history": ("SELECT", "INSERT"),  # append-only event log
     "rate_limit_requests": ("SELECT", "INSERT", "DELETE"),  # the limiter; reset, cleanup
     # dbops' own tables

@@ -126,6 +126,13 @@ def _strings(value: Any) -> list[str]:
     return [x for x in value if isinstance(x, str)] if isinstance(value, list) else []
 
 
+def default_directory() -> Path:
+    """Where `dbops dlq redrive` keeps its journals: `<data dir>/redrive-journal`."""
+    from dbops.config_files import data_dir
+
+    return data_dir() / "redrive-journal"
+
+
 def journal_key(queue_url: str) -> str:
     return hashlib.sha256(queue_url.rstrip("/").encode()).hexdigest()
 
