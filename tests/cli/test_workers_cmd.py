@@ -148,10 +148,11 @@ def test_table_prints_short_ids_json_full_ones(arrange: Arrange) -> None:
     job = arrange.job()
     worker = arrange.worker(900, job=job)
 
-    table = invoke(["workers"]).stdout
+    listed = invoke(["workers"])
+    table = listed.stdout
     assert worker[:8] in table and worker not in table
     assert job[:8] in table and job not in table
-    assert "1 worker(s), 1 dead" in table
+    assert "1 worker(s), 1 dead" in listed.stderr  # off a terminal, titles go to stderr
     assert invoke(["workers", "-o", "json"]).json[0]["worker_id"] == worker
 
 
@@ -182,8 +183,8 @@ def test_show_held_jobs_and_history(arrange: Arrange) -> None:
     assert "ops@example.com" not in str(detail["history"]) and detail["masked"] is True
     revealed = invoke(["workers", "show", worker, "--reveal", "-o", "json"]).json
     assert "ops@example.com" in str(revealed["history"])
-    table = invoke(["workers", "show", worker]).stdout
-    assert worker in table and "jobs it holds" in table
+    shown = invoke(["workers", "show", worker])
+    assert worker in shown.stdout and "jobs it holds" in shown.stderr
 
 
 def test_show_unknown_and_malformed_ids(arrange: Arrange) -> None:
@@ -191,6 +192,18 @@ def test_show_unknown_and_malformed_ids(arrange: Arrange) -> None:
     assert "not found: worker" in one_line_error(missing.stderr)
     bad = invoke(["workers", "show", "not-a-uuid"], code=2)
     assert "not a UUID" in one_line_error(bad.stderr)
+
+
+def test_short_worker_ids_resolve_or_say_why_not(arrange: Arrange) -> None:
+    worker = arrange.worker(900)
+    shown = invoke(["workers", "show", worker[:8], "-o", "json"]).json
+    assert shown["worker"]["worker_id"] == worker
+    dry = invoke(["workers", "forget", worker[:6], "--dry-run", "-o", "json"]).json
+    assert dry["worker"]["worker_id"] == worker and arrange.exists(worker)
+    missing = invoke(["workers", "show", "ffffff" if worker[0] != "f" else "000000"], code=4)
+    assert "no worker id starts with" in one_line_error(missing.stderr)
+    short = invoke(["workers", "show", worker[:5]], code=2)
+    assert "needs at least 6 hex characters" in one_line_error(short.stderr)
 
 
 # --------------------------------------------------------------------------- forget

@@ -122,9 +122,11 @@ def parse_worker_id(raw: str) -> str:
 
 
 def resolve_worker_id(raw: str, *, store: Store) -> str:
-    """The worker id `raw` names. Full UUIDs for now; `store` is for prefix look-ups."""
-    del store  # a prefix resolver (issue 15.4) will look the prefix up
-    return parse_worker_id(raw)
+    """The worker id `raw` names: a whole UUID, or a unique prefix of at least 6 hex
+    characters (exit 2 when ambiguous, 4 when nothing matches; see `dbops.services.ids`)."""
+    from dbops.services.ids import resolve_ids
+
+    return resolve_ids(store=store, kind="worker", values=[raw])[0]
 
 
 def _check(dead_after_seconds: int, limit: int = 1) -> None:
