@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -26,11 +27,19 @@ class DbopsError(Exception):
     """Base class: an expected failure with a one-line, secret-free message."""
 
     exit_code: ExitCode = ExitCode.UNEXPECTED
+    #: The one partial-result pattern: a command that did part of its work before failing
+    #: raises with the result model so far (its counts included); the CLI logs those counts
+    #: and renders the result as JSON before the one-line error.
+    partial_result: Any = None
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, hint: str | None = None, partial_result: Any = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        if partial_result is not None:
+            self.partial_result = partial_result
 
     def one_line(self) -> str:
         text = " ".join(self.message.split())

@@ -369,7 +369,7 @@ def redrive(
             with _progress_bar(output is Output.table) as progress:
                 result = svc.execute(plan, progress=progress, checkpoint=checkpoint_from_env())
         except DbopsError as exc:
-            partial = getattr(exc, "partial_result", None)
+            partial = exc.partial_result
             if isinstance(partial, svc.RedriveResult):
                 rec.counts = _counts(partial)
                 if output in (Output.json, Output.jsonl):

@@ -72,7 +72,7 @@ def _run(
                 checkpoint=checkpoint_from_env(),
             )
         except DbopsError as exc:
-            partial = getattr(exc, "partial_result", None)
+            partial = exc.partial_result
             if isinstance(partial, svc.ReplayResult) and output in (Output.json, Output.jsonl):
                 render(partial, output)
             raise

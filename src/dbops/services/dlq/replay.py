@@ -328,6 +328,6 @@ def replay(
     result.per_call = round(result.sent / result.send_calls, 2) if result.send_calls else 0.0
     result.duration_seconds = round(time.monotonic() - started, 3)
     if run.fatal is not None:
-        run.fatal.partial_result = result  # type: ignore[attr-defined]
+        run.fatal.partial_result = result
         raise run.fatal
     return result

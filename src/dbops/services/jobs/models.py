@@ -317,6 +317,9 @@ class RecoveryIncomplete(RemoteError):
     """SQS (or the database) failed after jobs were claimed: they wait in the outbox."""
 
     def __init__(self, message: str, *, exit_code: int, result: BaseModel) -> None:
-        super().__init__(message)
+        super().__init__(message, partial_result=result)
         self.exit_code = ExitCode(exit_code)
-        self.result = result
+
+    @property
+    def result(self) -> BaseModel:
+        return self.partial_result

@@ -237,7 +237,7 @@ class _CopyRun(BatchMover):
         if self.fatal is not None:
             fatal = self.fatal
             if isinstance(fatal, DbopsError):
-                fatal.partial_result = self.result  # type: ignore[attr-defined]
+                fatal.partial_result = self.result
             raise fatal
         return self.result
 

@@ -146,7 +146,7 @@ def _journaled(job: _CopyJob, journal_dir: Path | None) -> RedriveResult:
         try:
             result = _run_copy(job, journal)
         except DbopsError as exc:
-            partial = getattr(exc, "partial_result", None)
+            partial = exc.partial_result
             if isinstance(partial, RedriveResult):
                 partial.settled = journal.report if journal is not None else None
             raise
