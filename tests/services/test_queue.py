@@ -74,10 +74,13 @@ def test_rate_tracker_same_timestamp_does_not_divide_by_zero():
     assert sample.in_rate is None and sample.drain_rate is None
 
 
-def test_queue_label_from_url_arn_and_name():
-    assert svc.queue_label("http://h:1/123456789012/jobs-dlq") == "jobs-dlq"
-    assert svc.queue_label("arn:aws:sqs:us-east-1:123456789012:jobs-dlq") == "jobs-dlq"
-    assert svc.queue_label("jobs") == "jobs"
+def test_queue_name_from_url_arn_and_name():
+    from dbops.names import queue_name
+
+    assert queue_name("http://h:1/123456789012/jobs-dlq") == "jobs-dlq"
+    assert queue_name("http://h:1/123456789012/jobs-dlq/") == "jobs-dlq"
+    assert queue_name("arn:aws:sqs:us-east-1:123456789012:jobs-dlq") == "jobs-dlq"
+    assert queue_name("jobs") == "jobs"
 
 
 # --------------------------------------------------------------------------- against SQS

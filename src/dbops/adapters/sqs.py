@@ -12,6 +12,7 @@ import botocore.exceptions
 from botocore.config import Config
 
 from dbops.errors import ConfigError, NotFoundError, RemoteError
+from dbops.names import queue_name
 from dbops.ports import BatchResult, OutgoingMessage, QueueMessage
 from dbops.redaction import MASK, strip_userinfo
 
@@ -22,10 +23,6 @@ _NOT_FOUND = {
     "QueueDoesNotExist",
     "ResourceNotFoundException",
 }
-
-
-def queue_name(queue: str) -> str:
-    return queue.rstrip("/").rsplit("/", 1)[-1]
 
 
 def translate_error(exc: Exception, what: str) -> Exception:

@@ -45,6 +45,7 @@ from dbops.cli.output import (
 )
 from dbops.durations import format_duration, parse_duration
 from dbops.errors import DbopsError, RefusedError
+from dbops.names import queue_name
 from dbops.services import redrive as svc
 
 
@@ -66,20 +67,17 @@ def _journal_dir() -> Path:
 
 
 # --------------------------------------------------------------------------- rendering
-def _name(url: str) -> str:
-    return svc.queue_name(url)
-
-
 def _render_preview(preview: svc.RedrivePreview, *, what: str) -> None:
     message(
-        f"Redrive ({preview.method}) from {_name(preview.source)} to {_name(preview.target)}"
+        f"Redrive ({preview.method}) from {queue_name(preview.source)} "
+        f"to {queue_name(preview.target)}"
         f"{' (FIFO)' if preview.target_fifo else ''}: {preview.visible} visible in the DLQ, "
         f"{preview.in_flight} in flight; {what}."
     )
     pending = preview.journal
     if pending is not None and pending.running_pid is not None:
         message(
-            f"Another redrive of {_name(preview.source)} is running"
+            f"Another redrive of {queue_name(preview.source)} is running"
             + (f" (pid {pending.running_pid})" if pending.running_pid > 0 else "")
             + ": this one will be refused until it ends."
         )
@@ -121,8 +119,8 @@ def _summary_table(result: svc.RedriveResult) -> None:
     data: dict[str, Any] = {
         "method": result.method,
         "dry_run": result.dry_run,
-        "source": _name(result.source),
-        "target": _name(result.target),
+        "source": queue_name(result.source),
+        "target": queue_name(result.target),
         "scanned": result.scanned,
         "matched": result.matched,
         "moved": result.moved,
@@ -349,7 +347,7 @@ def redrive(
         if request.filtered and plan.preview.scan is None
         else f"{plan.count} messages"
     )
-    source, target = _name(plan.dlq_url), _name(plan.target_url)
+    source, target = queue_name(plan.dlq_url), queue_name(plan.target_url)
     confirm(f"redrive {noun} from {source} to {target}", yes=yes, dry_run=dry_run)
     arguments = _log_arguments(
         plan,
@@ -385,8 +383,8 @@ def _log_arguments(plan: svc.RedrivePlan, *, options: dict[str, Any]) -> dict[st
     r = plan.request
     flt = r.message_filter
     return {
-        "queue": _name(plan.dlq_url),
-        "to": _name(plan.target_url),
+        "queue": queue_name(plan.dlq_url),
+        "to": queue_name(plan.target_url),
         "method": r.method,
         **{k: options[k] for k in ("job_id", "customer", "match", "reason")},
         **{k: options[k] for k in ("older_than", "newer_than")},
@@ -413,7 +411,7 @@ def _outcome(result: svc.RedriveResult) -> None:
     if result.canary is not None and not result.canary.passed:
         raise RefusedError(
             f"canary failed: {len(result.canary.came_back)} of {result.canary.moved} "
-            f"redriven message(s) came back to {_name(result.source)} within "
+            f"redriven message(s) came back to {queue_name(result.source)} within "
             f"{format_duration(result.canary.wait_seconds)}; stopped, the rest stay in the DLQ",
             hint="inspect with `dbops dlq list` before retrying",
         )
@@ -508,10 +506,10 @@ def redrive_cancel(
     dlq_url = queue_url(queue)
     handle = task_handle or svc.running_task(queues=queues, dlq_url=dlq_url).task_handle
     assert handle is not None
-    message(f"Cancel message move task on {_name(dlq_url)}: {handle}")
-    confirm(f"cancel the move task on {_name(dlq_url)}", yes=yes, dry_run=dry_run)
+    message(f"Cancel message move task on {queue_name(dlq_url)}: {handle}")
+    confirm(f"cancel the move task on {queue_name(dlq_url)}", yes=yes, dry_run=dry_run)
     with recorder(
-        "dlq redrive-cancel", {"queue": _name(dlq_url), "task_handle": handle}, dry_run=dry_run
+        "dlq redrive-cancel", {"queue": queue_name(dlq_url), "task_handle": handle}, dry_run=dry_run
     ) as rec:
         result = svc.cancel_move_task(
             queues=queues, dlq_url=dlq_url, task_handle=handle, dry_run=dry_run

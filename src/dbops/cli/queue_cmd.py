@@ -12,6 +12,7 @@ from dbops.cli._completion import remember_queues
 from dbops.cli.output import Output, OutputOpt, key_values, message, out_console, render
 from dbops.durations import format_duration, parse_duration
 from dbops.errors import ConfigError, ExitCode, UsageError
+from dbops.names import queue_name
 from dbops.services import queue as queue_service
 
 app = typer.Typer(
@@ -236,7 +237,7 @@ def watch(
         raise UsageError(f"queue watch streams: use -o table or -o jsonl, not -o {output.value}")
     urls = _resolve_all(queues)
     port = _deps.queues()
-    trackers = [queue_service.RateTracker(queue_service.queue_label(u)) for u in urls]
+    trackers = [queue_service.RateTracker(queue_name(u)) for u in urls]
     live: Any = None
     taken = 0
     try:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel
 
 from dbops.errors import ConfigError, DbopsError, ExitCode
+from dbops.names import queue_name
 from dbops.ports import Queues, Store
 from dbops.services import migrations
 
@@ -32,10 +33,6 @@ class DoctorReport(BaseModel):
     checks: list[DoctorCheck]
     ok: bool
     exit_code: int
-
-
-def _queue_label(url: str) -> str:
-    return url.rstrip("/").rsplit("/", 1)[-1]
 
 
 def run_checks(
@@ -144,7 +141,7 @@ def run_checks(
                 add(
                     label,
                     "pass",
-                    f"{_queue_label(url)}: {attrs.get('ApproximateNumberOfMessages', '?')} visible",
+                    f"{queue_name(url)}: {attrs.get('ApproximateNumberOfMessages', '?')} visible",
                 )
                 if label == "SQS main queue" and attrs.get("RedrivePolicy"):
                     redrive_target = json.loads(attrs["RedrivePolicy"]).get("deadLetterTargetArn")
@@ -168,11 +165,11 @@ def run_checks(
                 add(
                     "redrive policy",
                     "fail",
-                    f"points at {_queue_label(redrive_target)}, not {_queue_label(dlq_arn)}",
+                    f"points at {queue_name(redrive_target)}, not {queue_name(dlq_arn)}",
                     "fix SQS_DLQ_URL or the queue's redrive policy",
                 )
             elif dlq_arn:
-                add("redrive policy", "pass", f"main queue -> {_queue_label(dlq_arn)}")
+                add("redrive policy", "pass", f"main queue -> {queue_name(dlq_arn)}")
             else:
                 add("redrive policy", "skip", "dead-letter queue unreachable")
         if queues is not None:

@@ -17,15 +17,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from dbops.errors import DbopsError
+from dbops.names import queue_name
 from dbops.ports import Queues
-
-
-def queue_label(queue: str) -> str:
-    """The queue name from a URL or an ARN (or the name itself)."""
-    text = queue.rstrip("/")
-    if text.startswith("arn:"):
-        return text.rsplit(":", 1)[-1]
-    return text.rsplit("/", 1)[-1]
 
 
 def _int(attrs: dict[str, str], key: str) -> int:
@@ -174,7 +167,7 @@ def list_queues(*, queues: Queues, prefix: str | None = None) -> list[QueueSumma
     arns: dict[str, str] = {}
     targets: set[str] = set()
     for url in queues.list_queues(prefix):
-        name = queue_label(url)
+        name = queue_name(url)
         try:
             attrs = queues.get_attributes(url)
         except DbopsError as exc:  # deleted between list and get, or access denied
@@ -197,7 +190,7 @@ def list_queues(*, queues: Queues, prefix: str | None = None) -> list[QueueSumma
                 visible=counts.visible,
                 in_flight=counts.in_flight,
                 delayed=counts.delayed,
-                dead_letter_queue=queue_label(str(target)) if target else None,
+                dead_letter_queue=queue_name(str(target)) if target else None,
             )
         )
     for row in rows:
@@ -258,7 +251,7 @@ def queue_info(*, queues: Queues, queue: str, sample: bool | None = None) -> Que
     if policy:
         target = policy.get("deadLetterTargetArn")
         if target:
-            dlq_name = queue_label(str(target))
+            dlq_name = queue_name(str(target))
             try:
                 dlq_url = queues.resolve_url(dlq_name)
             except DbopsError:  # another account/region, or deleted: the name still helps
@@ -273,8 +266,8 @@ def queue_info(*, queues: Queues, queue: str, sample: bool | None = None) -> Que
             allow = loaded if isinstance(loaded, dict) else None
         except ValueError:
             allow = None
-    sources = [queue_label(u) for u in queues.dead_letter_sources(url)]
-    name = queue_label(url)
+    sources = [queue_name(u) for u in queues.dead_letter_sources(url)]
+    name = queue_name(url)
     age = oldest_age(queues=queues, queue_url=url, attrs=attrs, sample=sample)
     return QueueInfo(
         queue=name,
@@ -335,7 +328,7 @@ def depth(
         age = oldest_age(queues=queues, queue_url=url, attrs=attrs, sample=sample)
         rows.append(
             QueueDepth(
-                queue=queue_label(url),
+                queue=queue_name(url),
                 url=url,
                 visible=counts.visible,
                 in_flight=counts.in_flight,

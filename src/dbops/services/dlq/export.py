@@ -14,10 +14,10 @@ from pydantic import BaseModel
 
 from dbops.errors import UsageError
 from dbops.files import write_private
+from dbops.names import queue_name
 from dbops.ports import Checkpoint, Queues
 from dbops.services.dlq.scan import SCAN_LEASE_SECONDS, Progress, Scan, plain_message_attributes
 from dbops.services.messages import MessageFilter, ParsedMessage
-from dbops.services.queue import queue_label
 from dbops.services.redact import mask_body, mask_optional, mask_plain_attributes
 
 
@@ -100,7 +100,7 @@ def export_messages(
     """Write every (matching) message as one JSON line, as received (raw), or with personal
     data masked (`mask`: see `export_record`); non-destructive."""
     message_filter = message_filter or MessageFilter()
-    name = queue_label(queue_url)
+    name = queue_name(queue_url)
     exported = 0
     with Scan(queues, queue_url, lease=lease, limit=limit) as scan:
         for batch in scan.batches():

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from dbops.durations import format_duration
 from dbops.errors import DbopsError, NotFoundError, UsageError
+from dbops.names import queue_name
 from dbops.ports import Queues, Store
 from dbops.services.dlq.scan import (
     PEEK_LEASE_SECONDS,
@@ -19,7 +20,6 @@ from dbops.services.dlq.scan import (
 )
 from dbops.services.ids import choose, parse_id
 from dbops.services.messages import ParsedMessage
-from dbops.services.queue import queue_label
 from dbops.services.redact import (
     NOT_JSON,
     load_json,
@@ -120,7 +120,7 @@ def list_messages(
         for m in messages
     ]
     return DlqListing(
-        queue=queue_label(queue_url),
+        queue=queue_name(queue_url),
         messages=rows,
         scanned=stats.scanned,
         released=stats.released,
@@ -179,7 +179,7 @@ def show_message(
             if hits and ref.full:
                 break
     if not hits:
-        where = queue_label(queue_url)
+        where = queue_name(queue_url)
         bound = "" if scan.stats.drained else f" (searched the first {scan.stats.scanned})"
         raise NotFoundError(
             f"message {ref.given} not found in {where}{bound}"
@@ -191,7 +191,7 @@ def show_message(
     chosen = choose(ref, ids, label="message id")
     hit = next(m for m in hits if m.message_id == chosen)
     return message_detail(
-        hit, queue=queue_label(queue_url), reveal=reveal, scanned=scan.stats.scanned
+        hit, queue=queue_name(queue_url), reveal=reveal, scanned=scan.stats.scanned
     )
 
 

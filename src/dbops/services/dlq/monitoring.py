@@ -8,12 +8,13 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from dbops.errors import DbopsError, UsageError
+from dbops.names import queue_name
 from dbops.ports import Queues, Store
 from dbops.services import slack
 from dbops.services.dlq.listing import preview_text
 from dbops.services.dlq.scan import peek
 from dbops.services.messages import ParsedMessage
-from dbops.services.queue import QueueCounts, queue_label, read_counts
+from dbops.services.queue import QueueCounts, read_counts
 from dbops.services.redact import mask_optional
 
 
@@ -76,7 +77,7 @@ def monitor(
     if threshold < 1:
         raise UsageError(f"invalid threshold {threshold}: must be at least 1")
     counts: QueueCounts = read_counts(queues=queues, queue_url=queue_url)
-    name = queue_label(queue_url)
+    name = queue_name(queue_url)
     result = MonitorResult(
         queue=name,
         depth=counts.total,

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from dbops.errors import RefusedError, RemoteError, UsageError
+from dbops.names import queue_name
 from dbops.ports import Checkpoint, Queues
 from dbops.services.dlq.scan import Progress
 from dbops.services.dlq.snapshot import (
@@ -23,7 +24,7 @@ from dbops.services.dlq.snapshot import (
     validate,
 )
 from dbops.services.messages import MessageFilter
-from dbops.services.queue import queue_label, read_counts
+from dbops.services.queue import read_counts
 
 FAST_WARNING = (
     "--fast uses PurgeQueue: messages that arrive during the backup scan or during "
@@ -90,7 +91,7 @@ def purge_preview(
     if not fast and counts.delayed:
         warning = f"{counts.delayed} delayed message(s) cannot be received yet: left in place"
     return PurgePreview(
-        queue=queue_label(queue_url),
+        queue=queue_name(queue_url),
         visible=counts.visible,
         in_flight=counts.in_flight,
         delayed=counts.delayed,
@@ -122,7 +123,7 @@ def purge(
     """
     validate(lease=lease, workers=workers)
     started = time.monotonic()
-    name = queue_label(queue_url)
+    name = queue_name(queue_url)
     if snapshot is None:
         now = read_counts(queues=queues, queue_url=queue_url)
         snapshot = now.visible + now.in_flight
@@ -187,7 +188,7 @@ def _fast_purge(
 ) -> PurgeResult:
     """Backup scan (held, then released), then PurgeQueue. Refuses (exit 6) when the queue
     holds more than the backup got (in flight with a consumer, or delayed)."""
-    name = queue_label(queue_url)
+    name = queue_name(queue_url)
     backed_up: int | None = None
     scanned = 0
     if backup is not None:
@@ -318,7 +319,7 @@ def delete_preview(
         run.scan()
         run.release(everything=True)
     return DeletePreview(
-        queue=queue_label(queue_url),
+        queue=queue_name(queue_url),
         snapshot=bound,
         scanned=run.scanned,
         matched=run.matched,
@@ -367,7 +368,7 @@ def delete_messages(
         run.delete()
         run.release()
     return DeleteResult(
-        queue=queue_label(queue_url),
+        queue=queue_name(queue_url),
         snapshot=bound,
         scanned=run.scanned,
         matched=run.matched,

@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from dbops.errors import RefusedError, UsageError
+from dbops.names import queue_name
 from dbops.ports import OutgoingMessage, Queues
-from dbops.services.queue import queue_label
 
 PROGRESS_SUFFIX = ".replay-progress"
 DEFAULT_MAX_MESSAGE_SIZE = 262144  # when the target's MaximumMessageSize cannot be read
@@ -303,7 +303,7 @@ def target_facts(queues: Queues, url: str) -> TargetFacts:
     except ValueError:
         size = DEFAULT_MAX_MESSAGE_SIZE
     fifo = str(attrs.get("FifoQueue", "")).lower() == "true" or url.endswith(".fifo")
-    return TargetFacts(url=url, name=queue_label(url), fifo=fifo, max_message_size=size)
+    return TargetFacts(url=url, name=queue_name(url), fifo=fifo, max_message_size=size)
 
 
 def preview(*, replay_plan: ReplayPlan, target: TargetFacts) -> ReplayPreview:

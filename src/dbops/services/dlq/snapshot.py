@@ -47,6 +47,7 @@ from typing import IO, Any, Literal
 
 from dbops.config_files import data_dir
 from dbops.errors import DbopsError, RefusedError, UsageError
+from dbops.names import queue_name
 from dbops.ports import BatchResult, Checkpoint, QueueMessage, Queues
 from dbops.services.dlq.scan import (
     LONG_POLL_SECONDS,
@@ -55,7 +56,7 @@ from dbops.services.dlq.scan import (
     plain_message_attributes,
 )
 from dbops.services.messages import ParsedMessage, parse
-from dbops.services.queue import queue_label, read_counts
+from dbops.services.queue import read_counts
 
 LEASE_SECONDS = 300  # default visibility lease on held messages (--lease)
 MIN_LEASE_SECONDS = 2
@@ -72,7 +73,7 @@ plain_attributes = plain_message_attributes
 # --------------------------------------------------------------------------- backup file
 def default_backup_path(queue_url: str, kind: str = "purge") -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    return data_dir() / "backups" / f"{queue_label(queue_url)}-{kind}-{stamp}.jsonl"
+    return data_dir() / "backups" / f"{queue_name(queue_url)}-{kind}-{stamp}.jsonl"
 
 
 def backup_record(message: ParsedMessage, *, queue: str) -> dict[str, Any]:
@@ -217,7 +218,7 @@ class _SnapshotRun:
         self.checkpoint: Checkpoint = checkpoint or _no_checkpoint
         self.queues = queues
         self.url = queue_url
-        self.name = queue_label(queue_url)
+        self.name = queue_name(queue_url)
         self.bound = max(0, bound)
         self.accept = accept
         self.backup = backup

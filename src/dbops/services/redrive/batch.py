@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from dbops.errors import DbopsError, NotFoundError, RemoteError
+from dbops.names import queue_name
 from dbops.ports import BatchResult, OutgoingMessage
 from dbops.services.messages import ParsedMessage
-from dbops.services.redrive.facts import queue_name
 from dbops.services.redrive.models import CONSECUTIVE_SEND_FAILURES_FATAL
 from dbops.services.redrive.shaping import (
     outgoing,

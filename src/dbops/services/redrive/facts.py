@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dbops.errors import UsageError
+from dbops.names import queue_name
 from dbops.ports import Queues, Store
 from dbops.services.redrive.models import (
     COMPLETED_STATUSES,
@@ -16,10 +17,6 @@ from dbops.services.redrive.models import (
     LEASE_SECONDS,
     MIN_LEASE_SECONDS,
 )
-
-
-def queue_name(url: str) -> str:
-    return url.rstrip("/").rsplit("/", 1)[-1]
 
 
 def resolve_target(*, queues: Queues, dlq_url: str, to: str | None) -> str:

@@ -9,8 +9,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dbops.errors import DbopsError, NotFoundError, RemoteError, UsageError
+from dbops.names import queue_name
 from dbops.ports import Queues
-from dbops.services.redrive.facts import queue_facts, queue_name
+from dbops.services.redrive.facts import queue_facts
 from dbops.services.redrive.models import (
     NATIVE_DONE,
     NATIVE_MAX_RATE,
