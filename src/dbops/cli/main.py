@@ -176,7 +176,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "dlq": (
         "dbops.cli.dlq_cmd",
         "app",
-        "Dead-letter queue: list, export, redrive, purge, monitor.",
+        "Dead-letter queue: list, stats, export, redrive, purge, monitor.",
     ),
     "queue": ("dbops.cli.queue_cmd", "app", "Queue depth, attributes and a live watch."),
     "ratelimit": ("dbops.cli.ratelimit_cmd", "app", "API rate limits: rules, top, reset, block."),
@@ -195,6 +195,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 # called once on the group's app, in this order (the order of `dbops GROUP --help`).
 PARTS: dict[str, tuple[str, ...]] = {
     "dlq": (
+        "dbops.cli.dlq_stats_cmd",
         "dbops.cli.dlq_purge_cmd",
         "dbops.cli.dlq_monitor_cmd",
         "dbops.cli.dlq_redrive_cmd",
