@@ -1,7 +1,8 @@
 """Run benchmarks: `uv run python -m benchmarks [NAME...]` (default: all).
 
-Names: startup, jobs, redrive, purge, dlq_stats, ratelimit, audit, masking. Each prints its own figures
-and ratios, and which SQS implementation and Postgres it ran on. Not part of the test suite.
+Names: startup, jobs, redrive, purge, dlq_stats, ratelimit, audit, masking. Each prints its
+own figures and ratios, and which SQS implementation and Postgres it ran on. Not part of the
+test suite.
 """
 
 from __future__ import annotations

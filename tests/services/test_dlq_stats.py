@@ -56,7 +56,11 @@ def message(
         ),
         ("missing 4443bbfa", "missing deadbeef1", "missing <hex>"),
         ("no customer cus_N3x7Kq9ZabC", "no customer cus_Zz9yXw8VuT", "no customer cus_<id>"),
-        ("mail to bob@corp.io bounced", "mail to ünï@example.com bounced", "mail to <email> bounced"),
+        (
+            "mail to bob@corp.io bounced",
+            "mail to ünï@example.com bounced",
+            "mail to <email> bounced",
+        ),
         (
             "GET https://api.example.com/v1/jobs/42?x=1 -> 503",
             "GET http://10.0.0.1:8080/health -> 503",
@@ -97,7 +101,7 @@ def test_normalisation_is_idempotent_on_any_text(text: str):
     assert not any(c.isascii() and c.isdigit() for c in once)
 
 
-_ALPHABET = st.sampled_from(list("aZ09f-_.@:/+%<> \t\n=()…w") + ["://", "www.", "@x.io"])
+_ALPHABET = st.sampled_from([*"aZ09f-_.@:/+%<> \t\n=()…w", "://", "www.", "@x.io"])
 
 
 @given(st.lists(_ALPHABET, max_size=80).map("".join))
@@ -276,9 +280,7 @@ def test_job_status_over_both_transports(store, job_seed, queues, sqs_endpoint):
     assert queues.visible(queues.dlq_url) == len(bodies)
 
 
-def test_job_status_batches_round_trips(
-    database_url, job_seed, queues, sqs_endpoint, monkeypatch
-):
+def test_job_status_batches_round_trips(database_url, job_seed, queues, sqs_endpoint, monkeypatch):
     monkeypatch.setattr(stats, "LOOKUP_BATCH", 7)
     ids = job_seed.many(20, status="completed")
     _send(queues.client, queues.dlq_url, [json.dumps({"job_id": j}) for j in ids])
@@ -323,7 +325,10 @@ def test_job_status_sql_on_both_schema_variants(variant_db, variant_database_url
 
 def test_filters_and_top(queues, sqs_endpoint):
     bodies = (
-        [json.dumps({"customer_id": "acme", "_dlq_reason": f"timeout after {i}s"}) for i in range(5)]
+        [
+            json.dumps({"customer_id": "acme", "_dlq_reason": f"timeout after {i}s"})
+            for i in range(5)
+        ]
         + [json.dumps({"customer_id": "beta", "_dlq_reason": "oom killed"})] * 3
         + [json.dumps({"customer_id": "acme", "_dlq_reason": "bad payload"})]
     )

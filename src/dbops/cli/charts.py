@@ -8,7 +8,7 @@ _BLOCKS = " ▏▎▍▌▋▊▉█"
 _SPARKS = "▁▂▃▄▅▆▇█"
 
 
-def bar(value: float, max: float, width: int = 20) -> str:  # noqa: A002 - the chart's maximum
+def bar(value: float, max: float, width: int = 20) -> str:
     """A horizontal bar `width` cells long at `max`, with eighth-cell precision.
 
     Non-positive values and a non-positive `max` or `width` give an empty string; a positive

@@ -1,9 +1,10 @@
 """`dbops dlq`: the group, its shared options and helpers, and `list`, `show`, `export`.
 
 The other `dlq` commands live in their own modules, each with `register(app)`:
-`dlq_stats_cmd` (stats), `dlq_purge_cmd` (purge, delete), `dlq_monitor_cmd` (monitor), `dlq_redrive_cmd` (redrive,
-redrive-status, redrive-cancel) and `dlq_replay_cmd` (replay). `cli/main.py`'s loader
-registers them on this app, in that order, so this module imports none of them.
+`dlq_stats_cmd` (stats), `dlq_purge_cmd` (purge, delete), `dlq_monitor_cmd` (monitor),
+`dlq_redrive_cmd` (redrive, redrive-status, redrive-cancel) and `dlq_replay_cmd` (replay).
+`cli/main.py`'s loader registers them on this app, in that order, so this module imports
+none of them.
 """
 
 from __future__ import annotations

@@ -65,6 +65,7 @@ AGE_BUCKETS: tuple[tuple[float | None, str], ...] = (
 AGE_ORDER = {label: i for i, (_bound, label) in enumerate(AGE_BUCKETS)}
 
 LOOKUP_BATCH = 1000  # distinct job ids per database round trip
+RELEASE_WORKERS = 4  # ChangeMessageVisibilityBatch calls in flight at the end of the scan
 KEY_MAX = 200  # characters of a group key (longer keys are cut, with "…")
 REASON_INPUT_MAX = 2000  # characters of a reason that are normalised
 JOB_ID_MAX = 100  # longer job ids cannot be UUIDs: never sent to the database
@@ -209,10 +210,9 @@ class _Group:
             self.newest = age if self.newest is None else min(self.newest, age)
 
     def merge(self, other: _Group) -> None:
-        if self.count == 0:
-            self.sample, self.sample_age = other.sample, other.sample_age
-        elif other.sample_age is not None and (
-            self.sample_age is None or other.sample_age > self.sample_age
+        if self.count == 0 or (
+            other.sample_age is not None
+            and (self.sample_age is None or other.sample_age > self.sample_age)
         ):
             self.sample, self.sample_age = other.sample, other.sample_age
         self.count += other.count
@@ -386,7 +386,7 @@ def group_messages(
     message_filter = message_filter or MessageFilter()
     grouper = _Grouper(group_by, store=store, reveal=reveal)
     matched = 0
-    with Scan(queues, queue_url, lease=lease, limit=limit) as scan:
+    with Scan(queues, queue_url, lease=lease, limit=limit, release_workers=RELEASE_WORKERS) as scan:
         for batch in scan.batches():
             for message in batch:
                 if message_filter.accepts(message):
