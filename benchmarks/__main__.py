@@ -1,7 +1,8 @@
 """Run benchmarks: `uv run python -m benchmarks [NAME...]` (default: all).
 
-Names: startup, jobs, redrive, purge, ratelimit, audit, masking, workers. Each prints its own
-figures and ratios, and which SQS implementation and Postgres it ran on. Not part of the test suite.
+Names: startup, jobs, redrive, purge, dlq_stats, ratelimit, audit, masking, workers. Each prints
+its own figures and ratios, and which SQS implementation and Postgres it ran on. Not part of the
+test suite.
 """
 
 from __future__ import annotations
@@ -10,7 +11,17 @@ import importlib
 import sys
 import time
 
-NAMES = ["startup", "jobs", "redrive", "purge", "ratelimit", "audit", "masking", "workers"]
+NAMES = [
+    "startup",
+    "jobs",
+    "redrive",
+    "purge",
+    "dlq_stats",
+    "ratelimit",
+    "audit",
+    "masking",
+    "workers",
+]
 
 
 def main(argv: list[str]) -> int:
@@ -23,7 +34,7 @@ def main(argv: list[str]) -> int:
         print(f"\n=== {name}", flush=True)
         began = time.perf_counter()
         module = importlib.import_module(f"benchmarks.bench_{name}")
-        if name in ("redrive", "purge"):
+        if name in ("redrive", "purge", "dlq_stats"):
             module.main([])
         else:
             module.main()

@@ -54,7 +54,12 @@ def test_every_runbook_has_a_test():
 def test_dlq_alert(incident, env):
     before = env.visible(env.dlq_url)
     summary = run_book("dlq-alert")
-    assert len(summary["steps"]) == 7
+    assert len(summary["steps"]) == 9
+    stats_steps = [s for s in summary["steps"] if s["command"].startswith("dbops dlq stats")]
+    assert [s["command"] for s in stats_steps] == [
+        "dbops dlq stats --by reason --top 10",
+        "dbops dlq stats --by job_status",
+    ]
     moved_to_main = env.visible(env.main_url) - incident.main_queue_messages
     assert moved_to_main > 0
     assert env.visible(env.dlq_url) == before - moved_to_main

@@ -327,6 +327,8 @@ def success_paths(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
     # dlq
     run(["dlq", "list", "-o", "json"])
     run(["dlq", "show", ids["message"], "-o", "json"])
+    run(["dlq", "stats", "--by", "job_status", "-o", "json"])
+    run(["dlq", "stats", "--by", "customer"])
     run(["dlq", "export", "--out", str(data / "export.jsonl"), "--reveal"])
     run(["dlq", "monitor", "-o", "json"], {0, 1})
     run(["dlq", "delete", "--customer", "to-delete", "--yes", "-o", "json"])
@@ -413,6 +415,7 @@ def every_command(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
         ["queue", "watch", "--count", "1", "-o", "jsonl"],
         ["dlq", "list"],
         ["dlq", "show", "some-id"],
+        ["dlq", "stats", "--by", "job_status"],
         ["dlq", "export", "--out", str(data / f"failed-export-{debug}.jsonl")],
         ["dlq", "monitor"],
         ["dlq", "delete", "--customer", "acme", "--yes"],

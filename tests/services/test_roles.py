@@ -33,6 +33,7 @@ READ_FUNCTIONS = [
     "dbops_jobs_outbox_unsent",
     "dbops_jobs_status_lookup",
     "dbops_resolve_ids",
+    "dbops_dlq_stats_job_status",
     "dbops_dlq_monitor_get",
     "dbops_ratelimit_rules",
     "dbops_ratelimit_top",

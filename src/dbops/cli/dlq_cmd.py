@@ -1,9 +1,10 @@
 """`dbops dlq`: the group, its shared options and helpers, and `list`, `show`, `export`.
 
 The other `dlq` commands live in their own modules, each with `register(app)`:
-`dlq_purge_cmd` (purge, delete), `dlq_monitor_cmd` (monitor), `dlq_redrive_cmd` (redrive,
-redrive-status, redrive-cancel) and `dlq_replay_cmd` (replay). `cli/main.py`'s loader
-registers them on this app, in that order, so this module imports none of them.
+`dlq_stats_cmd` (stats), `dlq_purge_cmd` (purge, delete), `dlq_monitor_cmd` (monitor),
+`dlq_redrive_cmd` (redrive, redrive-status, redrive-cancel) and `dlq_replay_cmd` (replay).
+`cli/main.py`'s loader registers them on this app, in that order, so this module imports
+none of them.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from dbops.services import dlq
 from dbops.services.messages import MessageFilter, parse_match
 
 app = typer.Typer(
-    help="Dead-letter queue: list, show, export, purge, delete, monitor, redrive, replay.",
+    help="Dead-letter queue: list, show, stats, export, purge, delete, monitor, redrive, replay.",
     no_args_is_help=True,
 )
 

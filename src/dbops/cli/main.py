@@ -322,7 +322,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "dlq": (
         "dbops.cli.dlq_cmd",
         "app",
-        "Dead-letter queue: list, export, redrive, purge, monitor.",
+        "Dead-letter queue: list, stats, export, redrive, purge, monitor.",
     ),
     "workers": (
         "dbops.cli.workers_cmd",
@@ -346,6 +346,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 # called once on the group's app, in this order (the order of `dbops GROUP --help`).
 PARTS: dict[str, tuple[str, ...]] = {
     "dlq": (
+        "dbops.cli.dlq_stats_cmd",
         "dbops.cli.dlq_purge_cmd",
         "dbops.cli.dlq_monitor_cmd",
         "dbops.cli.dlq_redrive_cmd",

@@ -3,6 +3,7 @@
 - `scan`: `Scan` (receive every message once under a lease, release at the end), `peek`,
   attribute shaping and job-status lookups;
 - `listing`: `dlq list` and `dlq show`;
+- `stats`: `dlq stats` (counts per reason, customer, job status, age or source);
 - `export`: `dlq export` (`export_record`, `export_messages`, `export_to_file`) and
   `read_manifest`, the one reader of an export file's message ids;
 - `snapshot` (the engine) and `purging`: `dlq purge` and `dlq delete`, backup first;

@@ -14,6 +14,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import IO, Any
 
@@ -47,6 +48,8 @@ class Scan:
     Use as a context manager: held messages are released on exit whatever happened
     (a crash instead leaves them to come back on their own when the lease ends).
     `consumed(ids)` marks messages that were deleted, so they are not released.
+    `release_workers` > 1 sends that many ChangeMessageVisibilityBatch calls at once when
+    releasing (the messages are all held by then, so their order does not matter).
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class Scan:
         limit: int | None = None,
         long_poll: int = LONG_POLL_SECONDS,
         max_empty: int = MAX_EMPTY_RECEIVES,
+        release_workers: int = 1,
     ) -> None:
         if limit is not None and limit < 0:
             raise UsageError("scan limit must not be negative")
@@ -67,6 +71,7 @@ class Scan:
         self.limit = limit
         self.long_poll = long_poll
         self.max_empty = max(2, max_empty)
+        self.release_workers = max(1, release_workers)
         self.stats = ScanStats()
         self._seen: set[str] = set()
         self._consumed: set[str] = set()
@@ -130,30 +135,38 @@ class Scan:
         self._released = True
         self._spool.flush()
         self._spool.seek(0)
-        batch: dict[str, str] = {}
         first_error: DbopsError | None = None
 
-        def flush() -> None:
-            nonlocal first_error
-            if not batch:
-                return
+        def one(batch: dict[str, str]) -> tuple[int, int, DbopsError | None]:
             try:
                 result = self.queues.change_visibility_batch(self.queue_url, batch, 0)
-                self.stats.released += len(result.successful)
-                self.stats.release_failed += len(result.failed)
+                return len(result.successful), len(result.failed), None
             except DbopsError as exc:
-                self.stats.release_failed += len(batch)
-                first_error = first_error or exc
-            batch.clear()
+                return 0, len(batch), exc
 
-        for line in self._spool:
-            message_id, _, handle = line.rstrip("\n").partition("\t")
-            if not handle or message_id in self._consumed:
-                continue
-            batch[str(len(batch))] = handle
-            if len(batch) == 10:
-                flush()
-        flush()
+        def settle(outcome: tuple[int, int, DbopsError | None]) -> None:
+            nonlocal first_error
+            ok, failed, error = outcome
+            self.stats.released += ok
+            self.stats.release_failed += failed
+            first_error = first_error or error
+
+        if self.release_workers == 1:
+            for batch in self._release_batches():
+                settle(one(batch))
+        else:
+            with ThreadPoolExecutor(
+                max_workers=self.release_workers, thread_name_prefix="dbops-release"
+            ) as pool:
+                pending: set[Future[tuple[int, int, DbopsError | None]]] = set()
+                for batch in self._release_batches():
+                    if len(pending) >= 2 * self.release_workers:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            settle(future.result())
+                    pending.add(pool.submit(one, batch))
+                for future in pending:
+                    settle(future.result())
         if first_error is not None and raise_errors:
             raise RemoteError(
                 f"could not release {self.stats.release_failed} message(s) back to visibility "
@@ -161,6 +174,20 @@ class Scan:
                 hint=f"they become visible again on their own within {self.lease} s",
             )
         return self.stats.released
+
+    def _release_batches(self) -> Iterator[dict[str, str]]:
+        """The spooled receipt handles of the not consumed messages, 10 per batch."""
+        batch: dict[str, str] = {}
+        for line in self._spool:
+            message_id, _, handle = line.rstrip("\n").partition("\t")
+            if not handle or message_id in self._consumed:
+                continue
+            batch[str(len(batch))] = handle
+            if len(batch) == 10:
+                yield batch
+                batch = {}
+        if batch:
+            yield batch
 
 
 def peek(
