@@ -35,23 +35,39 @@ class DoctorReport(BaseModel):
     exit_code: int
 
 
-def run_checks(
-    *,
-    settings: Settings,
-    store_factory: Callable[[], Store],
-    queues_factory: Callable[[], Queues],
-) -> DoctorReport:
-    checks: list[DoctorCheck] = []
-
+class _Checks(list[DoctorCheck]):
     def add(
+        self,
         name: str,
         status: CheckStatus,
         detail: str,
         hint: str | None = None,
         kind: Literal["config", "remote", "info"] = "remote",
     ) -> None:
-        checks.append(DoctorCheck(name=name, status=status, detail=detail, hint=hint, kind=kind))
+        self.append(DoctorCheck(name=name, status=status, detail=detail, hint=hint, kind=kind))
 
+
+def run_checks(
+    *,
+    settings: Settings,
+    store_factory: Callable[[], Store],
+    queues_factory: Callable[[], Queues],
+) -> DoctorReport:
+    checks = _Checks()
+    _configuration(checks, settings)
+    _database(checks, settings, store_factory)
+    _queues(checks, settings, queues_factory)
+    failed = [c for c in checks if c.status == "fail"]
+    if any(c.kind == "config" for c in failed):
+        code = ExitCode.CONFIG
+    elif failed:
+        code = ExitCode.REMOTE
+    else:
+        code = ExitCode.OK
+    return DoctorReport(checks=list(checks), ok=not failed, exit_code=int(code))
+
+
+def _configuration(checks: _Checks, settings: Settings) -> None:
     missing = []
     if settings.effective_transport is None:
         missing.append("DATABASE_URL (or SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY)")
@@ -60,7 +76,7 @@ def run_checks(
     if not settings.sqs_dlq_url:
         missing.append("SQS_DLQ_URL")
     if missing:
-        add(
+        checks.add(
             "configuration",
             "fail",
             "missing: " + ", ".join(missing),
@@ -68,124 +84,113 @@ def run_checks(
             "config",
         )
     else:
-        add(
+        checks.add(
             "configuration",
             "pass",
             f"transport {settings.effective_transport}, profile {settings.profile or 'default'}",
             kind="config",
         )
 
-    # Database
-    if settings.effective_transport is None:
-        add("database reachable", "skip", "no database configured")
-        add("dbops migrations", "skip", "no database configured")
-        add("application schema", "skip", "no database configured")
-    else:
-        try:
-            store = store_factory()
-            latency = store.ping()
-            add("database reachable", "pass", f"{store.transport}, {latency:.1f} ms round trip")
-            try:
-                states = migrations.status(store=store)
-                pending = [s.version for s in states if s.status != "applied"]
-                if pending:
-                    add(
-                        "dbops migrations",
-                        "fail",
-                        f"{len(pending)} pending: {', '.join(pending)}",
-                        "run `dbops db migrate`",
-                    )
-                else:
-                    add("dbops migrations", "pass", f"{len(states)} applied")
-            except DbopsError as exc:
-                add("dbops migrations", "fail", exc.one_line(), "run `dbops db migrate`")
-            try:
-                schema = migrations.check(store=store)
-                add(
-                    "application schema",
-                    "pass" if schema.compatible else "fail",
-                    schema.summary,
-                    None if schema.compatible else "run `dbops db check` for the details",
-                    "config",
-                )
-            except DbopsError as exc:
-                add("application schema", "fail", exc.one_line(), "run `dbops db check`")
-        except DbopsError as exc:
-            kind: Literal["config", "remote"] = (
-                "config" if isinstance(exc, ConfigError) else "remote"
-            )
-            add("database reachable", "fail", exc.one_line(), exc.hint, kind)
-            add("dbops migrations", "skip", "database unreachable")
-            add("application schema", "skip", "database unreachable")
 
-    # Queues
+def _database(checks: _Checks, settings: Settings, store_factory: Callable[[], Store]) -> None:
+    if settings.effective_transport is None:
+        for name in ("database reachable", "dbops migrations", "application schema"):
+            checks.add(name, "skip", "no database configured")
+        return
+    try:
+        store = store_factory()
+        latency = store.ping()
+    except DbopsError as exc:
+        kind: Literal["config", "remote"] = "config" if isinstance(exc, ConfigError) else "remote"
+        checks.add("database reachable", "fail", exc.one_line(), exc.hint, kind)
+        checks.add("dbops migrations", "skip", "database unreachable")
+        checks.add("application schema", "skip", "database unreachable")
+        return
+    checks.add("database reachable", "pass", f"{store.transport}, {latency:.1f} ms round trip")
+    try:
+        states = migrations.status(store=store)
+        pending = [s.version for s in states if s.status != "applied"]
+        if pending:
+            checks.add(
+                "dbops migrations",
+                "fail",
+                f"{len(pending)} pending: {', '.join(pending)}",
+                "run `dbops db migrate`",
+            )
+        else:
+            checks.add("dbops migrations", "pass", f"{len(states)} applied")
+    except DbopsError as exc:
+        checks.add("dbops migrations", "fail", exc.one_line(), "run `dbops db migrate`")
+    try:
+        schema = migrations.check(store=store)
+        checks.add(
+            "application schema",
+            "pass" if schema.compatible else "fail",
+            schema.summary,
+            None if schema.compatible else "run `dbops db check` for the details",
+            "config",
+        )
+    except DbopsError as exc:
+        checks.add("application schema", "fail", exc.one_line(), "run `dbops db check`")
+
+
+def _queues(checks: _Checks, settings: Settings, queues_factory: Callable[[], Queues]) -> None:
+    if not (settings.sqs_queue_url or settings.sqs_dlq_url):
+        checks.add("SQS", "skip", "no queues configured")
+        return
+    try:
+        queues = queues_factory()
+    except DbopsError as exc:
+        checks.add("SQS", "fail", exc.one_line(), exc.hint)
+        return
     redrive_target: str | None = None
     dlq_arn: str | None = None
-    if settings.sqs_queue_url or settings.sqs_dlq_url:
+    for label, url in (
+        ("SQS main queue", settings.sqs_queue_url),
+        ("SQS dead-letter queue", settings.sqs_dlq_url),
+    ):
+        if not url:
+            checks.add(label, "skip", "not configured")
+            continue
         try:
-            queues = queues_factory()
+            attrs = queues.get_attributes(url)
         except DbopsError as exc:
-            add("SQS", "fail", exc.one_line(), exc.hint)
-            queues = None
-        for label, url in (
-            ("SQS main queue", settings.sqs_queue_url),
-            ("SQS dead-letter queue", settings.sqs_dlq_url),
-        ):
-            if queues is None:
-                break
-            if not url:
-                add(label, "skip", "not configured")
-                continue
-            try:
-                attrs = queues.get_attributes(url)
-                add(
-                    label,
-                    "pass",
-                    f"{queue_name(url)}: {attrs.get('ApproximateNumberOfMessages', '?')} visible",
-                )
-                if label == "SQS main queue" and attrs.get("RedrivePolicy"):
-                    redrive_target = json.loads(attrs["RedrivePolicy"]).get("deadLetterTargetArn")
-                if label == "SQS dead-letter queue":
-                    dlq_arn = attrs.get("QueueArn")
-            except DbopsError as exc:
-                add(label, "fail", exc.one_line(), "check the queue URL and region")
-        if settings.sqs_queue_url and settings.sqs_dlq_url and queues is not None:
-            if redrive_target is None:
-                main_ok = any(c.name == "SQS main queue" and c.status == "pass" for c in checks)
-                if main_ok:
-                    add(
-                        "redrive policy",
-                        "fail",
-                        "the main queue has no redrive policy",
-                        "attach the DLQ with maxReceiveCount 3",
-                    )
-                else:
-                    add("redrive policy", "skip", "main queue unreachable")
-            elif dlq_arn and redrive_target != dlq_arn:
-                add(
-                    "redrive policy",
-                    "fail",
-                    f"points at {queue_name(redrive_target)}, not {queue_name(dlq_arn)}",
-                    "fix SQS_DLQ_URL or the queue's redrive policy",
-                )
-            elif dlq_arn:
-                add("redrive policy", "pass", f"main queue -> {queue_name(dlq_arn)}")
-            else:
-                add("redrive policy", "skip", "dead-letter queue unreachable")
-        if queues is not None:
-            arn = queues.caller_identity()
-            if arn:
-                add("AWS caller identity", "pass", arn, kind="info")
-            else:
-                add("AWS caller identity", "skip", "endpoint does not tell", kind="info")
+            checks.add(label, "fail", exc.one_line(), "check the queue URL and region")
+            continue
+        visible = attrs.get("ApproximateNumberOfMessages", "?")
+        checks.add(label, "pass", f"{queue_name(url)}: {visible} visible")
+        if label == "SQS main queue" and attrs.get("RedrivePolicy"):
+            redrive_target = json.loads(attrs["RedrivePolicy"]).get("deadLetterTargetArn")
+        if label == "SQS dead-letter queue":
+            dlq_arn = attrs.get("QueueArn")
+    if settings.sqs_queue_url and settings.sqs_dlq_url:
+        _redrive_policy(checks, redrive_target, dlq_arn)
+    arn = queues.caller_identity()
+    if arn:
+        checks.add("AWS caller identity", "pass", arn, kind="info")
     else:
-        add("SQS", "skip", "no queues configured")
+        checks.add("AWS caller identity", "skip", "endpoint does not tell", kind="info")
 
-    failed = [c for c in checks if c.status == "fail"]
-    if any(c.kind == "config" for c in failed):
-        code = ExitCode.CONFIG
-    elif failed:
-        code = ExitCode.REMOTE
+
+def _redrive_policy(checks: _Checks, redrive_target: str | None, dlq_arn: str | None) -> None:
+    if redrive_target is None:
+        if any(c.name == "SQS main queue" and c.status == "pass" for c in checks):
+            checks.add(
+                "redrive policy",
+                "fail",
+                "the main queue has no redrive policy",
+                "attach the DLQ with maxReceiveCount 3",
+            )
+        else:
+            checks.add("redrive policy", "skip", "main queue unreachable")
+    elif dlq_arn and redrive_target != dlq_arn:
+        checks.add(
+            "redrive policy",
+            "fail",
+            f"points at {queue_name(redrive_target)}, not {queue_name(dlq_arn)}",
+            "fix SQS_DLQ_URL or the queue's redrive policy",
+        )
+    elif dlq_arn:
+        checks.add("redrive policy", "pass", f"main queue -> {queue_name(dlq_arn)}")
     else:
-        code = ExitCode.OK
-    return DoctorReport(checks=checks, ok=not failed, exit_code=int(code))
+        checks.add("redrive policy", "skip", "dead-letter queue unreachable")
