@@ -24,7 +24,6 @@ from dbops.cli._common import duration
 from dbops.cli.output import (
     Output,
     OutputOpt,
-    err_console,
     key_values,
     message,
     out_console,
@@ -170,26 +169,16 @@ def optional_store() -> tuple[Store | None, str | None]:
 
 @contextlib.contextmanager
 def progress_bar(label: str, total: int | None) -> Iterator[Callable[[int, int], None]]:
-    """A Rich progress bar on stderr (only on a terminal); yields an update(scanned, n)."""
-    if not sys.stderr.isatty():
-        yield lambda _scanned, _matched: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    """The shared progress bar (cli/_progress.py) for scans; yields an update(scanned, n)."""
+    from dbops.cli._progress import progress_bar as shared
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[matched]} matched"),
-        console=err_console(),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=total or None, matched=0)
+    with shared(label, total, matched=True) as bar:
+        if bar is None:
+            yield lambda _scanned, _matched: None
+            return
 
         def update(scanned: int, matched: int) -> None:
-            bar.update(
-                task, completed=scanned, matched=matched, total=max(total or 0, scanned) or None
-            )
+            bar(scanned, matched=matched)
 
         yield update
 

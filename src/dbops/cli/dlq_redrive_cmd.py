@@ -205,33 +205,17 @@ def _warnings(result: svc.RedriveResult) -> None:
 
 @contextmanager
 def _progress_bar(enabled: bool) -> Iterator[svc.ProgressFn | None]:
-    console = err_console()
-    if not enabled or not console.is_terminal:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    from dbops.cli._progress import progress_bar
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        task = bar.add_task("redrive", total=None)
+    with progress_bar("redrive", enabled=enabled, elapsed=True, transient=False) as bar:
+        if bar is None:
+            yield None
+            return
 
         def update(p: svc.RedriveProgress) -> None:
-            total = max(p.total or 0, p.scanned) or None
-            bar.update(
-                task,
-                total=total,
-                completed=p.scanned if p.scanned else p.moved,
+            bar(
+                p.scanned if p.scanned else p.moved,
+                total=p.total,
                 description=f"moved {p.moved}, failed {p.failed}; scanned",
             )
 
