@@ -65,6 +65,14 @@ create table if not exists dbops_job_runs (
 );
 
 -- --------------------------------------------------------------------------- helpers
+-- A queue_history row's event name: legacy rows carry status_from/status_to instead.
+create or replace function dbops_history_event(p_doc jsonb) returns text
+language sql immutable as $$
+    select coalesce(p_doc->>'event',
+        nullif(concat_ws(' -> ', coalesce(p_doc->>'status_from', '?'), p_doc->>'status_to'), '?'),
+        'unknown')
+$$;
+
 create or replace function dbops_jobs_iso(p_at timestamptz) returns text
 language sql stable as $$
     select to_char(p_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
@@ -315,12 +323,8 @@ begin
             select r.status, count(*) as n from job_results r
             where r.job_id = j.id group by r.status) s), '{}'::jsonb),
         coalesce((select jsonb_agg(jsonb_build_object(
-                    -- legacy rows carry status_from/status_to instead of an event
                     'id', h.doc->'id',
-                    'event', coalesce(h.doc->>'event',
-                        nullif(concat_ws(' -> ', coalesce(h.doc->>'status_from', '?'),
-                                         h.doc->>'status_to'), '?'),
-                        'unknown'),
+                    'event', dbops_history_event(h.doc),
                     'details', coalesce(h.doc->'details', '{}'::jsonb),
                     'worker_id', h.doc->'worker_id', 'created_at', h.created_at)
                     order by h.created_at desc, h.ord)

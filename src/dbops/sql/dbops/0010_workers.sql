@@ -95,13 +95,9 @@ begin
                          order by q.created_at desc, q.id::text desc limit 1) = p_worker_id)),
                  '[]'::jsonb),
         coalesce((select jsonb_agg(jsonb_build_object(
-                    -- legacy rows carry status_from/status_to instead of an event
                     'id', h.doc->'id',
                     'job_id', h.doc->'job_id',
-                    'event', coalesce(h.doc->>'event',
-                        nullif(concat_ws(' -> ', coalesce(h.doc->>'status_from', '?'),
-                                         h.doc->>'status_to'), '?'),
-                        'unknown'),
+                    'event', dbops_history_event(h.doc),
                     'details', coalesce(h.doc->'details', '{}'::jsonb),
                     'created_at', h.created_at)
                     order by h.created_at desc, h.ord)
