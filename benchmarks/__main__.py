@@ -1,6 +1,6 @@
 """Run benchmarks: `uv run python -m benchmarks [NAME...]` (default: all).
 
-Names: startup, jobs, redrive, purge, ratelimit, audit, masking. Each prints its own figures
+Names: startup, jobs, redrive, purge, ratelimit, audit, masking, top. Each prints its own figures
 and ratios, and which SQS implementation and Postgres it ran on. Not part of the test suite.
 """
 
@@ -10,7 +10,7 @@ import importlib
 import sys
 import time
 
-NAMES = ["startup", "jobs", "redrive", "purge", "ratelimit", "audit", "masking"]
+NAMES = ["startup", "jobs", "redrive", "purge", "ratelimit", "audit", "masking", "top"]
 
 
 def main(argv: list[str]) -> int:
