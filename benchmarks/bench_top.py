@@ -175,7 +175,8 @@ def main() -> None:
             print(f"  dbops queue depth -o json    {depth_ms:8.1f} ms (for comparison)")
             print(f"  dbops top --once -o json     {top_ms:8.1f} ms ({top_ms / depth_ms:.2f}x)")
             print(
-                f"  dbops metrics                {metrics_ms:8.1f} ms ({metrics_ms / depth_ms:.2f}x)"
+                f"  dbops metrics                {metrics_ms:8.1f} ms "
+                f"({metrics_ms / depth_ms:.2f}x)"
             )
         finally:
             dbops("sandbox", "down", env=env, check=False)

@@ -32,9 +32,7 @@ def parse_address(text: str) -> tuple[str, int]:
     elif ":" in raw:
         host, _sep, port_text = raw.rpartition(":")
     if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise UsageError(
-            f"invalid --serve {text!r}: the port must be 1-65535, e.g. 127.0.0.1:9464"
-        )
+        raise UsageError(f"invalid --serve {text!r}: the port must be 1-65535, e.g. 127.0.0.1:9464")
     if not host:
         raise UsageError(f"invalid --serve {text!r}: empty host (use 0.0.0.0 for every address)")
     try:
@@ -62,7 +60,9 @@ METRICS: dict[str, str] = {
     "dbops_ratelimit_requests": "Rate-limited requests (allowed + denied) in the window, by rule.",
     "dbops_ratelimit_denials": "Requests denied (429) in the window, by rule.",
     "dbops_audit_score": "Audit score 0-100 (scope cheap: the per-refresh subset; full).",
-    "dbops_audit_verdict": "Audit verdict as its exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+    "dbops_audit_verdict": (
+        "Audit verdict as its exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."
+    ),
     "dbops_audit_check_severity": (
         "Audit check severity: 0 ok, 1 warning, 2 critical, 3 unknown, -1 skipped."
     ),
@@ -228,10 +228,9 @@ def metrics(
     if serve is not None and textfile is not None:
         raise UsageError("choose one of --serve and --textfile")
     address = parse_address(serve) if serve is not None else None
-    from dbops.cli.top_cmd import _sources
     from dbops.services import overview
 
-    sources = _sources()
+    sources = _deps.overview_sources()
 
     def build() -> Overview:
         return overview.gather(

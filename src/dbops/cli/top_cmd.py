@@ -309,7 +309,7 @@ def top(
 
     def frame(*, full: bool) -> Overview:
         return overview.gather(
-            **_sources(),
+            **_deps.overview_sources(),
             minutes=minutes,
             window_seconds=window_seconds,
             cloudwatch=full,
@@ -318,26 +318,14 @@ def top(
 
     if output is Output.json or once or not sys.stdout.isatty():
         one = overview.gather(
-            **_sources(), minutes=minutes, window_seconds=window_seconds, cloudwatch=True
+            **_deps.overview_sources(),
+            minutes=minutes,
+            window_seconds=window_seconds,
+            cloudwatch=True,
         )
         render(one, output, table=lambda f: out_console().print(view(f)))
         return
     _live(frame, seconds)
-
-
-def _sources() -> dict[str, Any]:
-    """Store, queues and settings; a source that is not configured is passed as None
-    (the frame names it in `errors`)."""
-    current = _deps.settings()
-    configured_db = current.effective_transport in ("postgres", "supabase")
-    has_queues = bool(current.sqs_queue_url or current.sqs_dlq_url)
-    return {
-        "store": _deps.store() if configured_db else None,
-        "queues": _deps.queues() if has_queues else None,
-        "settings": current,
-        "main_url": current.sqs_queue_url,
-        "dlq_url": current.sqs_dlq_url,
-    }
 
 
 def _live(frame: Any, seconds: float) -> None:

@@ -1,7 +1,7 @@
 -- `dbops top` and `dbops metrics`: one frame of figures in one round trip.
 --
--- dbops_overview() is STABLE and read-only (it calls dbops_audit_observe, which switches
--- the transaction to READ ONLY). It returns one row with one jsonb document:
+-- dbops_overview() is STABLE and, as its first statement, switches the calling
+-- transaction to READ ONLY (like dbops_audit_observe, which it calls). It returns one row with one jsonb document:
 --   jobs       {by_status, per_minute: [{minute, completed, failed}], minutes}
 --   workers    {alive, dead, total, dead_holding_jobs, by_status, dead_after_seconds}
 --   ratelimit  {top: [...top p_top offenders by denials, then requests...],
@@ -42,6 +42,10 @@ declare
     v_errors jsonb := '{}'::jsonb;
     v_rows jsonb;
 begin
+    -- Read-only from here to the end of the caller's transaction. Set here, outside any
+    -- exception block: a subtransaction (each block below) restores the read-only flag
+    -- it started with when it ends, so dbops_audit_observe's own switch would not last.
+    perform set_config('transaction_read_only', 'on', true);
     if coalesce(p_stale_seconds, 0) <= 0 or coalesce(p_dead_seconds, 0) <= 0
         or coalesce(p_orphan_seconds, 0) <= 0 or coalesce(p_window_seconds, 0) <= 0 then
         raise exception 'overview durations must be positive numbers of seconds'
@@ -55,7 +59,7 @@ begin
     end if;
     v_dead_cut := v_now - make_interval(secs => p_dead_seconds);
 
-    -- audit observations first: dbops_audit_observe makes the transaction read-only
+    -- the audit's own observations (the cheap subset's), each isolated by the dispatcher
     if p_audit_only is null or cardinality(p_audit_only) > 0 then
         begin
             select coalesce(jsonb_object_agg(o.check_id, jsonb_build_object(
@@ -74,8 +78,6 @@ begin
         exception when others then
             v_errors := v_errors || jsonb_build_object('audit', sqlstate || ': ' || sqlerrm);
         end;
-    else
-        perform set_config('transaction_read_only', 'on', true);
     end if;
 
     -- jobs: by status, completed and failed per minute (zeros included, oldest first)
