@@ -139,6 +139,10 @@ def test_top_once_json_matches_what_was_arranged(
     assert checks["workers.dead_holding"] == "critical"
     assert audit["verdict"] == "CRITICAL" and audit["scope"] == "cheap"
     assert frame["calls"]["database"] == 1 and frame["calls"]["sqs"] == 2
+    # the same rules as `jobs stale` and `jobs orphans`
+    stale_ids = {j["id"] for j in invoke(["jobs", "stale", "-o", "json"]).json}
+    assert stale_ids == set(arranged["stale"])
+    assert len(invoke(["jobs", "orphans", "-o", "json"]).json) == jobs["orphaned"]
 
 
 def test_top_once_over_supabase_transport(
