@@ -1,8 +1,8 @@
 """Run benchmarks: `uv run python -m benchmarks [NAME...]` (default: all).
 
-Names: startup, jobs, redrive, purge, dlq_stats, ratelimit, audit, masking, workers. Each prints
-its own figures and ratios, and which SQS implementation and Postgres it ran on. Not part of the
-test suite.
+Names: startup, jobs, redrive, purge, dlq_stats, ratelimit, audit, masking, workers, top.
+Each prints its own figures and ratios, and which SQS implementation and Postgres it ran on.
+Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ NAMES = [
     "audit",
     "masking",
     "workers",
+    "top",
 ]
 
 

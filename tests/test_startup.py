@@ -5,7 +5,16 @@ import sys
 
 import pytest
 
-HEAVY = ("boto3", "botocore", "supabase", "psycopg", "httpx", "moto", "pgserver")
+HEAVY = (
+    "boto3",
+    "botocore",
+    "supabase",
+    "psycopg",
+    "httpx",
+    "moto",
+    "pgserver",
+    "prometheus_client",
+)
 GROUPS = ["jobs", "dlq", "queue", "ratelimit", "audit", "runbook", "config", "db", "sandbox"]
 
 
@@ -24,7 +33,9 @@ def imported_modules(*args: str) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("args", [["--help"], *[[g, "--help"] for g in GROUPS]])
+@pytest.mark.parametrize(
+    "args", [["--help"], *[[g, "--help"] for g in GROUPS], ["top", "--help"], ["metrics", "--help"]]
+)
 def test_help_imports_no_sdk(args):
     imported = imported_modules(*args)
     assert imported, "importtime produced no output"

@@ -217,22 +217,3 @@ def test_bad_input(env, args, code, text):
 
 
 # --------------------------------------------------------------------------- chart helpers
-def test_bar():
-    from dbops.cli.charts import bar
-
-    assert bar(10, 10, 20) == "█" * 20
-    assert bar(5, 10, 20) == "█" * 10
-    assert bar(0, 10, 20) == bar(3, 0, 20) == bar(3, 10, 0) == bar(-1, 10, 5) == ""
-    assert bar(1, 10_000, 20) == "▏"  # a positive value is never invisible
-    assert bar(50, 10, 4) == "████"  # capped at max
-    assert len(bar(7, 10, 30)) <= 30
-
-
-def test_sparkline():
-    from dbops.cli.charts import sparkline
-
-    assert sparkline([]) == ""
-    assert sparkline([1, 2, 3, 4, 5, 6, 7, 8]) == "▁▂▃▄▅▆▇█"
-    assert sparkline([0, 0]) == "▁▁"
-    assert sparkline([None, 1, None]) == " ▅ "
-    assert sparkline([None]) == " "

@@ -363,6 +363,9 @@ def success_paths(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
     run(["audit", "-o", "json"], {0, 1, 2})
     run(["audit"], {0, 1, 2})
     run(["audit", "history", "-o", "json"])
+    run(["top", "--once", "-o", "json"])
+    run(["top", "--once"])
+    run(["metrics"])
     run(["log", "-o", "json"])
     run(["log"])
     # runbooks: placeholders are filled in the commands shown
@@ -436,6 +439,8 @@ def every_command(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
         ["ratelimit", "cleanup", "--yes"],
         ["audit"],
         ["audit", "history"],
+        ["top", "--once"],
+        ["metrics"],
         ["log"],
         [*RUNBOOK, "--from", "6", "--yes"],
     ]:

@@ -56,6 +56,7 @@ READ_FUNCTIONS = [
     "dbops_audit_history",
     "dbops_audit_previous",
     "dbops_demo_summary",
+    "dbops_overview",
     "dbops_app_check",
     "dbops_app_status_values",
 ]

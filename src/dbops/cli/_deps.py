@@ -200,6 +200,20 @@ def queues() -> Queues:
     return _cached("queues", build)
 
 
+def overview_sources() -> dict[str, Any]:
+    """Store, queues, settings and queue URLs for `dbops.services.overview.gather`; a
+    source that is not configured is None (the frame names it in `errors`)."""
+    current = settings()
+    configured_db = current.effective_transport in ("postgres", "supabase")
+    return {
+        "store": store() if configured_db else None,
+        "queues": queues() if (current.sqs_queue_url or current.sqs_dlq_url) else None,
+        "settings": current,
+        "main_url": current.sqs_queue_url,
+        "dlq_url": current.sqs_dlq_url,
+    }
+
+
 def main_queue_url() -> str:
     url = settings().sqs_queue_url
     if not url:

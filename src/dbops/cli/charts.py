@@ -1,39 +1,47 @@
-"""Tiny terminal charts for table output (never used in json/csv): pure functions, no Rich."""
+"""Tiny text charts for table output (never for json/csv): pure functions, no imports."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-_BLOCKS = " ▏▎▍▌▋▊▉█"
-_SPARKS = "▁▂▃▄▅▆▇█"
+_BLOCKS = "▁▂▃▄▅▆▇█"
+_EIGHTHS = " ▏▎▍▌▋▊▉"
 
 
-def bar(value: float, max: float, width: int = 20) -> str:
-    """A horizontal bar `width` cells long at `max`, with eighth-cell precision.
+def bar(value: float, max: float, width: int) -> str:
+    """A horizontal bar of `width` cells for `value` out of `max` (eighth-cell steps).
 
-    Non-positive values and a non-positive `max` or `width` give an empty string; a positive
-    value never rounds to nothing (at least one eighth of a cell is drawn)."""
-    if width <= 0 or max <= 0 or value <= 0:
+    Values below 0 draw nothing, above `max` a full bar; a positive value never rounds
+    down to an empty bar. Always exactly `width` characters (padded with spaces).
+    """
+    if width <= 0:
         return ""
+    if max <= 0 or value <= 0:
+        return " " * width
     eighths = round(min(value, max) / max * width * 8)
-    eighths = eighths if eighths > 0 else 1
+    eighths = min(width * 8, eighths if eighths > 0 else 1)
     full, rest = divmod(eighths, 8)
-    return "█" * full + (_BLOCKS[rest] if rest else "")
+    text = "█" * full + (_EIGHTHS[rest] if rest else "")
+    return text.ljust(width)
 
 
 def sparkline(values: Sequence[float | None]) -> str:
-    """One character per value, scaled between the smallest and largest; None is a space."""
+    """One block character per value, scaled from 0 (or the minimum, if negative) to the
+    maximum; None is drawn as a space. Empty input gives an empty string."""
     present = [v for v in values if v is not None]
     if not present:
         return " " * len(values)
-    low, high = min(present), max(present)
+    low = min(0.0, min(present))
+    high = max(present)
     span = high - low
     out = []
     for v in values:
         if v is None:
             out.append(" ")
-        elif span == 0:
-            out.append(_SPARKS[0] if high == 0 else _SPARKS[len(_SPARKS) // 2])
+        elif span <= 0:
+            out.append(_BLOCKS[0])
         else:
-            out.append(_SPARKS[round((v - low) / span * (len(_SPARKS) - 1))])
+            out.append(
+                _BLOCKS[min(len(_BLOCKS) - 1, int((v - low) / span * (len(_BLOCKS) - 1) + 0.5))]
+            )
     return "".join(out)

@@ -332,6 +332,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "queue": ("dbops.cli.queue_cmd", "app", "Queue depth, attributes and a live watch."),
     "ratelimit": ("dbops.cli.ratelimit_cmd", "app", "API rate limits: rules, top, reset, block."),
     "audit": ("dbops.cli.audit_cmd", "app", "Health report with a score and CI exit codes."),
+    "top": ("dbops.cli.top_cmd", "top", "Live dashboard: queues, jobs, workers, audit."),
+    "metrics": ("dbops.cli.metrics_cmd", "metrics", "Prometheus metrics: print, serve or write."),
     "runbook": ("dbops.cli.runbook_cmd", "app", "Incident runbooks: list, show, run."),
     "doctor": ("dbops.cli.doctor_cmd", "doctor", "Check configuration, database and queues."),
     "log": ("dbops.cli.log_cmd", "log", "The operator action log."),

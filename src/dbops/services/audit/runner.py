@@ -41,14 +41,7 @@ def _observe_params(ctx: Context, only: Sequence[str]) -> dict[str, Any]:
         if table not in tables:
             tables.append(table)
     return {
-        "p_stale_seconds": ctx.stale_seconds,
-        "p_dead_seconds": ctx.dead_seconds,
-        "p_orphan_seconds": ctx.t.orphaned_minutes * 60,
-        "p_submitting_seconds": ctx.t.submitting_minutes * 60,
-        "p_error_window_seconds": ERROR_WINDOW_SECONDS,
-        "p_ratio_window_seconds": RATIO_WINDOW_SECONDS,
-        "p_cleanup_seconds": ctx.t.cleanup_overdue_hours * 3600,
-        "p_recovery_cap": ctx.t.recovery_cap,
+        **observation_params(ctx),
         "p_schema_tables": tables,
         "p_only": list(only),
         "p_selection": ctx.selection,
@@ -342,6 +335,37 @@ def _dlq_warning(settings: Settings) -> int:
     return max(1, settings.dlq_alert_threshold)
 
 
+def make_context(
+    settings: Settings, *, db_configured: bool, selection: dict[str, list[str]] | None = None
+) -> Context:
+    """The evaluation context of a run: thresholds (validated: exit 3 when one is not
+    positive) and the durations the database observations take."""
+    t = _thresholds(settings)
+    return Context(
+        settings=settings,
+        t=t,
+        stale_seconds=settings.stale_threshold_minutes * 60,
+        dead_seconds=t.worker_dead_minutes * 60,
+        dlq_warning=_dlq_warning(settings),
+        db_configured=db_configured,
+        selection=selection or {},
+    )
+
+
+def observation_params(ctx: Context) -> dict[str, int | None]:
+    """The durations `dbops_audit_observe` (and `dbops_overview`) take, from `ctx`."""
+    return {
+        "p_stale_seconds": ctx.stale_seconds,
+        "p_dead_seconds": ctx.dead_seconds,
+        "p_orphan_seconds": ctx.t.orphaned_minutes * 60,
+        "p_submitting_seconds": ctx.t.submitting_minutes * 60,
+        "p_error_window_seconds": ERROR_WINDOW_SECONDS,
+        "p_ratio_window_seconds": RATIO_WINDOW_SECONDS,
+        "p_cleanup_seconds": ctx.t.cleanup_overdue_hours * 3600,
+        "p_recovery_cap": ctx.t.recovery_cap,
+    }
+
+
 def run_audit(
     *,
     store: Store | None,
@@ -360,15 +384,8 @@ def run_audit(
     started = time.perf_counter()
     generated_at = datetime.now(UTC)
     selected = select_checks(checks, skip)
-    t = _thresholds(settings)
-    ctx = Context(
-        settings=settings,
-        t=t,
-        stale_seconds=settings.stale_threshold_minutes * 60,
-        dead_seconds=t.worker_dead_minutes * 60,
-        dlq_warning=_dlq_warning(settings),
-        db_configured=store is not None,
-        selection=selection_of(checks, skip),
+    ctx = make_context(
+        settings, db_configured=store is not None, selection=selection_of(checks, skip)
     )
     database_ms: float | None = None
     if store is not None:
