@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,6 +35,6 @@ def test_sparkline_is_monotone(samples: list[float]) -> None:
     order = "▁▂▃▄▅▆▇█"
     line = sparkline(samples)
     pairs = list(zip(samples, line, strict=True))
-    for (v1, c1), (v2, c2) in zip(pairs, pairs[1:], strict=False):
+    for (v1, c1), (v2, c2) in itertools.pairwise(pairs):
         if v1 <= v2:
             assert order.index(c1) <= order.index(c2)
