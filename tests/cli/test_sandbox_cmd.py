@@ -149,7 +149,7 @@ def test_seed_json_counts(sandbox: dict[str, Any]) -> None:
     assert clean["stale_jobs"] == 0 and clean["dlq_messages"] == 0
 
     table = invoke(["sandbox", "seed"])
-    assert "seeded scenario 'incident'" in table.stdout
+    assert "seeded scenario 'incident'" in table.stderr  # off a terminal, titles go to stderr
 
 
 def test_env_exports_work_for_boto3_without_aws_region(
@@ -213,7 +213,7 @@ def test_status_reports_the_schema(sandbox: dict[str, Any]) -> None:
     assert sandbox["first_up"]["switched_from"] is None
     data = invoke(["sandbox", "status", "-o", "json"]).json
     assert (data["schema"], data["database"]) == ("standard", "postgres")
-    assert "(schema standard)" in invoke(["sandbox", "status"]).stdout
+    assert "(schema standard)" in invoke(["sandbox", "status"]).stderr
 
 
 def test_seed_refuses_a_schema_the_sandbox_does_not_run(sandbox: dict[str, Any]) -> None:
@@ -252,7 +252,7 @@ def test_up_switches_to_the_legacy_schema_and_back(sandbox: dict[str, Any]) -> N
         assert (seeded["schema"], seeded["customer_ids"]) == ("legacy", "uuid")
         assert seeded["statuses_mapped"] == {"cancelled": "failed"}
         assert seeded["legacy_history_rows"] > 0
-        assert "(legacy schema)" in invoke(["sandbox", "seed", "--schema", "legacy"]).stdout
+        assert "(legacy schema)" in invoke(["sandbox", "seed", "--schema", "legacy"]).stderr
         invoke(["sandbox", "seed", "--schema", "standard"], code=6)
         # The profile follows: commands see the legacy data.
         stale = invoke(["jobs", "stale", "--profile", "sandbox", "-o", "json"]).json

@@ -93,7 +93,7 @@ def test_dry_runs_leave_database_and_queues_unchanged(env, job_seed, db):
     assert (recover["sent"], recover["unsent_remaining"]) == (0, 2)
     assert requeue["dry_run"] and [j["job_id"] for j in requeue["jobs"]] == [orphan]
     assert requeue_ids["requeued"] == 1 and fail["failed"] == 1 and fail["dry_run"]
-    assert "dry run" in table.stdout
+    assert "dry run" in table.stdout + table.stderr
     outcomes = [
         r["outcome"]
         for r in db.execute("select outcome from dbops_action_log order by id").fetchall()

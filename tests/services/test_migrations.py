@@ -81,7 +81,7 @@ def test_check_is_read_only_and_works_before_install(empty_database_url, monkeyp
 def test_check_table_output_lists_rows_and_statuses(db_env: str) -> None:
     result = invoke(["db", "check"])
     shown = result.stdout + result.stderr
-    assert "┃ table" in shown and "jobs " in shown
+    assert "table\tcolumn\texpected\tfound" in shown and "\njobs\t" in shown
     assert "jobs.status allows: cancelled, complete, completed, failed" in shown
     assert "compatible: every table and column it needs is usable" in shown
 
