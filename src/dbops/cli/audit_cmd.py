@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dbops.cli import _deps
+from dbops.cli.charts import bar, sparkline
 from dbops.cli.output import Output, OutputOpt, message, out_console, render, write
 
 if TYPE_CHECKING:
@@ -312,13 +313,15 @@ def _history_table(runs: list[AuditRun]) -> None:
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    for name in ("id", "generated (UTC)", "score", "verdict", "crit", "warn", "unk", "ok", "ms"):
-        grid.add_column(name, no_wrap=True, justify="left" if name[0] in "gv" else "right")
+    columns = ("id", "generated (UTC)", "score", "", "verdict", "crit", "warn", "unk", "ok", "ms")
+    for name in columns:
+        grid.add_column(name, no_wrap=True, justify="left" if name[:1] in "gv" else "right")
     for r in runs:
         grid.add_row(
             str(r.id),
             r.generated_at.strftime("%Y-%m-%d %H:%M:%S"),
             str(r.score),
+            f"[{_VERDICT_STYLE[r.verdict]}]{bar(r.score, 100, 10):<10}[/]",
             f"[{_VERDICT_STYLE[r.verdict]}]{r.verdict}[/]",
             str(r.critical),
             str(r.warning),
@@ -326,7 +329,16 @@ def _history_table(runs: list[AuditRun]) -> None:
             str(r.ok),
             f"{r.duration_ms:.0f}" if r.duration_ms is not None else "",
         )
-    out_console().print(grid)
+    console = out_console()
+    console.print(grid)
+    if len(runs) > 1:
+        oldest_first = runs[::-1]
+        console.print(
+            f"score trend (oldest to newest): {sparkline([r.score for r in oldest_first])}  "
+            f"{oldest_first[0].score} -> {oldest_first[-1].score}",
+            markup=False,
+            highlight=False,
+        )
 
 
 @app.command("history")
