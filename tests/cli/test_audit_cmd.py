@@ -281,3 +281,19 @@ def test_render_report_for_demo(
     assert '"verdict": "OK"' in capsys.readouterr().out
     render_report(report, "table")
     assert "Workers" in capsys.readouterr().out
+
+
+def test_history_table_draws_the_score_trend_and_json_csv_do_not(db_env: str, db: Any) -> None:
+    for hours_ago, score, verdict in ((3, 40, "CRITICAL"), (2, 70, "WARNING"), (1, 100, "OK")):
+        db.execute(
+            "insert into dbops_audit_runs (generated_at, score, verdict) "
+            "values (now() - make_interval(hours => %s), %s, %s)",
+            (hours_ago, score, verdict),
+        )
+    table = invoke(["audit", "history"], code=0).stdout
+    assert "score trend (oldest to newest): ▁▅█  40 -> 100" in table
+    runs = invoke(["audit", "history", "-o", "json"], code=0).json
+    assert [r["score"] for r in runs] == [100, 70, 40]
+    for fmt in ("json", "csv", "md"):
+        out = invoke(["audit", "history", "-o", fmt], code=0).stdout
+        assert "█" not in out and "▁" not in out and "trend" not in out

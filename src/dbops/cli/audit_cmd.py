@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dbops.cli import _deps
-from dbops.cli.charts import bar, sparkline
+from dbops.cli.charts import sparkline
 from dbops.cli.output import Output, OutputOpt, message, out_console, render, write
 
 if TYPE_CHECKING:
@@ -313,15 +313,13 @@ def _history_table(runs: list[AuditRun]) -> None:
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    columns = ("id", "generated (UTC)", "score", "", "verdict", "crit", "warn", "unk", "ok", "ms")
-    for name in columns:
-        grid.add_column(name, no_wrap=True, justify="left" if name[:1] in "gv" else "right")
+    for name in ("id", "generated (UTC)", "score", "verdict", "crit", "warn", "unk", "ok", "ms"):
+        grid.add_column(name, no_wrap=True, justify="left" if name[0] in "gv" else "right")
     for r in runs:
         grid.add_row(
             str(r.id),
             r.generated_at.strftime("%Y-%m-%d %H:%M:%S"),
             str(r.score),
-            f"[{_VERDICT_STYLE[r.verdict]}]{bar(r.score, 100, 10):<10}[/]",
             f"[{_VERDICT_STYLE[r.verdict]}]{r.verdict}[/]",
             str(r.critical),
             str(r.warning),
