@@ -297,3 +297,41 @@ def test_history_table_draws_the_score_trend_and_json_csv_do_not(db_env: str, db
     for fmt in ("json", "csv", "md"):
         out = invoke(["audit", "history", "-o", fmt], code=0).stdout
         assert "█" not in out and "▁" not in out and "trend" not in out
+
+
+def _variant_job(db: Any, status: str) -> str:
+    import uuid
+
+    job_id = str(uuid.uuid4())
+    db.execute(
+        "insert into jobs (id, customer_id, status, created_at, updated_at) "
+        "values (%s, %s, %s, now() - interval '2 hours', now() - interval '1 hour')",
+        (job_id, str(uuid.uuid4()), status),  # a uuid customer fits both schema variants
+    )
+    return job_id
+
+
+def test_recovery_cap_names_the_cap_a_job_was_failed_at(variant_env: QueuePair, variant_db: Any) -> None:
+    from tests.services.test_audit import add_recovery
+
+    at_five = _variant_job(variant_db, "in_progress")
+    for _ in range(5):
+        add_recovery(variant_db, at_five, ago=2 * HOUR)
+    result = invoke(["jobs", "recover", "--max-recoveries", "5", "--yes", "-o", "json"]).json
+    assert result["abandoned"] == 1
+    by_hand = _variant_job(variant_db, "failed")  # abandoned with no history event
+    add_recovery(variant_db, by_hand, "abandoned")
+
+    data = invoke(
+        ["audit", "--no-save", "--check", "jobs.recovery_cap", "-o", "json"], code=1
+    ).json
+    check = data["checks"][0]
+    assert check["severity"] == "warning" and check["observed"] == 2
+    assert check["details"]["cap"] == 3  # the audit's own threshold
+    assert check["details"]["abandoned_caps"] == [
+        {"cap": 5, "count": 1},
+        {"cap": None, "count": 1},
+    ]
+    assert "1 failed at a cap of 5" in check["explanation"]
+    assert "1 failed at a cap not recorded in the history" in check["explanation"]
+    assert "cap of 3" not in check["explanation"]
