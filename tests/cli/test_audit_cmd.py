@@ -161,7 +161,7 @@ def test_markdown_shows_changes_since_previous_run(env: QueuePair) -> None:
     assert "### Changed since the previous run" in md
     assert "`queue.dlq_depth`" in md and "`dbops dlq list`" in md
     changes = md.split("### Changed since the previous run", 1)[1]
-    assert "`queue.dlq_depth`" in changes and "🟢 ok | 🟡 warning" in changes
+    assert "`queue.dlq_depth`" in changes and "🟢 ok (0) | 🟡 warning (1)" in changes
 
 
 def _latency_never_warns(config: Any) -> None:
@@ -311,7 +311,9 @@ def _variant_job(db: Any, status: str) -> str:
     return job_id
 
 
-def test_recovery_cap_names_the_cap_a_job_was_failed_at(variant_env: QueuePair, variant_db: Any) -> None:
+def test_recovery_cap_names_the_cap_a_job_was_failed_at(
+    variant_env: QueuePair, variant_db: Any
+) -> None:
     from tests.services.test_audit import add_recovery
 
     at_five = _variant_job(variant_db, "in_progress")
@@ -322,9 +324,7 @@ def test_recovery_cap_names_the_cap_a_job_was_failed_at(variant_env: QueuePair, 
     by_hand = _variant_job(variant_db, "failed")  # abandoned with no history event
     add_recovery(variant_db, by_hand, "abandoned")
 
-    data = invoke(
-        ["audit", "--no-save", "--check", "jobs.recovery_cap", "-o", "json"], code=1
-    ).json
+    data = invoke(["audit", "--no-save", "--check", "jobs.recovery_cap", "-o", "json"], code=1).json
     check = data["checks"][0]
     assert check["severity"] == "warning" and check["observed"] == 2
     assert check["details"]["cap"] == 3  # the audit's own threshold
@@ -335,3 +335,22 @@ def test_recovery_cap_names_the_cap_a_job_was_failed_at(variant_env: QueuePair, 
     assert "1 failed at a cap of 5" in check["explanation"]
     assert "1 failed at a cap not recorded in the history" in check["explanation"]
     assert "cap of 3" not in check["explanation"]
+
+
+def test_table_and_md_show_a_notable_move_at_the_same_severity(
+    env: QueuePair, isolated_env: Any
+) -> None:
+    isolated_env.mkdir(parents=True, exist_ok=True)
+    (isolated_env / "config.toml").write_text(
+        'default_profile = "t"\n\n[profiles.t.audit]\ndlq_critical = 1000\n'
+    )
+    only = ["--check", "queue.dlq_depth"]
+    send(env, env.dlq_url, 12)
+    invoke(["audit", *only, "-o", "json"], code=1)
+    send(env, env.dlq_url, 28)
+    out = invoke(["audit", *only, "--no-save"], code=1).stdout
+    assert "queue.dlq_depth: warning, observed 12 -> 40" in out
+    md = invoke(["audit", *only, "--no-save", "-o", "md"], code=1).stdout
+    assert "🟡 warning (12) | 🟡 warning (40)" in md
+    data = invoke(["audit", *only, "-o", "json"], code=1).json
+    assert [(c["id"], c["kind"]) for c in data["changes"]] == [("queue.dlq_depth", "value")]

@@ -1,5 +1,6 @@
 """Pure chart helpers (dbops.cli.charts): bars and sparklines."""
 
+import itertools
 import math
 
 from hypothesis import given
@@ -39,7 +40,7 @@ def test_sparkline_mapping_is_monotone(values):
     line = sparkline(values)
     level = {c: i for i, c in enumerate(SPARK)}
     pairs = sorted(zip(values, (level[c] for c in line), strict=True))
-    assert all(a[1] <= b[1] for a, b in zip(pairs, pairs[1:], strict=False))
+    assert all(a[1] <= b[1] for a, b in itertools.pairwise(pairs))
     assert level[line[values.index(min(values))]] == 0
     if max(values) > min(values) and math.isfinite(max(values) - min(values)):
         assert line[values.index(max(values))] == SPARK[-1]

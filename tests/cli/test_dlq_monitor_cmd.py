@@ -24,7 +24,10 @@ def _next_steps(payload: dict[str, Any]) -> list[str]:
 
 
 def test_alert_commands_name_the_profile_the_monitor_ran_with(
-    env, slack_receiver: Receiver, isolated_env, monkeypatch
+    env,
+    slack_receiver: Receiver,  # noqa: F811
+    isolated_env,
+    monkeypatch,
 ):
     isolated_env.mkdir(parents=True, exist_ok=True)
     (isolated_env / "config.toml").write_text("[profiles.on-call]\nstale_threshold_minutes = 10\n")
@@ -48,7 +51,10 @@ def test_alert_commands_name_the_profile_the_monitor_ran_with(
     assert all(s.endswith("--profile on-call") for s in _next_steps(slack_receiver.payloads[-1]))
 
 
-def test_alert_commands_have_no_profile_when_none_was_used(env, slack_receiver: Receiver):
+def test_alert_commands_have_no_profile_when_none_was_used(
+    env,
+    slack_receiver: Receiver,  # noqa: F811
+):
     send(env.client, env.dlq_url, [job_body("job-1")])
     invoke(["dlq", "monitor", "--notify", "slack"], code=1)
     steps = _next_steps(slack_receiver.payloads[-1])
@@ -56,4 +62,5 @@ def test_alert_commands_have_no_profile_when_none_was_used(env, slack_receiver: 
 
 
 def test_next_commands_quote_an_odd_profile_name():
-    assert slack.next_commands("q-dlq", profile="a b")[0] == "dbops dlq list --queue q-dlq --profile 'a b'"
+    first = slack.next_commands("q-dlq", profile="a b")[0]
+    assert first == "dbops dlq list --queue q-dlq --profile 'a b'"

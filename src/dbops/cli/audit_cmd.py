@@ -160,10 +160,19 @@ def _table(report: AuditReport) -> None:
         if report.changes:
             console.print("[bold]Changed since the previous run[/]")
             for ch in report.changes:
-                console.print(
-                    f"  {escape(ch.id)}: [{_SEVERITY_STYLE[ch.before]}]{ch.before}[/] -> "
-                    f"[{_SEVERITY_STYLE[ch.after]}]{ch.after}[/]"
+                moved = (
+                    f"observed {_observed(ch.observed_before)} -> {_observed(ch.observed_after)}"
                 )
+                if ch.kind == "value":
+                    console.print(
+                        f"  {escape(ch.id)}: [{_SEVERITY_STYLE[ch.after]}]{ch.after}[/], "
+                        f"{escape(moved)}"
+                    )
+                else:
+                    console.print(
+                        f"  {escape(ch.id)}: [{_SEVERITY_STYLE[ch.before]}]{ch.before}[/] -> "
+                        f"[{_SEVERITY_STYLE[ch.after]}]{ch.after}[/] [dim]({escape(moved)})[/]"
+                    )
         else:
             console.print("[dim]No check changed since the previous run.[/]")
 
@@ -208,7 +217,9 @@ def markdown(report: AuditReport) -> str:
         if report.changes:
             lines += ["| Check | Before | After |", "|---|---|---|"]
             lines += [
-                f"| `{ch.id}` {_md_cell(ch.title)} | {_MD_MARK[ch.before]} | {_MD_MARK[ch.after]} |"
+                f"| `{ch.id}` {_md_cell(ch.title)} | {_MD_MARK[ch.before]} "
+                f"({_md_cell(ch.observed_before)}) | {_MD_MARK[ch.after]} "
+                f"({_md_cell(ch.observed_after)}) |"
                 for ch in report.changes
             ]
         else:

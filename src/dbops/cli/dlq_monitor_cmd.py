@@ -89,10 +89,11 @@ def monitor(
     """Check the DLQ depth: exit 1 when depth >= threshold, 0 otherwise (for cron and CI).
 
     With --notify slack, posts a Block Kit alert (depth, first 5 messages, next commands,
-    which name the --profile the monitor ran with) when alerting, and again only when the depth has grown since the last alert (state in
-    the database; without one, every alerting check notifies). A webhook failure exits 5
-    after printing the check. With --watch, checks every --interval until Ctrl-C (exit
-    130) or --count checks; the exit code is then the last check's.
+    which name the --profile the monitor ran with) when alerting, and again only when the
+    depth has grown since the last alert (state in the database; without one, every
+    alerting check notifies). A webhook failure exits 5 after printing the check. With
+    --watch, checks every --interval until Ctrl-C (exit 130) or --count checks; the exit
+    code is then the last check's.
 
     Example:
         dbops dlq monitor --threshold 10 -o json
