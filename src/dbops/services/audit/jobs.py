@@ -187,8 +187,8 @@ def _jobs_recovery_cap(ctx: Context) -> Outcome:
 def _cap_breakdown(
     n: int, abandoned: int, abandoned_caps: list[dict[str, object]], cap: int
 ) -> str:
-    """`1 failed at a cap of 5, 2 re-queued 3+ times (the audit's cap)`: each abandoned job
-    is named with the cap its `jobs recover --max-recoveries` run used (from its
+    """`1 failed at a cap of 5, 2 re-queued 3+ times (the audit's recovery_cap)`: each job
+    failed at a cap is named with the cap its `jobs recover --max-recoveries` run used (its
     `abandoned_stale` history event), not the audit's own cap."""
     parts = []
     named = 0
