@@ -161,7 +161,7 @@ def test_markdown_shows_changes_since_previous_run(env: QueuePair) -> None:
     assert "### Changed since the previous run" in md
     assert "`queue.dlq_depth`" in md and "`dbops dlq list`" in md
     changes = md.split("### Changed since the previous run", 1)[1]
-    assert "`queue.dlq_depth`" in changes and "🟢 ok | 🟡 warning" in changes
+    assert "`queue.dlq_depth`" in changes and "🟢 ok (0) | 🟡 warning (1)" in changes
 
 
 def _latency_never_warns(config: Any) -> None:
@@ -281,3 +281,76 @@ def test_render_report_for_demo(
     assert '"verdict": "OK"' in capsys.readouterr().out
     render_report(report, "table")
     assert "Workers" in capsys.readouterr().out
+
+
+def test_history_table_draws_the_score_trend_and_json_csv_do_not(db_env: str, db: Any) -> None:
+    for hours_ago, score, verdict in ((3, 40, "CRITICAL"), (2, 70, "WARNING"), (1, 100, "OK")):
+        db.execute(
+            "insert into dbops_audit_runs (generated_at, score, verdict) "
+            "values (now() - make_interval(hours => %s), %s, %s)",
+            (hours_ago, score, verdict),
+        )
+    table = invoke(["audit", "history"], code=0).stdout
+    assert "score trend (oldest to newest): ▁▅█  40 -> 100" in table
+    runs = invoke(["audit", "history", "-o", "json"], code=0).json
+    assert [r["score"] for r in runs] == [100, 70, 40]
+    for fmt in ("json", "csv", "md"):
+        out = invoke(["audit", "history", "-o", fmt], code=0).stdout
+        assert "█" not in out and "▁" not in out and "trend" not in out
+
+
+def _variant_job(db: Any, status: str) -> str:
+    import uuid
+
+    job_id = str(uuid.uuid4())
+    db.execute(
+        "insert into jobs (id, customer_id, status, created_at, updated_at) "
+        "values (%s, %s, %s, now() - interval '2 hours', now() - interval '1 hour')",
+        (job_id, str(uuid.uuid4()), status),  # a uuid customer fits both schema variants
+    )
+    return job_id
+
+
+def test_recovery_cap_names_the_cap_a_job_was_failed_at(
+    variant_env: QueuePair, variant_db: Any
+) -> None:
+    from tests.services.test_audit import add_recovery
+
+    at_five = _variant_job(variant_db, "in_progress")
+    for _ in range(5):
+        add_recovery(variant_db, at_five, ago=2 * HOUR)
+    result = invoke(["jobs", "recover", "--max-recoveries", "5", "--yes", "-o", "json"]).json
+    assert result["abandoned"] == 1
+    by_hand = _variant_job(variant_db, "failed")  # abandoned with no history event
+    add_recovery(variant_db, by_hand, "abandoned")
+
+    data = invoke(["audit", "--no-save", "--check", "jobs.recovery_cap", "-o", "json"], code=1).json
+    check = data["checks"][0]
+    assert check["severity"] == "warning" and check["observed"] == 2
+    assert check["details"]["cap"] == 3  # the audit's own threshold
+    assert check["details"]["abandoned_caps"] == [
+        {"cap": 5, "count": 1},
+        {"cap": None, "count": 1},
+    ]
+    assert "1 failed at a cap of 5" in check["explanation"]
+    assert "1 failed at a cap not recorded in the history" in check["explanation"]
+    assert "cap of 3" not in check["explanation"]
+
+
+def test_table_and_md_show_a_notable_move_at_the_same_severity(
+    env: QueuePair, isolated_env: Any
+) -> None:
+    isolated_env.mkdir(parents=True, exist_ok=True)
+    (isolated_env / "config.toml").write_text(
+        'default_profile = "t"\n\n[profiles.t.audit]\ndlq_critical = 1000\n'
+    )
+    only = ["--check", "queue.dlq_depth"]
+    send(env, env.dlq_url, 12)
+    invoke(["audit", *only, "-o", "json"], code=1)
+    send(env, env.dlq_url, 28)
+    out = invoke(["audit", *only, "--no-save"], code=1).stdout
+    assert "queue.dlq_depth: warning, observed 12 -> 40" in out
+    md = invoke(["audit", *only, "--no-save", "-o", "md"], code=1).stdout
+    assert "🟡 warning (12) | 🟡 warning (40)" in md
+    data = invoke(["audit", *only, "-o", "json"], code=1).json
+    assert [(c["id"], c["kind"]) for c in data["changes"]] == [("queue.dlq_depth", "value")]

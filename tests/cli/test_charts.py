@@ -38,3 +38,12 @@ def test_sparkline_is_monotone(samples: list[float]) -> None:
     for (v1, c1), (v2, c2) in itertools.pairwise(pairs):
         if v1 <= v2:
             assert order.index(c1) <= order.index(c2)
+
+
+def test_sparkline_examples() -> None:
+    assert sparkline([]) == ""
+    assert sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
+    assert sparkline([19, 140]) == "▁█"
+    assert sparkline([5, 5, 5]) == "▁▁▁"
+    assert sparkline([1, float("nan"), 3]) == "▁ █"
+    assert sparkline([40, 70, 100]) == "▁▅█"

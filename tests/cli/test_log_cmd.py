@@ -81,3 +81,56 @@ def test_a_refused_destructive_command_is_logged(env, db):
     refused = [e for e in entries if e["outcome"] == "refused"]
     assert refused and refused[0]["command"] == "ratelimit cleanup"
     assert refused[0]["operator"] == "test-operator"
+
+
+def _seed_log(db) -> None:
+    db.execute(
+        "insert into dbops_action_log (operator, command, outcome, started_at) values "
+        "('alice', 'dlq redrive', 'ok', now() - interval '5 minutes'), "
+        "('alice', 'dlq purge', 'refused', now() - interval '4 minutes'), "
+        "('bob', 'dlq redrive', 'error', now() - interval '3 minutes'), "
+        "('bob', 'jobs recover', 'dry_run', now() - interval '2 minutes'), "
+        "('carol', 'dlqx', 'ok', now() - interval '1 minute')"
+    )
+
+
+def _commands(args: list[str]) -> list[tuple[str, str, str]]:
+    rows = invoke(["log", *args, "-o", "json"]).json
+    return [(r["operator"], r["command"], r["outcome"]) for r in rows]
+
+
+def test_log_filters_by_operator_command_and_outcome(db_env, db):
+    _seed_log(db)
+    assert _commands(["--operator", "bob"]) == [
+        ("bob", "jobs recover", "dry_run"),
+        ("bob", "dlq redrive", "error"),
+    ]
+    assert _commands(["--command", "dlq redrive"]) == [
+        ("bob", "dlq redrive", "error"),
+        ("alice", "dlq redrive", "ok"),
+    ]
+    # leading words match whole words only: 'dlq' is not a prefix of 'dlqx'
+    assert [c for _, c, _ in _commands(["--command", "dlq"])] == [
+        "dlq redrive",
+        "dlq purge",
+        "dlq redrive",
+    ]
+    assert _commands(["--outcome", "refused"]) == [("alice", "dlq purge", "refused")]
+    assert _commands(["--outcome", "ERROR"]) == [("bob", "dlq redrive", "error")]
+    assert _commands(["--operator", "alice", "--command", "dlq", "--outcome", "ok"]) == [
+        ("alice", "dlq redrive", "ok")
+    ]
+    assert _commands(["--operator", "nobody"]) == []
+    # filters apply before --limit
+    assert _commands(["--operator", "alice", "--limit", "1"]) == [("alice", "dlq purge", "refused")]
+    table = invoke(["log", "--operator", "nobody"])
+    assert "no actions logged" in table.stderr
+
+
+def test_log_filter_bad_input_exits_2(db_env, db):
+    _seed_log(db)
+    bad = invoke(["log", "--outcome", "failed"], code=2)
+    assert "--outcome" in bad.stderr and "Traceback" not in bad.stderr
+    for option in ("--operator", "--command", "--outcome"):
+        result = invoke(["log", option, " "], code=2)
+        assert option in result.stderr and "Traceback" not in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 
 import pytest
 
+from dbops.services import queue as queue_service
 from tests.helpers import invoke, one_line_error
 
 
@@ -140,3 +142,25 @@ def test_watch_ctrl_c_exits_130(env):
             proc.kill()
     assert proc.returncode == 130
     assert "Traceback" not in stderr
+
+
+def test_watch_table_draws_a_depth_sparkline_and_jsonl_has_none(env):
+    _send(env.client, env.dlq_url, 2)
+    table = invoke(["queue", "watch", "--interval", "1s", "--count", "2", env.dlq_name]).stdout
+    assert "trend" in table
+    assert "▁▁" in table  # two samples of the same depth: a flat line
+    lines = invoke(
+        ["queue", "watch", "--interval", "1s", "--count", "1", "-o", "jsonl", env.dlq_name]
+    ).jsonl
+    assert "▁" not in json.dumps(lines, ensure_ascii=False)
+    assert not any("trend" in key for key in lines[0])
+
+
+def test_rate_tracker_keeps_the_window_of_totals_for_the_sparkline():
+    from dbops.cli.charts import sparkline
+
+    tracker = queue_service.RateTracker("q", window=3)
+    for at, total in enumerate([19, 140, 60, 0]):
+        tracker.add(queue_service.QueueCounts(visible=total, in_flight=0, delayed=0), at=at)
+    assert tracker.totals == [140, 60, 0]
+    assert sparkline(tracker.totals) == "█▄▁"

@@ -81,8 +81,8 @@ def test_bar_and_sparkline_are_pure_and_sized() -> None:
     assert bar(5, 0, 3) == "   "
     assert sparkline([]) == ""
     assert sparkline([0, 1, 2, 3]) == "▁▃▆█"
-    assert sparkline([None, 4]) == " █"
-    assert sparkline([2, 2]) == "██"
+    assert sparkline([None, 4]) == " ▁"
+    assert sparkline([2, 2]) == "▁▁"  # a flat series lies at the bottom
 
 
 def test_read_key_returns_a_key_or_none() -> None:

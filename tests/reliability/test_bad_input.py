@@ -77,6 +77,11 @@ CASES: list[Case] = [
     case("log", "--limit 0", USAGE, "zero limit"),
     case("log", "--limit -1", USAGE, "negative limit"),
     case("log", "--profile no-such-profile", CONFIG, "unknown profile"),
+    case("log", "--outcome bogus", USAGE, "unknown outcome"),
+    case("log", ["--outcome", ""], USAGE, "empty outcome"),
+    case("log", ["--operator", ""], USAGE, "empty operator"),
+    case("log", ["--command", "  "], USAGE, "blank command"),
+    case("log", "--operator", USAGE, "operator without value"),
     case("demo", "-o bogus", USAGE, "bad output format"),
     case("demo", "extra-argument", USAGE, "unexpected argument"),
     # ---------------------------------------------------------------- jobs

@@ -765,6 +765,55 @@ def test_queue_dlq_growth_against_stored_runs(
     assert not fourth.saved
 
 
+def test_changes_list_a_notable_move_at_the_same_severity(
+    store: PostgresStore, queues: QueuePair, sqs: SqsQueues
+) -> None:
+    settings = make_settings(queues, dlq_critical=1000)  # 12, 40 and 45 are all warnings
+    send(queues, queues.dlq_url, 12)
+    first = run(store, sqs, settings, "queue.dlq_depth", "jobs.stale", save=True)
+    assert first.changes == []
+    send(queues, queues.dlq_url, 28)
+    second = run(store, sqs, settings, "queue.dlq_depth", "jobs.stale", save=True)
+    assert second.check("queue.dlq_depth").severity == "warning"
+    assert [c.model_dump() for c in second.changes] == [
+        {
+            "id": "queue.dlq_depth",
+            "title": second.check("queue.dlq_depth").title,
+            "before": "warning",
+            "after": "warning",
+            "kind": "value",
+            "observed_before": 12,
+            "observed_after": 40,
+        }
+    ]
+    send(queues, queues.dlq_url, 5)  # 40 -> 45: not notable
+    third = run(store, sqs, settings, "queue.dlq_depth", "jobs.stale", save=True)
+    assert third.changes == []
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "notable"),
+    [
+        (19, 140, True),
+        (140, 19, True),
+        (0, 10, True),
+        (20, 30, True),  # +10, +50 %: both limits met exactly
+        (20, 29, False),  # under the absolute minimum
+        (100, 149, False),  # +49 %
+        (2, 9, False),  # +350 % but only 7
+        (12.5, 40.0, True),
+        (True, 40, False),
+        ("none", "sqs-dlq", False),
+        (None, 40, False),
+        (float("nan"), 40, False),
+    ],
+)
+def test_moved_notably(before: Any, after: Any, notable: bool) -> None:
+    from dbops.services.audit.runner import moved_notably
+
+    assert moved_notably(before, after) is notable
+
+
 def test_queue_dlq_growth_without_a_comparable_previous_run(
     store: PostgresStore, queues: QueuePair, sqs: SqsQueues
 ) -> None:

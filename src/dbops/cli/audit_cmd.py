@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dbops.cli import _deps
+from dbops.cli.charts import sparkline
 from dbops.cli.output import Output, OutputOpt, message, out_console, render, write
 
 if TYPE_CHECKING:
@@ -159,10 +160,19 @@ def _table(report: AuditReport) -> None:
         if report.changes:
             console.print("[bold]Changed since the previous run[/]")
             for ch in report.changes:
-                console.print(
-                    f"  {escape(ch.id)}: [{_SEVERITY_STYLE[ch.before]}]{ch.before}[/] -> "
-                    f"[{_SEVERITY_STYLE[ch.after]}]{ch.after}[/]"
+                moved = (
+                    f"observed {_observed(ch.observed_before)} -> {_observed(ch.observed_after)}"
                 )
+                if ch.kind == "value":
+                    console.print(
+                        f"  {escape(ch.id)}: [{_SEVERITY_STYLE[ch.after]}]{ch.after}[/], "
+                        f"{escape(moved)}"
+                    )
+                else:
+                    console.print(
+                        f"  {escape(ch.id)}: [{_SEVERITY_STYLE[ch.before]}]{ch.before}[/] -> "
+                        f"[{_SEVERITY_STYLE[ch.after]}]{ch.after}[/] [dim]({escape(moved)})[/]"
+                    )
         else:
             console.print("[dim]No check changed since the previous run.[/]")
 
@@ -207,7 +217,9 @@ def markdown(report: AuditReport) -> str:
         if report.changes:
             lines += ["| Check | Before | After |", "|---|---|---|"]
             lines += [
-                f"| `{ch.id}` {_md_cell(ch.title)} | {_MD_MARK[ch.before]} | {_MD_MARK[ch.after]} |"
+                f"| `{ch.id}` {_md_cell(ch.title)} | {_MD_MARK[ch.before]} "
+                f"({_md_cell(ch.observed_before)}) | {_MD_MARK[ch.after]} "
+                f"({_md_cell(ch.observed_after)}) |"
                 for ch in report.changes
             ]
         else:
@@ -326,7 +338,16 @@ def _history_table(runs: list[AuditRun]) -> None:
             str(r.ok),
             f"{r.duration_ms:.0f}" if r.duration_ms is not None else "",
         )
-    out_console().print(grid)
+    console = out_console()
+    console.print(grid)
+    if len(runs) > 1:
+        oldest_first = runs[::-1]
+        console.print(
+            f"score trend (oldest to newest): {sparkline([r.score for r in oldest_first])}  "
+            f"{oldest_first[0].score} -> {oldest_first[-1].score}",
+            markup=False,
+            highlight=False,
+        )
 
 
 @app.command("history")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-_BLOCKS = "▁▂▃▄▅▆▇█"
+SPARK = "▁▂▃▄▅▆▇█"
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 
 
@@ -26,22 +27,25 @@ def bar(value: float, max: float, width: int) -> str:
 
 
 def sparkline(values: Sequence[float | None]) -> str:
-    """One block character per value, scaled from 0 (or the minimum, if negative) to the
-    maximum; None is drawn as a space. Empty input gives an empty string."""
-    present = [v for v in values if v is not None]
-    if not present:
+    """One block character per value, scaled from the smallest to the largest value.
+
+    The mapping is monotone (a larger value never gets a lower block); equal values get the
+    same block, and a flat series is drawn at the bottom. None or a non-finite value is a
+    space: a gap in the line.
+    """
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
         return " " * len(values)
-    low = min(0.0, min(present))
-    high = max(present)
-    span = high - low
-    out = []
+    low, high = min(finite), max(finite)
+    scale = 1.0 if math.isfinite(high - low) else 0.5  # huge ranges: halve to avoid inf
+    low, span = low * scale, high * scale - low * scale
+    top = len(SPARK) - 1
+    chars = []
     for v in values:
-        if v is None:
-            out.append(" ")
+        if v is None or not math.isfinite(v):
+            chars.append(" ")
         elif span <= 0:
-            out.append(_BLOCKS[0])
+            chars.append(SPARK[0])
         else:
-            out.append(
-                _BLOCKS[min(len(_BLOCKS) - 1, int((v - low) / span * (len(_BLOCKS) - 1) + 0.5))]
-            )
-    return "".join(out)
+            chars.append(SPARK[min(top, int((v * scale - low) / span * top + 0.5))])
+    return "".join(chars)

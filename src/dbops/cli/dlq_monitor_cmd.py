@@ -49,6 +49,7 @@ def _monitor_once(
         channel="slack" if notifier is not None else None,
         store=store,
         store_warning=warning,
+        profile=_deps.settings().profile,
     )
     for text in result.warnings:
         message(f"warning: {text}", style="yellow")
@@ -87,11 +88,12 @@ def monitor(
 ) -> None:
     """Check the DLQ depth: exit 1 when depth >= threshold, 0 otherwise (for cron and CI).
 
-    With --notify slack, posts a Block Kit alert (depth, first 5 messages, next commands)
-    when alerting, and again only when the depth has grown since the last alert (state in
-    the database; without one, every alerting check notifies). A webhook failure exits 5
-    after printing the check. With --watch, checks every --interval until Ctrl-C (exit
-    130) or --count checks; the exit code is then the last check's.
+    With --notify slack, posts a Block Kit alert (depth, first 5 messages, next commands,
+    which name the --profile the monitor ran with) when alerting, and again only when the
+    depth has grown since the last alert (state in the database; without one, every
+    alerting check notifies). A webhook failure exits 5 after printing the check. With
+    --watch, checks every --interval until Ctrl-C (exit 130) or --count checks; the exit
+    code is then the last check's.
 
     Example:
         dbops dlq monitor --threshold 10 -o json

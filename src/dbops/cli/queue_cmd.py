@@ -181,8 +181,15 @@ def _rate(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}/s"
 
 
-def _watch_view(samples: list[queue_service.WatchSample], interval: int) -> Any:
+SPARK_SAMPLES = 20  # depth samples in the `queue watch` trend column (a sparkline)
+
+
+def _watch_view(
+    samples: list[queue_service.WatchSample], interval: int, trends: list[list[int]]
+) -> Any:
     from rich.table import Table
+
+    from dbops.cli.charts import sparkline
 
     grid = Table(
         title=f"queue watch (every {interval}s, Ctrl-C to stop)",
@@ -193,7 +200,8 @@ def _watch_view(samples: list[queue_service.WatchSample], interval: int) -> Any:
     grid.add_column("queue", no_wrap=True, min_width=width)
     for column in ("visible", "in flight", "delayed", "in", "out", "drain", "time to empty"):
         grid.add_column(column)
-    for s in samples:
+    grid.add_column("trend", no_wrap=True)
+    for s, trend in zip(samples, trends, strict=True):
         tte = s.time_to_empty_seconds
         grid.add_row(
             s.queue,
@@ -204,6 +212,7 @@ def _watch_view(samples: list[queue_service.WatchSample], interval: int) -> Any:
             _rate(s.out_rate),
             _rate(s.drain_rate),
             "n/a" if tte is None else format_duration(tte),
+            sparkline([float(t) for t in trend[-SPARK_SAMPLES:]]),
         )
     return grid
 
@@ -223,6 +232,9 @@ def watch(
     output: OutputOpt = Output.table,
 ) -> None:
     """Live view of queue counts with in/out rates, drain rate and time-to-empty.
+
+    The table shows a sparkline of the last 20 depth samples (visible + in flight +
+    delayed) per queue; `-o jsonl` carries the numbers only.
 
     Rates come from changes in SQS's approximate counts between samples (net flow), so
     simultaneous arrivals and departures cancel out. `-o jsonl` streams one JSON line per
@@ -253,7 +265,8 @@ def watch(
             ]
             taken += 1
             if live is not None:
-                live.update(_watch_view(samples, seconds), refresh=True)
+                trends = [tracker.totals for tracker in trackers]
+                live.update(_watch_view(samples, seconds, trends), refresh=True)
             else:
                 render(samples, Output.jsonl)
             if count is not None and taken >= count:

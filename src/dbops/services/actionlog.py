@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from dbops.errors import DbopsError, RefusedError
+from dbops.errors import DbopsError, RefusedError, UsageError
 from dbops.files import append_private
 from dbops.ports import Store
 from dbops.redaction import scrub_fragments
@@ -130,6 +130,38 @@ def _scrubbed(value: Any, secrets: list[str]) -> Any:
     return value
 
 
-def list_entries(*, store: Store, since_seconds: int, limit: int) -> list[ActionLogEntry]:
-    rows = store.call("dbops_action_log_list", {"p_since_seconds": since_seconds, "p_limit": limit})
+OUTCOMES = ("ok", "dry_run", "refused", "interrupted", "error")
+
+
+def _filter_value(value: str | None, option: str) -> str | None:
+    if value is None:
+        return None
+    text = " ".join(value.split())
+    if not text:
+        raise UsageError(f"invalid {option} {value!r}: give a value, or leave the option out")
+    return text
+
+
+def list_entries(
+    *,
+    store: Store,
+    since_seconds: int,
+    limit: int,
+    operator: str | None = None,
+    command: str | None = None,
+    outcome: str | None = None,
+) -> list[ActionLogEntry]:
+    """Rows newest first. Filters (all optional, combined with AND): `operator` exactly,
+    `outcome` one of OUTCOMES, `command` exactly or as its leading words (`dlq` matches
+    `dlq redrive` and `dlq purge`, not `dlqx`). An empty filter value is a UsageError."""
+    params: dict[str, Any] = {"p_since_seconds": since_seconds, "p_limit": limit}
+    operator = _filter_value(operator, "--operator")
+    command = _filter_value(command, "--command")
+    outcome = _filter_value(outcome, "--outcome")
+    if outcome is not None and outcome not in OUTCOMES:
+        raise UsageError(f"invalid --outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
+    for name, value in (("p_operator", operator), ("p_command", command), ("p_outcome", outcome)):
+        if value is not None:  # only sent when given: older installs take the first two
+            params[name] = value
+    rows = store.call("dbops_action_log_list", params)
     return [ActionLogEntry.model_validate(r) for r in rows]

@@ -378,6 +378,11 @@ class RateTracker:
         self._history: deque[tuple[float, int]] = deque(maxlen=window)
         self._count = 0
 
+    @property
+    def totals(self) -> list[int]:
+        """The totals of the samples in the window, oldest first (for a sparkline)."""
+        return [total for _at, total in self._history]
+
     def add(self, counts: QueueCounts, *, at: float) -> WatchSample:
         """Record a sample taken at `at` (epoch seconds) and return it with its rates."""
         total = counts.total

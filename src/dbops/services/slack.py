@@ -6,6 +6,7 @@ never part of a payload, a result model or an error message.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -43,12 +44,17 @@ def _trim(text: str | None, size: int = 80) -> str:
     return text if len(text) <= size else text[: size - 1] + "…"
 
 
-def next_commands(queue: str) -> list[str]:
-    """The exact dbops commands an on-call engineer runs next for this DLQ."""
+def next_commands(queue: str, *, profile: str | None = None) -> list[str]:
+    """The exact dbops commands an on-call engineer runs next for this DLQ.
+
+    With `profile` (the `--profile`/`DBOPS_PROFILE` the monitor ran with), each command
+    names it, so a copied command reads the same database and queues as the monitor.
+    """
+    suffix = f" --profile {shlex.quote(profile)}" if profile else ""
     return [
-        f"dbops dlq list --queue {queue}",
-        f"dbops dlq export --queue {queue} --out {queue}-review.jsonl",
-        f"dbops dlq redrive --queue {queue} --dry-run",
+        f"dbops dlq list --queue {queue}{suffix}",
+        f"dbops dlq export --queue {queue} --out {queue}-review.jsonl{suffix}",
+        f"dbops dlq redrive --queue {queue} --dry-run{suffix}",
     ]
 
 
@@ -59,6 +65,7 @@ def dlq_alert(
     threshold: int,
     previous_alert_depth: int | None,
     messages: Sequence[AlertMessage],
+    profile: str | None = None,
 ) -> dict[str, Any]:
     """Block Kit payload for a DLQ depth alert (with a plain `text` fallback)."""
     headline = f"DLQ {queue}: {depth} message(s) (alert threshold {threshold})"
@@ -84,7 +91,7 @@ def dlq_alert(
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": title + "\n" + "\n".join(lines)}}
         )
-    commands = "\n".join(next_commands(queue))
+    commands = "\n".join(next_commands(queue, profile=profile))
     blocks.append(
         {
             "type": "section",

@@ -151,16 +151,18 @@ def _jobs_stuck_submitting(ctx: Context) -> Outcome:
 )
 def _jobs_recovery_cap(ctx: Context) -> Outcome:
     cap = ctx.t.recovery_cap
-    threshold = f"warning >= 1 job re-queued {cap}+ times or abandoned at the cap (last 24 h)"
+    threshold = f"warning >= 1 job re-queued {cap}+ times or failed at a recovery cap (last 24 h)"
     d = ctx.data("jobs.recovery_cap")
     n = int(d.get("count") or 0)
     abandoned = int(d.get("abandoned") or 0)
     sample = list(d.get("sample") or [])
+    abandoned_caps = [c for c in d.get("abandoned_caps") or [] if isinstance(c, dict)]
     details = {
         "sample": sample,
         "abandoned": abandoned,
         "max_recoveries": d.get("max_recoveries"),
         "cap": cap,
+        "abandoned_caps": abandoned_caps,
     }
     if n == 0:
         return Outcome(
@@ -172,10 +174,33 @@ def _jobs_recovery_cap(ctx: Context) -> Outcome:
         )
     return Outcome(
         "warning",
-        f"{plural(n, 'job')} reached the recovery cap of {cap} in the last 24 h "
-        f"({abandoned} abandoned): recovering does not fix them ({short(sample)})",
+        f"{plural(n, 'job')} reached a recovery cap in the last 24 h "
+        f"({_cap_breakdown(n, abandoned, abandoned_caps, cap)}): recovering does not fix "
+        f"them ({short(sample)})",
         observed=n,
         threshold=threshold,
         remedy=f"dbops jobs show {sample[0]}" if sample else None,
         details=details,
     )
+
+
+def _cap_breakdown(
+    n: int, abandoned: int, abandoned_caps: list[dict[str, object]], cap: int
+) -> str:
+    """`1 failed at a cap of 5, 2 re-queued 3+ times (the audit's recovery_cap)`: each job
+    failed at a cap is named with the cap its `jobs recover --max-recoveries` run used (its
+    `abandoned_stale` history event), not the audit's own cap."""
+    parts = []
+    named = 0
+    for entry in abandoned_caps:
+        count, used = int(str(entry.get("count") or 0)), entry.get("cap")
+        if count <= 0:
+            continue
+        named += count
+        where = f"a cap of {used}" if used is not None else "a cap not recorded in the history"
+        parts.append(f"{count} failed at {where}")
+    if abandoned > named:
+        parts.append(f"{abandoned - named} failed at a cap not recorded in the history")
+    if n > abandoned:
+        parts.append(f"{n - abandoned} re-queued {cap}+ times (the audit's recovery_cap)")
+    return ", ".join(parts)

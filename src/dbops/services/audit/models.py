@@ -51,13 +51,35 @@ class PreviousRun(BaseModel):
     generated_at: datetime
 
 
+# A numeric observation "moved notably" at the same severity when it changed by at least
+# VALUE_CHANGE_MIN (in the check's own unit) and by at least VALUE_CHANGE_RATIO of the
+# previous value (e.g. DLQ depth 19 -> 140, or 140 -> 19; not 19 -> 25, nor 2 -> 9).
+VALUE_CHANGE_RATIO = 0.5
+VALUE_CHANGE_MIN = 10
+# Observations that are measurement noise rather than the backend's state.
+VALUE_CHANGE_EXEMPT = frozenset({"db.reachable"})
+
+
 class CheckChange(BaseModel):
-    """A check whose severity differs from the previous stored run."""
+    """One entry of `dbops audit -o json` `changes[]`: a check present in this run and the
+    previous stored run that either changed severity or moved notably at the same one.
+
+    `kind` is `"severity"` (`before` != `after`) or `"value"` (`before` == `after`, and the
+    numeric `observed` changed by at least VALUE_CHANGE_MIN and by at least
+    VALUE_CHANGE_RATIO x the previous value; `db.reachable`'s latency is left out).
+    `observed_before` / `observed_after` are the two runs' `observed` values (any type,
+    null when a run had none). Example: `{"id": "queue.dlq_depth", "title": "...",
+    "before": "warning", "after": "warning", "kind": "value", "observed_before": 19,
+    "observed_after": 140}`.
+    """
 
     id: str
     title: str
     before: Severity
     after: Severity
+    kind: Literal["severity", "value"] = "severity"
+    observed_before: int | float | str | None = None
+    observed_after: int | float | str | None = None
 
 
 class AuditReport(BaseModel):

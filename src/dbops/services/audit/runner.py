@@ -18,6 +18,9 @@ from dbops.services.audit.db import APP_TABLES, recommended_indexes
 from dbops.services.audit.models import (
     RANK,
     SEVERITY_FACTOR,
+    VALUE_CHANGE_EXEMPT,
+    VALUE_CHANGE_MIN,
+    VALUE_CHANGE_RATIO,
     VERDICT_EXIT,
     AuditCheck,
     AuditReport,
@@ -284,21 +287,64 @@ def exit_code_for(
     return code
 
 
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def moved_notably(before: Any, after: Any) -> bool:
+    """True when a numeric observation changed by at least VALUE_CHANGE_MIN and by at least
+    VALUE_CHANGE_RATIO of the previous value (either direction); False for non-numbers."""
+    b, a = _number(before), _number(after)
+    if b is None or a is None:
+        return False
+    delta = abs(a - b)
+    return delta >= VALUE_CHANGE_MIN and delta >= VALUE_CHANGE_RATIO * abs(b)
+
+
 def _changes(checks: Sequence[AuditCheck], previous: dict[str, Any] | None) -> list[CheckChange]:
+    """Checks in both runs whose severity changed, or whose observed value moved notably
+    at the same severity (see `CheckChange`)."""
     if not previous:
         return []
     before = {
-        str(c.get("id")): str(c.get("severity"))
+        str(c.get("id")): c
         for c in previous.get("checks") or []
         if isinstance(c, dict) and c.get("severity") in RANK
     }
-    return [
-        CheckChange.model_validate(
-            {"id": c.id, "title": c.title, "before": before[c.id], "after": c.severity}
+    changes = []
+    for c in checks:
+        old = before.get(c.id)
+        if old is None:
+            continue
+        old_observed = old.get("observed")
+        if not isinstance(old_observed, int | float | str) or isinstance(old_observed, bool):
+            old_observed = None
+        if old["severity"] != c.severity:
+            kind = "severity"
+        elif (
+            c.severity != "skipped"
+            and c.id not in VALUE_CHANGE_EXEMPT
+            and moved_notably(old_observed, c.observed)
+        ):
+            kind = "value"
+        else:
+            continue
+        changes.append(
+            CheckChange.model_validate(
+                {
+                    "id": c.id,
+                    "title": c.title,
+                    "before": old["severity"],
+                    "after": c.severity,
+                    "kind": kind,
+                    "observed_before": old_observed,
+                    "observed_after": c.observed,
+                }
+            )
         )
-        for c in checks
-        if c.id in before and before[c.id] != c.severity
-    ]
+    return changes
 
 
 def _thresholds(settings: Settings) -> AuditThresholds:

@@ -66,6 +66,7 @@ def monitor(
     store: Store | None = None,
     store_warning: str | None = None,
     sample_size: int = 5,
+    profile: str | None = None,
 ) -> MonitorResult:
     """Check the DLQ depth against `threshold`; with a notifier, alert when it grew.
 
@@ -73,6 +74,7 @@ def monitor(
     depth is at or above the threshold and greater than at the last alert, and the state
     resets once the depth drops below the threshold. Without a database every alerting
     check notifies (and says so). A notifier failure is reported in `notify_error`.
+    `profile` (the one the monitor runs with) is named in the alert's next commands.
     """
     if threshold < 1:
         raise UsageError(f"invalid threshold {threshold}: must be at least 1")
@@ -99,7 +101,14 @@ def monitor(
             f"depth has not grown since the last alert (at depth {result.last_alert_depth})"
         )
     else:
-        _notify(result, queues=queues, queue_url=queue_url, notifier=notifier, count=sample_size)
+        _notify(
+            result,
+            queues=queues,
+            queue_url=queue_url,
+            notifier=notifier,
+            count=sample_size,
+            profile=profile,
+        )
     if state_ok and store is not None:
         try:
             store.call(
@@ -148,6 +157,7 @@ def _notify(
     queue_url: str,
     notifier: slack.Notifier,
     count: int,
+    profile: str | None,
 ) -> None:
     """Sample the messages and send the alert; a failure is kept in `notify_error`."""
     try:
@@ -160,6 +170,7 @@ def _notify(
         threshold=result.threshold,
         previous_alert_depth=result.last_alert_depth,
         messages=result.messages,
+        profile=profile,
     )
     try:
         notifier.send(payload)

@@ -44,16 +44,29 @@ language sql volatile as $$
     returning dbops_action_log.id
 $$;
 
-create or replace function dbops_action_log_list(p_since_seconds int, p_limit int)
+-- `dbops log`: newest first; optional exact filters on operator and outcome, and on the
+-- command (exactly, or a whole leading part: 'dlq' matches 'dlq redrive').
+drop function if exists dbops_action_log_list(int, int);
+create or replace function dbops_action_log_list(
+    p_since_seconds int,
+    p_limit int,
+    p_operator text default null,
+    p_command text default null,
+    p_outcome text default null
+)
 returns table (
     id bigint, operator text, caller_arn text, command text, arguments jsonb, dry_run boolean,
     counts jsonb, outcome text, error text, started_at timestamptz, finished_at timestamptz
 )
 language sql stable as $$
-    select id, operator, caller_arn, command, arguments, dry_run, counts, outcome, error,
-           started_at, finished_at
-    from dbops_action_log
-    where started_at >= now() - make_interval(secs => p_since_seconds)
-    order by started_at desc, id desc
+    select l.id, l.operator, l.caller_arn, l.command, l.arguments, l.dry_run, l.counts,
+           l.outcome, l.error, l.started_at, l.finished_at
+    from dbops_action_log l
+    where l.started_at >= now() - make_interval(secs => p_since_seconds)
+      and (p_operator is null or l.operator = p_operator)
+      and (p_outcome is null or l.outcome = p_outcome)
+      and (p_command is null or l.command = p_command
+           or left(l.command, length(p_command) + 1) = p_command || ' ')
+    order by l.started_at desc, l.id desc
     limit p_limit
 $$;

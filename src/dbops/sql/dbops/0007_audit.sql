@@ -275,7 +275,9 @@ $$;
 
 -- jobs.recovery_cap: jobs re-queued recovery_cap times or more (or abandoned at the
 -- cap) by `dbops jobs recover`, recovered within the error window, and not completed
--- or cancelled since (dbops_job_recoveries, from the jobs feature)
+-- or cancelled since (dbops_job_recoveries, from the jobs feature). `abandoned_caps`:
+-- the cap each abandoned job was failed at (`--max-recoveries` of that run, from its
+-- `abandoned_stale` queue_history event; null when no such event is found), counted.
 create or replace function dbops_audit_check_jobs_recovery_cap(args jsonb) returns jsonb language plpgsql stable as $$
 declare
     cap constant int := (args->>'recovery_cap')::int;
@@ -301,12 +303,27 @@ begin
               left join jobs j on j.id = p.job_id
              where (p.requeued >= cap or p.abandoned)
                and coalesce(j.status, '') not in ('completed', 'complete', 'cancelled')
+        ),
+        abandoned_at as (
+            select c.job_id,
+                   (select case when h.details->>'max_recoveries' ~ '^[0-9]{1,9}$'
+                                then (h.details->>'max_recoveries')::int end
+                      from queue_history h
+                     where h.job_id = c.job_id and h.event = 'abandoned_stale'
+                       and h.details->>'source' = 'dbops'
+                     order by h.created_at desc limit 1) as used_cap
+              from capped c
+             where c.abandoned
         )
         select jsonb_build_object(
                    'count', count(*),
                    'abandoned', count(*) filter (where c.abandoned),
                    'max_recoveries', coalesce(max(c.requeued), 0),
                    'cap', cap,
+                   'abandoned_caps', coalesce((select jsonb_agg(jsonb_build_object(
+                           'cap', y.used_cap, 'count', y.n) order by y.used_cap nulls last)
+                       from (select a.used_cap, count(*) as n from abandoned_at a
+                              group by a.used_cap) y), '[]'::jsonb),
                    'sample', coalesce((select jsonb_agg(x.job_id) from
                        (select c2.job_id from capped c2
                          order by c2.requeued desc, c2.job_id limit 5) x), '[]'::jsonb))
