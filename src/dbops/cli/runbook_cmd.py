@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from typing import Annotated
 
@@ -77,6 +76,33 @@ def _passthrough_globals() -> list[str]:
     return args
 
 
+def run_step(args: list[str]) -> tuple[int, str, str]:
+    """Run one `dbops ARGS` step in this process: (exit code, stdout, stderr).
+
+    In-process, a step costs no interpreter start-up and no re-import (a runbook of eight
+    steps took as many seconds as subprocesses). The step gets an empty stdin, so it never
+    prompts (destructive steps get --yes from `approve`), and its own per-invocation state:
+    settings, connections (closed when it ends) and the error boundary's exit code.
+    """
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from dbops.cli.main import app as root
+
+    out, err = io.StringIO(), io.StringIO()
+    stdin, sys.stdin = sys.stdin, io.StringIO("")
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                root(args=args, prog_name="dbops")
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        sys.stdin = stdin
+    return code, out.getvalue(), err.getvalue()
+
+
 @app.command("run")
 def run(
     name: Annotated[str, typer.Argument(help="Runbook name, e.g. stale-jobs.")],
@@ -110,16 +136,10 @@ def run(
 
     def execute(step: runbooks.Step) -> int:
         message(f"\n[{step.number}/{len(steps)}] $ {step.command}", style="bold")
-        done = subprocess.run(
-            [sys.executable, "-m", "dbops", *step.argv[1:], *extra],
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-        (sys.stdout if to_stdout else sys.stderr).write(done.stdout)
-        sys.stderr.write(done.stderr)
-        return done.returncode
+        code, out, err = run_step([*step.argv[1:], *extra])
+        (sys.stdout if to_stdout else sys.stderr).write(out)
+        sys.stderr.write(err)
+        return code
 
     def approve(step: runbooks.Step) -> bool:
         if yes:
