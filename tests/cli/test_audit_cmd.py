@@ -151,6 +151,17 @@ def test_table_output_groups_and_shows_remedies(
     assert "score" in out
 
 
+def test_piped_table_keeps_every_value_whole(env: QueuePair, db: psycopg.Connection[Any]) -> None:
+    """Off a terminal no value is folded over lines (issue 16): grep finds whole remedies."""
+    add_jobs(db, 2, "in_progress", updated_ago=HOUR)
+    out = invoke(["audit", "--no-save"], code=1).stdout
+    stale = next(line for line in out.splitlines() if "jobs.stale " in line)
+    report = invoke(["audit", "--no-save", "-o", "json"], code=1).json
+    explanation = next(c["explanation"] for c in report["checks"] if c["id"] == "jobs.stale")
+    assert len(explanation) > 60 and explanation in stale
+    assert max(len(line) for line in out.splitlines()) > 80
+
+
 def test_markdown_shows_changes_since_previous_run(env: QueuePair) -> None:
     invoke(["audit", "-o", "json"], code=0)
     send(env, env.dlq_url, 1)

@@ -10,7 +10,7 @@ import typer
 
 from dbops.cli import _deps
 from dbops.cli.charts import sparkline
-from dbops.cli.output import Output, OutputOpt, message, out_console, render, write
+from dbops.cli.output import Output, OutputOpt, message, render, view_console, write
 
 if TYPE_CHECKING:
     from dbops.services.audit import AuditReport, AuditRun
@@ -103,7 +103,7 @@ def _table(report: AuditReport) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    console = out_console()
+    console = view_console()
     verdict_style = _VERDICT_STYLE[report.verdict]
     console.print(
         f"[bold]dbops audit[/]  [{verdict_style}]{report.verdict}[/]  "
@@ -124,7 +124,7 @@ def _table(report: AuditReport) -> None:
             header_style="bold",
             box=box.SIMPLE_HEAD,
             pad_edge=False,
-            expand=True,
+            expand=console.is_terminal,
         )
         grid.add_column("severity", no_wrap=True)
         grid.add_column("check", overflow="fold")
@@ -338,7 +338,7 @@ def _history_table(runs: list[AuditRun]) -> None:
             str(r.ok),
             f"{r.duration_ms:.0f}" if r.duration_ms is not None else "",
         )
-    console = out_console()
+    console = view_console()
     console.print(grid)
     if len(runs) > 1:
         oldest_first = runs[::-1]

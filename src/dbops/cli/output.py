@@ -164,6 +164,17 @@ def out_console() -> Any:
     return Console(highlight=False)
 
 
+def view_console() -> Any:
+    """The console for a command's own Rich view: off a terminal it is wide enough that no
+    value is cut or folded (pipes and `grep` see whole ids, URLs and explanations)."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if console.is_terminal:
+        return console
+    return Console(highlight=False, width=100_000)
+
+
 def message(text: str, *, style: str | None = None) -> None:
     """A human message on stderr (never mixed into machine output)."""
     err_console().print(text, style=style, markup=False)
