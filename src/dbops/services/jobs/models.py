@@ -206,6 +206,23 @@ class RecoverPreview(BaseModel):
     more_stale: bool
     outbox: OutboxState
 
+    @property
+    def to_send(self) -> int:
+        """Messages a run would send: the jobs to re-queue plus the unsent outbox rows no
+        live run holds."""
+        return self.would_requeue + self.outbox.unsent - self.outbox.leased_elsewhere
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.would_claim and not (self.outbox.unsent - self.outbox.leased_elsewhere)
+
+    def action(self) -> str:
+        """What the operator confirms."""
+        unsent = self.outbox.unsent
+        return f"re-queue {self.would_requeue} and fail {self.would_abandon} stale job(s)" + (
+            f", and send {unsent} unsent message(s)" if unsent else ""
+        )
+
 
 class RecoverResult(BaseModel):
     """`dbops jobs recover -o json`."""
