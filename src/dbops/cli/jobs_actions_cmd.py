@@ -1,6 +1,7 @@
-"""`dbops jobs recover|requeue|fail`: the commands that change jobs, registered onto the
-`jobs` app (cli/main.py, PARTS). Each follows the destructive flow: service preview ->
-render it -> confirm -> one action-log row around the service call -> render the result."""
+"""`dbops jobs recover|requeue`: the commands that re-queue jobs, registered onto the `jobs`
+app (cli/main.py, PARTS; `retry` and `fail` are in jobs_bulk_cmd.py). Each follows the
+destructive flow: service preview -> render it -> confirm -> one action-log row around the
+service call -> render the result."""
 
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ from dbops.cli.output import (
 from dbops.durations import format_duration
 from dbops.errors import RemoteError, UsageError
 from dbops.services import jobs
-from dbops.services.redact import redact_text
 
 if TYPE_CHECKING:
     from dbops.services.actionlog import ActionRecorder
@@ -45,10 +45,9 @@ GroupByOpt = Annotated[
 
 
 def register(app: typer.Typer) -> None:
-    """Add `recover`, `requeue` and `fail` to the `jobs` app."""
+    """Add `recover` and `requeue` to the `jobs` app (`retry` and `fail`: jobs_bulk_cmd)."""
     app.command("recover")(recover)
     app.command("requeue")(requeue)
-    app.command("fail")(fail)
 
 
 def _show_preview(output: Output) -> bool:
@@ -374,62 +373,3 @@ def _requeue_run(
         )
 
     return run
-
-
-# --------------------------------------------------------------------------- fail
-def fail(
-    job_ids: Annotated[list[str], typer.Argument(help="Job UUIDs.", show_default=False)],
-    reason: Annotated[
-        str, typer.Option("--reason", help="Why (stored in error_message and the history).")
-    ],
-    dry_run: DryRunOpt = False,
-    yes: YesOpt = False,
-    output: OutputOpt = "table",  # type: ignore[assignment]
-) -> None:
-    """Mark jobs failed with a reason (pending jobs, or in-progress ones without sign of life).
-
-    Example:
-        dbops jobs fail 6f1c2a7e-0b7d-4c1e-9a51-1d2e3f405060 --reason "bad input file" --yes
-    """
-    ids = jobs.parse_job_ids(job_ids)
-    reason = redact_text(" ".join(reason.split()))
-    if not reason:
-        raise UsageError("--reason must not be empty")
-    store = _deps.store()
-    preview = jobs.fail_preview(store=store, job_ids=ids)
-    planned = jobs.fail_dry_run(preview, reason)
-    if _show_preview(output):
-        message(f"{planned.failed} job(s) to fail, {planned.skipped} to skip")
-        _preview_table(
-            to_data(planned.jobs[:10]),
-            ["job_id", "previous_status", "status", "reason"],
-            title=f"first {min(10, len(planned.jobs))} of {len(planned.jobs)}",
-        )
-    confirm(f"fail {planned.failed} job(s)", yes=yes, dry_run=dry_run)
-    with recorder("jobs fail", {"job_ids": ids, "reason": reason}, dry_run=dry_run) as rec:
-        result = (
-            planned
-            if dry_run
-            else jobs.fail(
-                store=store,
-                job_ids=ids,
-                reason=reason,
-                operator=_deps.operator(),
-                expected={str(j.id): j.status for j in preview},
-            )
-        )
-        rec.counts = {
-            "requested": result.requested,
-            "failed": result.failed,
-            "skipped": result.skipped,
-            "skipped_changed": result.skipped_changed,
-        }
-        render(
-            result,
-            output,
-            table=lambda r: print_table(
-                to_data(r.jobs),
-                ["job_id", "previous_status", "status", "changed", "reason"],
-                title="dry run: nothing changed" if r.dry_run else f"failed {r.failed} job(s)",
-            ),
-        )
