@@ -303,6 +303,9 @@ def success_paths(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
     # Refused without --yes (the refusal is logged too), then done.
     run(["jobs", "fail", ids["spare"], "--reason", f"client sent {IDENTIFIER}"], 6)
     run(["jobs", "fail", ids["spare"], "--reason", f"client sent {IDENTIFIER}", "--yes"])
+    run(["jobs", "retry", "--error-like", IDENTIFIER, "--dry-run", "-o", "json"])
+    run(["jobs", "retry", "--status", "failed", "--yes", "-o", "json"])
+    run(["jobs", "fail", "--customer", IDENTIFIER, "--reason", f"by {IDENTIFIER}", "--yes"])
     # queues
     run(["queue", "list", "-o", "json"])
     run(["queue", "info", "-o", "json"])
@@ -386,6 +389,7 @@ def every_command(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
         ["jobs", "recover", "--yes"],
         ["jobs", "requeue", job, "--yes"],
         ["jobs", "fail", job, "--reason", f"by {IDENTIFIER}", "--yes"],
+        ["jobs", "retry", "--customer", IDENTIFIER, "--yes"],
         ["queue", "list"],
         ["queue", "info"],
         ["queue", "depth"],

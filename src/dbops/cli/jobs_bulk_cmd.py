@@ -151,7 +151,7 @@ def retry(
     confirm(f"retry {preview.would_act} failed job(s)", yes=yes, dry_run=dry_run)
     arguments = {
         "job_ids": ids or [],
-        "filter": filt.model_dump() if filt else None,
+        "filter": preview.filter.model_dump() if preview.filter else None,
         "chunk_size": chunk_size,
         "group_by": group_by,
         "queue_url": queue_url,
@@ -229,8 +229,8 @@ def fail(
         _bulk_preview(preview, "fail", planned)
     confirm(f"fail {planned.failed} job(s)", yes=yes, dry_run=dry_run)
     arguments: dict[str, Any] = {"job_ids": ids, "reason": reason}
-    if filt is not None:
-        arguments = {"filter": filt.model_dump(), "reason": reason}
+    if preview.filter is not None:
+        arguments = {"filter": preview.filter.model_dump(), "reason": reason}
     with recorder("jobs fail", arguments, dry_run=dry_run) as rec:
         result = (
             planned

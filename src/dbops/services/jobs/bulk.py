@@ -43,6 +43,7 @@ RETRY_SKIP = (
     "status is {status} (jobs retry re-queues failed jobs only; `dbops jobs requeue` "
     "re-queues pending ones)"
 )
+MAX_FILTER_TEXT = 500
 UNSENT_SKIP = "already waiting in the dbops outbox: run `dbops jobs recover` to send it"
 
 
@@ -57,7 +58,8 @@ def job_filter(
 ) -> JobFilter | None:
     """The filter given (None when no filter option was: the command then needs ids).
 
-    Values are stripped; an empty one, a bad limit or an empty window is a usage error.
+    Values are stripped; an empty or over-long one, a bad limit or an empty window is a
+    usage error.
     Statuses are checked by the database, against the jobs table's own check constraint.
     """
     values = {"--status": status, "--customer": customer, "--error-like": error_like}
@@ -67,6 +69,10 @@ def job_filter(
             value = " ".join(value.split())
             if not value:
                 raise UsageError(f"invalid {option} '': give a value")
+            if len(value) > MAX_FILTER_TEXT:
+                raise UsageError(
+                    f"invalid {option}: {len(value)} characters, at most {MAX_FILTER_TEXT}"
+                )
         cleaned[option] = value
     _check_limit(limit)
     if since_seconds is not None and until_seconds is not None and since_seconds <= until_seconds:
@@ -133,7 +139,7 @@ def retry_preview(
     state, _dead = outbox_state(store=store)
     return BulkPreview(
         action="retry",
-        filter=filter,
+        filter=filter.redacted() if filter else None,
         jobs=found,
         more_matched=more,
         would_act=act,
@@ -283,7 +289,7 @@ def fail_bulk_preview(
     act = sum(1 for j in found if fail_skip_reason(j) is None)
     return BulkPreview(
         action="fail",
-        filter=filter,
+        filter=filter.redacted() if filter else None,
         jobs=found,
         more_matched=more,
         would_act=act,

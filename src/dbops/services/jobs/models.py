@@ -323,9 +323,22 @@ class JobFilter(BaseModel):
     until_seconds: int | None = None
     limit: int = BULK_LIMIT
 
+    def redacted(self) -> JobFilter:
+        """A copy fit for output and the action log: secrets in the text values masked
+        (an API key given as --customer or --error-like is never echoed)."""
+        from dbops.services.redact import redact_text
+
+        return self.model_copy(
+            update={
+                "customer": None if self.customer is None else redact_text(self.customer),
+                "error_like": None if self.error_like is None else redact_text(self.error_like),
+            }
+        )
+
 
 class BulkPreview(BaseModel):
-    """What a `jobs retry` or `jobs fail` would act on (`filter` None: by ids)."""
+    """What a `jobs retry` or `jobs fail` would act on (`filter` None: by ids; redacted,
+    for output: the jobs were selected with the filter as given)."""
 
     action: Literal["retry", "fail"]
     filter: JobFilter | None = None
