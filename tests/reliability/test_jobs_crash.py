@@ -71,6 +71,7 @@ def test_sigkill_then_rerun_sends_exactly_the_missing_messages(
 
     assert result["resumed"] == outbox_after_kill
     assert result["claimed"] == (25 if point == "before_claim" else 0)
+    assert result["limit"] == 1000  # the limit given (default), also on a resume-only run
     assert result["sent"] == 25 - on_queue_after_kill
     assert result["unsent_remaining"] == 0
     # Every job is pending with exactly one message on the queue: none lost, none doubled.

@@ -215,8 +215,8 @@ def _recover_run(
             queue_url=queue_url,
             operator=_deps.operator(),
             older_than_seconds=preview.older_than_seconds,
-            # never more than previewed and confirmed
-            limit=preview.would_claim,
+            limit=preview.limit,
+            claim_at_most=preview.would_claim,  # never more than previewed and confirmed
             max_recoveries=preview.max_recoveries,
             chunk_size=arguments["chunk_size"],
             progress=progress,

@@ -193,7 +193,19 @@ def _stats_table(result: jobs.JobStats) -> None:
     key_values(summary, title=f"jobs in the last {format_duration(result.since_seconds)}")
     busy = [h for h in to_data(result.hourly) if h["completed"] or h["failed"]]
     if busy:
-        print_table(busy, ["hour", "completed", "failed"], title="per hour")
+        print_table(_with_bars(busy), ["hour", "completed", "failed"], title="per hour")
+
+
+def _with_bars(hours: list[dict[str, Any]], width: int = 20) -> list[dict[str, Any]]:
+    """Completed and failed per hour as numbers with bars, on one scale (table only)."""
+    from dbops.cli.charts import bar
+
+    peak = max(max(h["completed"], h["failed"]) for h in hours)
+    digits = len(str(peak))
+    for hour in hours:
+        for key in ("completed", "failed"):
+            hour[key] = f"{hour[key]:>{digits}} {bar(hour[key], peak, width)}".rstrip()
+    return hours
 
 
 @app.command("stale")
