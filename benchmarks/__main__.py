@@ -1,7 +1,8 @@
 """Run benchmarks: `uv run python -m benchmarks [NAME...]` (default: all).
 
-Names: startup, jobs, redrive, purge, ratelimit, audit, masking. Each prints its own figures
-and ratios, and which SQS implementation and Postgres it ran on. Not part of the test suite.
+Names: startup, jobs, bulk_retry, redrive, purge, ratelimit, audit, masking. Each prints its
+own figures and ratios, and which SQS implementation and Postgres it ran on. Not part of the
+test suite.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import importlib
 import sys
 import time
 
-NAMES = ["startup", "jobs", "redrive", "purge", "ratelimit", "audit", "masking"]
+NAMES = ["startup", "jobs", "bulk_retry", "redrive", "purge", "ratelimit", "audit", "masking"]
 
 
 def main(argv: list[str]) -> int:
