@@ -1,6 +1,7 @@
 """Run benchmarks: `uv run python -m benchmarks [NAME...]` (default: all).
 
-Names: startup, jobs, redrive, purge, dlq_stats, ratelimit, audit, masking, workers, top.
+Names: startup, jobs, bulk_retry, redrive, purge, dlq_stats, ratelimit, audit, masking,
+workers, top.
 Each prints its own figures and ratios, and which SQS implementation and Postgres it ran on.
 Not part of the test suite.
 """
@@ -14,6 +15,7 @@ import time
 NAMES = [
     "startup",
     "jobs",
+    "bulk_retry",
     "redrive",
     "purge",
     "dlq_stats",

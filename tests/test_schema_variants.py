@@ -309,6 +309,44 @@ def test_jobs_requeue_and_fail(
     assert [e["outcome"] for e in _log("jobs fail")] == ["ok"]
 
 
+def test_jobs_retry_and_fail_by_filter(
+    variant_env: QueuePair,
+    variant_db: Conn,
+    variant_database_url: str,
+    rows: VariantRows,
+    schema_variant: str,
+) -> None:
+    failed = [rows.job(status="failed", customer="acme") for _ in range(3)]
+    other = rows.job(status="failed", customer="beta")
+    pending = [rows.job(status="pending", idle=HOUR, customer="beta") for _ in range(2)]
+    variant_db.execute(
+        "update jobs set error_message = 'Timeout talking to S3' where id::text = any(%s)",
+        [[*failed, other]],
+    )
+    acme, beta = rows.customer("acme"), rows.customer("beta")
+
+    args = ["jobs", "retry", "--customer", acme, "--error-like", "timeout", "--yes", "-o", "json"]
+    result = invoke(args).json
+
+    assert (result["matched"], result["retried"], result["sent"]) == (3, 3, 3)
+    bodies = _bodies(variant_env, variant_env.main_url)
+    assert Counter(b["job_id"] for b in bodies) == Counter(failed)
+    assert {b["customer_id"] for b in bodies} == {acme}
+    args = ["jobs", "fail", "--customer", beta, "--status", "pending", "--reason", "closed"]
+    done = invoke([*args, "--yes", "-o", "json"]).json
+    assert (done["matched"], done["failed"]) == (2, 2)
+    assert _one(variant_db, "select status from jobs where id = %s", [other]) == "failed"
+    assert {_one(variant_db, "select status from jobs where id = %s", [p]) for p in pending} == {
+        "failed"
+    }
+    _statuses_fit(variant_db, variant_database_url)
+    # Statuses are checked against this database's own check constraint.
+    refused = invoke(["jobs", "retry", "--status", "cancelled", "--yes"], code=2).stderr
+    expected = "status check allows only" if schema_variant == "legacy" else "failed jobs only"
+    assert expected in refused
+    assert [e["outcome"] for e in _log("jobs retry")] == ["ok"]
+
+
 # --------------------------------------------------------------------------- audit
 def test_audit(incident: seeding.SeedResult) -> None:
     result = invoke(["audit", "-o", "json"], code=None)

@@ -192,6 +192,11 @@ def test_readonly_role_runs_every_read_command(
         (["jobs", "fail", "{failed_or_pending}", "--reason", "x", "--yes"], "dbops_jobs_fail"),
         # requeue first registers its run and sends what the outbox holds: refused there
         (["jobs", "requeue", "{failed}", "--yes"], r"dbops_jobs_(run_start|outbox_take|requeue)"),
+        (["jobs", "retry", "{failed}", "--yes"], r"dbops_jobs_(run_start|outbox_take|retry)"),
+        (
+            ["jobs", "fail", "--status", "pending", "--reason", "x", "--yes"],
+            "dbops_jobs_fail_bulk",
+        ),
         (["ratelimit", "set", "auth", "--limit", "50", "--yes"], "dbops_ratelimit_set"),
         (
             ["ratelimit", "block", IDENTIFIER, "--for", "1h", "--reason", "abuse", "--yes"],
@@ -203,6 +208,8 @@ def test_readonly_role_runs_every_read_command(
     ids=[
         "jobs fail",
         "jobs requeue",
+        "jobs retry",
+        "jobs fail by filter",
         "ratelimit set",
         "ratelimit block",
         "ratelimit reset",

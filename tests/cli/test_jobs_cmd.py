@@ -78,11 +78,25 @@ def test_list_orphans_stats_show(env, job_seed):
         "legacy_complete",
     } <= set(stats)
     assert "error_rate" in invoke(["jobs", "stats"]).stdout
+    assert not any("█" in str(h) for h in stats["hourly"])  # charts in tables only
 
     shown = invoke(["jobs", "show", orphan, "-o", "json"]).json
     assert shown["job"]["id"] == orphan and shown["dlq_messages"] == []
     assert {"results_by_status", "history", "worker", "recoveries"} <= set(shown)
     assert orphan in invoke(["jobs", "show", orphan]).stdout
+
+
+def test_stats_table_draws_hourly_bars(env, job_seed, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    for _ in range(4):
+        job_seed.job(status="completed", idle=60, started=120, completed=60)
+    job_seed.job(status="failed", idle=60)
+
+    table = invoke(["jobs", "stats"]).stdout
+
+    row = next(line for line in table.splitlines() if "████" in line)
+    assert "4 ████████████████████" in row and "1 █████" in row  # one scale: 4 -> 20 cells
+    assert "█" not in invoke(["jobs", "stats", "-o", "csv"]).stdout
 
 
 def test_show_lists_the_jobs_dlq_messages_and_leaves_them_there(env, job_seed):

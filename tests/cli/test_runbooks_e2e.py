@@ -69,8 +69,9 @@ def test_dlq_alert(incident, env):
 
 def test_stale_jobs(incident):
     assert len(invoke(["jobs", "stale", "-o", "json"]).json) == incident.stale_jobs
-    run_book("stale-jobs")
+    summary = run_book("stale-jobs")
     assert invoke(["jobs", "stale", "-o", "json"]).json == []
+    assert [s["status"] for s in summary["steps"] if "jobs retry" in s["command"]] == ["ok"] * 2
 
 
 def test_worker_down(incident):

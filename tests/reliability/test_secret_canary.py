@@ -319,6 +319,9 @@ def success_paths(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
     run(["workers", "show", ids["worker"], "-o", "json"])
     run(["workers", "forget", ids["worker"], "--dry-run", "-o", "json"])
     run(["workers", "forget", ids["worker"], "--yes", "-o", "json"])
+    run(["jobs", "retry", "--error-like", IDENTIFIER, "--dry-run", "-o", "json"])
+    run(["jobs", "retry", "--status", "failed", "--yes", "-o", "json"])
+    run(["jobs", "fail", "--customer", IDENTIFIER, "--reason", f"by {IDENTIFIER}", "--yes"])
     # queues
     run(["queue", "list", "-o", "json"])
     run(["queue", "info", "-o", "json"])
@@ -412,6 +415,7 @@ def every_command(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
         ["workers", "list"],
         ["workers", "show", ids.get("worker", job)],
         ["workers", "forget", ids.get("worker", job), "--yes"],
+        ["jobs", "retry", "--customer", IDENTIFIER, "--yes"],
         ["queue", "list"],
         ["queue", "info"],
         ["queue", "depth"],

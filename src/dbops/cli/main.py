@@ -347,6 +347,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 # Groups whose commands are spread over several modules: each module has `register(app)`,
 # called once on the group's app, in this order (the order of `dbops GROUP --help`).
 PARTS: dict[str, tuple[str, ...]] = {
+    "jobs": ("dbops.cli.jobs_actions_cmd", "dbops.cli.jobs_bulk_cmd"),
     "dlq": (
         "dbops.cli.dlq_stats_cmd",
         "dbops.cli.dlq_purge_cmd",

@@ -25,6 +25,7 @@ from dbops.services.redact import redact_text
 DESTRUCTIVE: set[tuple[str, str | None]] = {
     ("jobs", "recover"),
     ("jobs", "requeue"),
+    ("jobs", "retry"),
     ("jobs", "fail"),
     ("dlq", "redrive"),
     ("dlq", "purge"),

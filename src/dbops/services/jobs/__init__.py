@@ -2,13 +2,14 @@
 
 Modules: `models` (the `-o json` shapes, constants), `inputs` (argument checks), `queries`
 (read-only: list, stale, orphans, get, stats, show with its DLQ peek), `outbox` (run ids,
-leases, sending), `usecases` (recover, requeue, fail). Callers import this package.
+leases, sending), `usecases` (recover, requeue, fail), `bulk` (retry, and fail by filter).
+Callers import this package.
 
-Every database step is a `dbops_jobs_*` SQL function (sql/dbops/0002_jobs.sql, and
-0008_jobs_actions.sql for the write side), so this works the same over direct Postgres and
-Supabase's PostgREST.
+Every database step is a `dbops_jobs_*` SQL function (sql/dbops/0002_jobs.sql, the write
+side in 0008_jobs_actions.sql, bulk actions in 0012_jobs_bulk.sql), so this works the same
+over direct Postgres and Supabase's PostgREST.
 
-Recovery (`recover`, `requeue`) is an outbox protocol:
+Recovery (`recover`, `requeue`, `retry`) is an outbox protocol:
 1. rows left unsent by an earlier run are taken first (leased, oldest first);
 2. a claim function moves jobs and writes one outbox row per re-queued job in the same
    transaction, leased to this run (`lease_owner`, `sending_until`);
@@ -29,6 +30,16 @@ SQS itself drops a resend of the same recovery within its 5-minute window.
 from __future__ import annotations
 
 from dbops.ports import Checkpoint
+from dbops.services.jobs.bulk import (
+    fail_bulk,
+    fail_bulk_dry_run,
+    fail_bulk_preview,
+    job_filter,
+    retry,
+    retry_dry_run,
+    retry_preview,
+    select_jobs,
+)
 from dbops.services.jobs.inputs import (
     _check_limit,
     _chunks,
@@ -37,6 +48,7 @@ from dbops.services.jobs.inputs import (
     resolve_job_ids,
 )
 from dbops.services.jobs.models import (
+    BULK_LIMIT,
     DEFAULT_CHUNK,
     DLQ_PEEK_RECEIVES,
     DLQ_PEEK_VISIBILITY,
@@ -46,6 +58,7 @@ from dbops.services.jobs.models import (
     SQS_BATCH,
     STATUSES,
     WORKER_DEAD_SECONDS,
+    BulkPreview,
     FailedJob,
     FailResult,
     GroupBy,
@@ -54,6 +67,7 @@ from dbops.services.jobs.models import (
     Job,
     JobDetail,
     JobDlqMessage,
+    JobFilter,
     JobState,
     JobStats,
     OrphanJob,
@@ -66,6 +80,7 @@ from dbops.services.jobs.models import (
     RecoveryRecord,
     RequeuePreview,
     RequeueResult,
+    RetryResult,
     StaleJob,
     WorkerInfo,
 )
@@ -110,6 +125,7 @@ from dbops.services.jobs.usecases import (
 )
 
 __all__ = [
+    "BULK_LIMIT",
     "DEFAULT_CHUNK",
     "DLQ_PEEK_RECEIVES",
     "DLQ_PEEK_VISIBILITY",
@@ -120,6 +136,7 @@ __all__ = [
     "STATUSES",
     "WORKER_DEAD_SECONDS",
     "_DATETIME",
+    "BulkPreview",
     "Checkpoint",
     "FailResult",
     "FailedJob",
@@ -129,6 +146,7 @@ __all__ = [
     "Job",
     "JobDetail",
     "JobDlqMessage",
+    "JobFilter",
     "JobState",
     "JobStats",
     "OrphanJob",
@@ -141,6 +159,7 @@ __all__ = [
     "RecoveryRecord",
     "RequeuePreview",
     "RequeueResult",
+    "RetryResult",
     "StaleJob",
     "WorkerInfo",
     "_Sender",
@@ -158,10 +177,14 @@ __all__ = [
     "_waiting",
     "check_recover_threshold",
     "fail",
+    "fail_bulk",
+    "fail_bulk_dry_run",
+    "fail_bulk_preview",
     "fail_dry_run",
     "fail_preview",
     "fail_skip_reason",
     "get_jobs",
+    "job_filter",
     "lease_owner",
     "list_jobs",
     "mask_detail",
@@ -177,6 +200,10 @@ __all__ = [
     "requeue_dry_run",
     "requeue_preview",
     "resolve_job_ids",
+    "retry",
+    "retry_dry_run",
+    "retry_preview",
+    "select_jobs",
     "show",
     "stale",
     "stats",

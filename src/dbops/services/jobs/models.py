@@ -15,6 +15,7 @@ WORKER_DEAD_SECONDS = 120  # a worker is dead after 2 minutes without a heartbea
 MIN_RECOVER_OLDER_THAN_SECONDS = WORKER_DEAD_SECONDS
 SQS_BATCH = 10
 DEFAULT_CHUNK = 1000  # jobs claimed per transaction
+BULK_LIMIT = 1000  # jobs a bulk retry/fail acts on unless --limit says otherwise
 LEASE_SECONDS = 300
 SHOW_HISTORY = 20
 DLQ_PEEK_RECEIVES = 10
@@ -206,6 +207,23 @@ class RecoverPreview(BaseModel):
     more_stale: bool
     outbox: OutboxState
 
+    @property
+    def to_send(self) -> int:
+        """Messages a run would send: the jobs to re-queue plus the unsent outbox rows no
+        live run holds."""
+        return self.would_requeue + self.outbox.unsent - self.outbox.leased_elsewhere
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.would_claim and not (self.outbox.unsent - self.outbox.leased_elsewhere)
+
+    def action(self) -> str:
+        """What the operator confirms."""
+        unsent = self.outbox.unsent
+        return f"re-queue {self.would_requeue} and fail {self.would_abandon} stale job(s)" + (
+            f", and send {unsent} unsent message(s)" if unsent else ""
+        )
+
 
 class RecoverResult(BaseModel):
     """`dbops jobs recover -o json`."""
@@ -292,6 +310,96 @@ class RequeueResult(BaseModel):
         }
 
 
+class JobFilter(BaseModel):
+    """The filter of a bulk `jobs retry`/`jobs fail`, as recorded in the result and the
+    action log. `since_seconds`/`until_seconds`: the job's last state change (updated_at)
+    was at most / more than this many seconds ago. `error_like`: a case-insensitive
+    substring of error_message."""
+
+    status: str | None = None
+    customer: str | None = None
+    error_like: str | None = None
+    since_seconds: int | None = None
+    until_seconds: int | None = None
+    limit: int = BULK_LIMIT
+
+    def redacted(self) -> JobFilter:
+        """A copy fit for output and the action log: secrets in the text values masked
+        (an API key given as --customer or --error-like is never echoed)."""
+        from dbops.services.redact import redact_text
+
+        return self.model_copy(
+            update={
+                "customer": None if self.customer is None else redact_text(self.customer),
+                "error_like": None if self.error_like is None else redact_text(self.error_like),
+            }
+        )
+
+
+class BulkPreview(BaseModel):
+    """What a `jobs retry` or `jobs fail` would act on (`filter` None: by ids; redacted,
+    for output: the jobs were selected with the filter as given)."""
+
+    action: Literal["retry", "fail"]
+    filter: JobFilter | None = None
+    jobs: list[JobState]
+    more_matched: bool = False
+    would_act: int
+    would_skip: int
+    outbox: OutboxState = Field(default_factory=OutboxState)
+
+
+class RetryResult(BaseModel):
+    """`dbops jobs retry -o json`: failed jobs back to pending and enqueued, through the
+    outbox of `jobs recover`/`jobs requeue`.
+
+    `filter` is the filter given (null when job ids were given). `matched`: jobs the ids or
+    the filter selected in the preview (at most `filter.limit`; `more_matched` when the
+    filter matched more). `retried`: jobs moved back to pending with an outbox row.
+    `skipped`: matched jobs left alone (not failed, or already waiting in the outbox); of
+    those, `skipped_changed` changed after the preview (another status now, or deleted).
+    `sent`: messages SQS accepted in this run, including `resumed` ones (outbox rows an
+    earlier run left unsent, sent first). `failed_sends`, `unsent_remaining`,
+    `leased_elsewhere`, `possibly_duplicated`, `skipped_unsent`: as in `jobs recover`.
+    `jobs`: one entry per matched job (action `requeued` or `skipped`, with the reason in
+    `error`).
+    """
+
+    dry_run: bool
+    filter: JobFilter | None = None
+    matched: int
+    more_matched: bool = False
+    retried: int = 0
+    skipped: int = 0
+    skipped_changed: int = 0
+    resumed: int = 0
+    sent: int = 0
+    failed_sends: int = 0
+    skipped_unsent: int = 0
+    unsent_remaining: int = 0
+    leased_elsewhere: int = 0
+    possibly_duplicated: int = 0
+    jobs: list[RecoveredJob] = Field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            k: getattr(self, k)
+            for k in (
+                "matched",
+                "retried",
+                "skipped",
+                "skipped_changed",
+                "resumed",
+                "sent",
+                "failed_sends",
+                "possibly_duplicated",
+            )
+        }
+
+
+OutboxResult = RecoverResult | RequeueResult | RetryResult
+
+
 class FailedJob(BaseModel):
     job_id: UUID
     previous_status: str
@@ -302,7 +410,12 @@ class FailedJob(BaseModel):
 
 class FailResult(BaseModel):
     """`dbops jobs fail -o json` (`skipped_changed`: jobs whose status another operator
-    changed after the preview; they are part of `skipped`)."""
+    changed after the preview, or that were deleted since; they are part of `skipped`).
+
+    By filter: `filter` is the filter given (null when job ids were given), `matched` the
+    jobs it selected in the preview (at most `filter.limit`; `more_matched` when it matched
+    more); `requested` equals `matched` then. Nothing is sent to SQS, so there is no
+    `sent`."""
 
     dry_run: bool
     requested: int
@@ -310,7 +423,16 @@ class FailResult(BaseModel):
     skipped: int
     reason: str
     skipped_changed: int = 0
+    filter: JobFilter | None = None
+    matched: int = 0
+    more_matched: bool = False
     jobs: list[FailedJob] = Field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            k: getattr(self, k)
+            for k in ("matched", "requested", "failed", "skipped", "skipped_changed")
+        }
 
 
 class RecoveryIncomplete(RemoteError):

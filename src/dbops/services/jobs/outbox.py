@@ -19,12 +19,11 @@ from dbops.services.jobs.inputs import _chunks
 from dbops.services.jobs.models import (
     SQS_BATCH,
     GroupBy,
+    OutboxResult,
     OutboxState,
     Progress,
     RecoveredJob,
-    RecoverResult,
     RecoveryIncomplete,
-    RequeueResult,
 )
 
 
@@ -124,7 +123,10 @@ def _outgoing(row: Row, *, fifo: bool = False, group_by: GroupBy = "job") -> Out
 
 
 class _Sender:
-    """Sends outbox rows in batches of 10 and records each batch with one database call."""
+    """Sends outbox rows in batches of 10 and records each batch with one database call.
+
+    With `defer_marks` (bulk retry) the batches' outcomes are kept until the caller
+    records them: with its next claim (`take_marks` then `recorded`) or with `flush`."""
 
     def __init__(
         self,
@@ -137,7 +139,11 @@ class _Sender:
         lease_seconds: int,
         group_by: GroupBy = "job",
         checkpoint: Checkpoint | None = None,
+        defer_marks: bool = False,
     ) -> None:
+        self.defer_marks = defer_marks
+        self.unmarked_sent: dict[int, str] = {}
+        self.unmarked_failed: dict[int, str] = {}
         self.fifo = queue_url.endswith(".fifo")
         self.group_by: GroupBy = group_by
         self.checkpoint = checkpoint or (lambda _point: None)
@@ -185,19 +191,10 @@ class _Sender:
                 if outbox_id not in sent and outbox_id not in failed:
                     failed[outbox_id] = "no result from SQS"
             self.checkpoint("after_send")
-            marked = self.store.call(
-                "dbops_jobs_outbox_mark",
-                {
-                    "p_lease_owner": self.owner,
-                    "p_queue_url": self.queue_url,
-                    "p_sent": [{"id": k, "message_id": v} for k, v in sent.items()],
-                    "p_failed": [{"id": k, "error": v} for k, v in failed.items()],
-                },
-            )
-            # Rows another run took over while this one stalled past its lease: that run
-            # sends them too, so these messages may exist twice (never zero times).
-            rejected = int(marked[0].get("rejected") or 0) if marked else 0
-            self.possibly_duplicated += rejected
+            self.unmarked_sent.update(sent)
+            self.unmarked_failed.update(failed)
+            if not self.defer_marks:
+                self._mark()
             for outbox_id, message_id in sent.items():
                 job = self.jobs.get(outbox_id)
                 if job is not None:
@@ -210,7 +207,41 @@ class _Sender:
             self.failed += len(failed)
             self.done += len(batch)
             self._report()
+            if not self.defer_marks:
+                self.checkpoint("after_batch")
+
+    def take_marks(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The outcomes not recorded yet, as `dbops_jobs_outbox_mark` takes them; the
+        caller records them and then calls `recorded`."""
+        sent = [{"id": k, "message_id": v} for k, v in self.unmarked_sent.items()]
+        failed = [{"id": k, "error": v} for k, v in self.unmarked_failed.items()]
+        self.unmarked_sent, self.unmarked_failed = {}, {}
+        return sent, failed
+
+    def recorded(self, rejected: int) -> None:
+        # Rows another run took over while this one stalled past its lease: that run
+        # sends them too, so these messages may exist twice (never zero times).
+        self.possibly_duplicated += rejected
+        if self.defer_marks:
             self.checkpoint("after_batch")
+
+    def _mark(self) -> None:
+        sent, failed = self.take_marks()
+        marked = self.store.call(
+            "dbops_jobs_outbox_mark",
+            {
+                "p_lease_owner": self.owner,
+                "p_queue_url": self.queue_url,
+                "p_sent": sent,
+                "p_failed": failed,
+            },
+        )
+        self.recorded(int(marked[0].get("rejected") or 0) if marked else 0)
+
+    def flush(self) -> None:
+        """Record the outcomes kept so far (deferred marks), in one database call."""
+        if self.unmarked_sent or self.unmarked_failed:
+            self._mark()
 
 
 def _finish_outbox(
@@ -247,6 +278,7 @@ def _finish_outbox(
             taken.append(job)
         sender.expect(len(sendable))
         sender.send(sendable)
+        sender.flush()
 
 
 def _release(store: Store, owner: str) -> None:
@@ -255,13 +287,13 @@ def _release(store: Store, owner: str) -> None:
         store.call("dbops_jobs_outbox_release", {"p_lease_owner": owner})
 
 
-def _waiting(result: RecoverResult | RequeueResult) -> int:
+def _waiting(result: OutboxResult) -> int:
     """Jobs this run re-queued (or took from the outbox) whose message is not sent yet."""
     return sum(1 for j in result.jobs if j.action == "requeued" and not j.sent)
 
 
 def _incomplete(
-    exc: DbopsError, sender: _Sender, result: RecoverResult | RequeueResult, command: str
+    exc: DbopsError, sender: _Sender, result: OutboxResult, command: str
 ) -> RecoveryIncomplete:
     waiting = _waiting(result)
     return RecoveryIncomplete(
@@ -272,7 +304,7 @@ def _incomplete(
     )
 
 
-def _finalize(store: Store, sender: _Sender, result: RecoverResult | RequeueResult) -> None:
+def _finalize(store: Store, sender: _Sender, result: OutboxResult) -> None:
     result.sent = sender.sent
     result.failed_sends = sender.failed
     result.possibly_duplicated = sender.possibly_duplicated
@@ -293,6 +325,7 @@ def open_sender(
     lease_seconds: int,
     group_by: GroupBy,
     checkpoint: Checkpoint | None,
+    defer_marks: bool = False,
 ) -> _Sender:
     """A sender for a new run (new run id); first checks, before anything changes, that
     the queue is there and the credentials are good."""
@@ -307,12 +340,11 @@ def open_sender(
         lease_seconds=lease_seconds,
         group_by=group_by,
         checkpoint=checkpoint,
+        defer_marks=defer_marks,
     )
 
 
-def resume_outbox(
-    sender: _Sender, result: RecoverResult | RequeueResult, *, chunk_size: int
-) -> None:
+def resume_outbox(sender: _Sender, result: OutboxResult, *, chunk_size: int) -> None:
     """Step 1 of a run: take and send what earlier runs left unsent."""
     _state, dead = outbox_state(store=sender.store)
     resumed, skipped = _finish_outbox(sender, takeover=dead, chunk_size=chunk_size)
@@ -322,7 +354,7 @@ def resume_outbox(
 
 def run_outbox(
     sender: _Sender,
-    result: RecoverResult | RequeueResult,
+    result: OutboxResult,
     *,
     operator: str,
     command: str,

@@ -100,11 +100,13 @@ def recover(
     progress: Progress | None = None,
     group_by: GroupBy = "job",
     checkpoint: Checkpoint | None = None,
+    claim_at_most: int | None = None,
 ) -> RecoverResult:
     """Finish the outbox, then claim stale jobs and send their messages (see package doc).
 
-    Claims at most `limit` jobs (the CLI passes the number it previewed and the operator
-    confirmed, so a run never does more than it announced). `checkpoint` is called at
+    Claims at most `limit` jobs, and at most `claim_at_most` when given (the CLI passes
+    the number it previewed and the operator confirmed, so a run never does more than it
+    announced; 0: only finish the outbox). The result reports `limit`. `checkpoint` is called at
     `before_outbox`, `before_claim`, `after_claim` (claim committed, nothing sent yet),
     `after_send` (a batch sent, not yet recorded) and `after_batch` (sent and recorded).
     """
@@ -130,20 +132,24 @@ def recover(
         checkpoint=checkpoint,
     )
 
+    claim = limit if claim_at_most is None else max(0, min(limit, claim_at_most))
+
     def work() -> None:
         sender.checkpoint("before_outbox")
         resume_outbox(sender, result, chunk_size=chunk_size)
         sender.checkpoint("before_claim")
-        _claim_stale(sender, result, operator=operator, chunk_size=chunk_size)
+        _claim_stale(sender, result, claim, operator=operator, chunk_size=chunk_size)
 
     run_outbox(sender, result, operator=operator, command="jobs recover", work=work)
     return result
 
 
-def _claim_stale(sender: _Sender, result: RecoverResult, *, operator: str, chunk_size: int) -> None:
-    """Claim up to `result.limit` stale jobs, a chunk per transaction, sending each chunk's
+def _claim_stale(
+    sender: _Sender, result: RecoverResult, claim: int, *, operator: str, chunk_size: int
+) -> None:
+    """Claim up to `claim` stale jobs, a chunk per transaction, sending each chunk's
     messages before claiming the next."""
-    remaining = result.limit
+    remaining = claim
     while remaining > 0:
         want = min(chunk_size, remaining)
         rows = sender.store.call(
@@ -183,7 +189,7 @@ def _claim_stale(sender: _Sender, result: RecoverResult, *, operator: str, chunk
         sender.send(to_send)
         if len(rows) < want:
             break
-    if remaining <= 0 and result.limit > 0:
+    if remaining <= 0 and claim > 0:
         result.more_stale = bool(
             stale(store=sender.store, older_than_seconds=result.older_than_seconds, limit=1)
         )
