@@ -15,7 +15,18 @@ HEAVY = (
     "pgserver",
     "prometheus_client",
 )
-GROUPS = ["jobs", "dlq", "queue", "ratelimit", "audit", "runbook", "config", "db", "sandbox"]
+GROUPS = [
+    "jobs",
+    "dlq",
+    "queue",
+    "ratelimit",
+    "audit",
+    "runbook",
+    "config",
+    "db",
+    "sandbox",
+    "workers",
+]
 
 
 def imported_modules(*args: str) -> set[str]:
