@@ -143,7 +143,7 @@ begin
     -- by denials then requests; and the same traffic summed per rule
     begin
         select coalesce(jsonb_agg(to_jsonb(t)), '[]'::jsonb) into v_rows
-          from dbops_ratelimit_top(p_window_seconds, null) t;
+          from dbops_ratelimit_top(p_window_seconds, null, 'denied') t;
         select jsonb_build_object(
                    'window_seconds', p_window_seconds,
                    'top', (select coalesce(jsonb_agg(x.r order by
