@@ -68,6 +68,9 @@ def pg_server_url() -> Iterator[str]:
         Path(tempfile.mkdtemp(prefix="dbops-test-pg-")), cleanup_mode="delete"
     )
     server.psql("alter system set max_connections = 300;")
+    # A throwaway test server: no flush to disk on commit or checkpoint.
+    for setting in ("fsync = off", "synchronous_commit = off", "full_page_writes = off"):
+        server.psql(f"alter system set {setting};")
     # max_connections only takes effect after a restart (concurrency tests open 150+).
     from pgserver._commands import pg_ctl
 
@@ -265,16 +268,20 @@ class QueuePair:
         """Receive (and delete) every message: for asserting what a queue holds."""
         seen: list[dict[str, Any]] = []
         empty = 0
-        while len(seen) < limit and empty < 2:
+        # An empty receive ends the drain once the queue's own count says nothing is visible
+        # (no long poll: a one-second wait per drain added minutes to the suite).
+        while len(seen) < limit and empty < 20:
             got = self.client.receive_message(
                 QueueUrl=url,
                 MaxNumberOfMessages=10,
-                WaitTimeSeconds=0 if empty == 0 else 1,
+                WaitTimeSeconds=0,
                 MessageAttributeNames=["All"],
                 MessageSystemAttributeNames=["All"],
                 VisibilityTimeout=60,
             ).get("Messages", [])
             if not got:
+                if self.visible(url) == 0:
+                    break
                 empty += 1
                 continue
             empty = 0
