@@ -93,12 +93,14 @@ def test_queue_names_come_from_the_cache_that_queue_commands_refresh(env, monkey
 
 
 def test_queue_list_replaces_the_cached_names(env, monkeypatch):
-    from dbops.cli._completion import remember_queues
+    from dbops.cli._completion import MAX_NAMES, remember_queues
 
     remember_queues(["gone-queue"])
     rows = invoke(["queue", "list", "-o", "json"]).json
     names = set(complete(monkeypatch, "dbops queue info "))
-    assert names == {r["queue"] for r in rows}
+    listed = {r["queue"] for r in rows}
+    # A shared server (LocalStack in CI) may list more queues than the cache keeps.
+    assert names <= listed and len(names) == min(len(listed), MAX_NAMES)
     assert "gone-queue" not in names
 
 
