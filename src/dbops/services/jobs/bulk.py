@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dbops.errors import UsageError
-from dbops.ports import Checkpoint, Queues, Row, Store
+from dbops.ports import Checkpoint, Queues, Store
 from dbops.services.jobs.inputs import _check_limit, _chunks, parse_job_ids
 from dbops.services.jobs.models import (
     BULK_LIMIT,
@@ -257,22 +257,9 @@ def _retry_chunk(sender: _Sender, result: RetryResult, ids: list[str], *, operat
     sender.leased()
     if sent or failed:
         sender.recorded(int(rows[0].get("rejected") or 0) if rows else 0)
-    to_send: list[Row] = []
+    to_send = sender.track(rows, result.jobs)
     for row in rows:
-        job = RecoveredJob(
-            job_id=row["job_id"],
-            customer_id=row.get("customer_id"),
-            action=row["action"],
-            attempt=row.get("attempt"),
-            outbox_id=row.get("outbox_id"),
-            error=row.get("reason"),
-        )
-        result.jobs.append(job)
-        if row["action"] == "requeued":
-            sender.jobs[int(row["outbox_id"])] = job
-            to_send.append(row)
-        else:
-            result.skipped_changed += str(row.get("reason") or "").startswith("skipped_changed")
+        result.skipped_changed += str(row.get("reason") or "").startswith("skipped_changed")
     result.retried += len(to_send)
     result.skipped += len(rows) - len(to_send)
     sender.checkpoint("after_claim")

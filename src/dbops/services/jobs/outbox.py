@@ -161,6 +161,27 @@ class _Sender:
         self.failed = 0
         self.jobs: dict[int, RecoveredJob] = {}
 
+    def track(self, rows: Sequence[Row], into: list[RecoveredJob]) -> list[Row]:
+        """One `RecoveredJob` per claim or re-queue row, appended to `into`; the re-queued
+        ones are registered for their send. Returns the rows to send."""
+        to_send: list[Row] = []
+        for row in rows:
+            requeued = row["action"] == "requeued"
+            job = RecoveredJob(
+                job_id=row["job_id"],
+                customer_id=row.get("customer_id"),
+                action=row["action"],
+                attempt=row.get("attempt"),
+                outbox_id=row.get("outbox_id") if requeued else None,
+                last_activity_at=row.get("last_activity_at"),
+                error=row.get("reason"),
+            )
+            into.append(job)
+            if requeued:
+                self.jobs[int(row["outbox_id"])] = job
+                to_send.append(row)
+        return to_send
+
     def expect(self, count: int) -> None:
         self.total += count
         self._report()

@@ -167,20 +167,7 @@ def _claim_stale(
         if not rows:
             break
         remaining -= len(rows)
-        to_send = []
-        for row in rows:
-            job = RecoveredJob(
-                job_id=row["job_id"],
-                customer_id=row.get("customer_id"),
-                action=row["action"],
-                attempt=row.get("attempt"),
-                outbox_id=row["outbox_id"] if row["action"] == "requeued" else None,
-                last_activity_at=row.get("last_activity_at"),
-            )
-            result.jobs.append(job)
-            if row["action"] == "requeued":
-                sender.jobs[int(row["outbox_id"])] = job
-                to_send.append(row)
+        to_send = sender.track(rows, result.jobs)
         result.claimed += len(rows)
         result.requeued += len(to_send)
         result.abandoned += len(rows) - len(to_send)
@@ -315,20 +302,7 @@ def _requeue_chunk(sender: _Sender, result: RequeueResult, params: dict[str, Any
     """Re-queue one chunk of jobs in one transaction, then send its messages."""
     rows = sender.store.call("dbops_jobs_requeue", params)
     sender.leased()
-    to_send = []
-    for row in rows:
-        job = RecoveredJob(
-            job_id=row["job_id"],
-            customer_id=row.get("customer_id"),
-            action=row["action"],
-            attempt=row.get("attempt"),
-            outbox_id=row.get("outbox_id"),
-            error=row.get("reason"),
-        )
-        result.jobs.append(job)
-        if row["action"] == "requeued":
-            sender.jobs[int(row["outbox_id"])] = job
-            to_send.append(row)
+    to_send = sender.track(rows, result.jobs)
     result.requeued += len(to_send)
     result.skipped += len(rows) - len(to_send)
     for row in rows:
