@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import boto3
 import botocore.exceptions
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 
 from dbops.errors import ConfigError, NotFoundError, RemoteError
@@ -17,6 +19,28 @@ from dbops.ports import BatchResult, OutgoingMessage, QueueMessage
 from dbops.redaction import MASK, strip_userinfo
 
 T = TypeVar("T")
+
+
+@functools.cache
+def _shared_loader() -> botocore.loaders.Loader:
+    return botocore.loaders.create_loader()
+
+
+def _boto_session(**kwargs: Any) -> boto3.session.Session:
+    """A boto3 session whose service models come from one loader per process.
+
+    Each new botocore session otherwise parses the SQS model and the endpoint data again
+    (about 10x the cost of a client from a warm session). The models are read-only files,
+    so sharing the parsed copies is safe; credentials and config stay per session. It
+    matters wherever one process builds several sessions: `runbook run`, `monitor`, tests.
+    """
+    loader = _shared_loader()
+    core = botocore.session.Session()
+    core.register_component("data_loader", loader)
+    session = boto3.session.Session(botocore_session=core, **kwargs)
+    # boto3 appends its own data folder to the loader's search path on every session.
+    loader.search_paths[:] = list(dict.fromkeys(loader.search_paths))
+    return session
 
 _NOT_FOUND = {
     "AWS.SimpleQueueService.NonExistentQueue",
@@ -100,14 +124,14 @@ class SqsQueues:
     def _session(self) -> boto3.session.Session:
         if self._sandbox:
             # The embedded sandbox accepts any credentials; these are not secrets.
-            return boto3.session.Session(
+            return _boto_session(
                 aws_access_key_id="sandbox",
                 aws_secret_access_key="sandbox",
                 region_name=self._region,
             )
         return _guard(
             "AWS session",
-            lambda: boto3.session.Session(profile_name=self._profile, region_name=self._region),
+            lambda: _boto_session(profile_name=self._profile, region_name=self._region),
         )
 
     @functools.cached_property
