@@ -231,6 +231,9 @@ def sqs_endpoint() -> Iterator[str]:
         return
     from moto.server import ThreadedMotoServer
 
+    from tests.fastmoto import speed_up_moto_sqs
+
+    speed_up_moto_sqs()
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -42,6 +42,7 @@ def _boto_session(**kwargs: Any) -> boto3.session.Session:
     loader.search_paths[:] = list(dict.fromkeys(loader.search_paths))
     return session
 
+
 _NOT_FOUND = {
     "AWS.SimpleQueueService.NonExistentQueue",
     "QueueDoesNotExist",
