@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
+import ssl
 import time
 import uuid
 from collections.abc import Mapping
@@ -176,6 +178,13 @@ def _describe(url: str, *, default: str = "the Supabase project") -> str:
         return default
 
 
+@functools.cache
+def _tls_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    # Loading the CA bundle costs tens of milliseconds; one verified context per process
+    # (per SSL_CERT_FILE/SSL_CERT_DIR, which httpx honours) serves every client.
+    return httpx.create_ssl_context()
+
+
 class SupabaseStore:
     transport = "supabase"
 
@@ -195,6 +204,7 @@ class SupabaseStore:
             timeout=httpx.Timeout(self._timeout, connect=min(10.0, self._timeout)),
             follow_redirects=False,
             event_hooks={"response": [_refuse_redirects]},
+            verify=_tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")),
         )
         try:
             return create_client(
