@@ -520,11 +520,48 @@ def job_seed(db: Any) -> JobSeed:
     return JobSeed(db)
 
 
+# The longest files, longest first (measured with --durations=0). xdist hands whole files
+# to workers in collection order, so starting these first keeps one long file from running
+# alone at the end while the other workers idle. Order only: nothing is asserted on it.
+LONGEST_FILES = (
+    "reliability/test_redrive_kill.py",
+    "reliability/test_secret_canary.py",
+    "reliability/test_jobs_concurrency.py",
+    "reliability/test_jobs_operators.py",
+    "reliability/test_dlq_purge_kill.py",
+    "reliability/test_dlq_replay_kill.py",
+    "cli/test_sandbox_cmd.py",
+    "cli/test_dlq_stats_cmd.py",
+    "services/test_migrations.py",
+    "cli/test_dlq_odd_messages.py",
+    "reliability/test_jobs_sqs_faults.py",
+    "services/test_redrive.py",
+    "cli/test_demo_cmd.py",
+    "cli/test_runbooks_e2e.py",
+    "reliability/test_sqs_faults.py",
+    "cli/test_dlq_cmd.py",
+    "sandbox/test_runtime.py",
+    "sandbox/test_seed.py",
+    "cli/test_db_roles.py",
+    "cli/test_dlq_redrive_cmd.py",
+)
+
+
+def _file_rank(item: pytest.Item) -> int:
+    relative = item.path.relative_to(Path(__file__).parent).as_posix()
+    try:
+        return LONGEST_FILES.index(relative)
+    except ValueError:
+        return len(LONGEST_FILES)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test that talks to SQS, so CI can re-run them against LocalStack."""
+    """Mark every test that talks to SQS, so CI can re-run them against LocalStack; start
+    the longest files first."""
     for item in items:
         if "sqs_endpoint" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.sqs)
+    items.sort(key=_file_rank)  # stable: tests keep their order within a file
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
