@@ -3,11 +3,11 @@
 Each test runs once per variant (`schema_variant`: "standard", then "legacy") through the
 parametrized fixtures in tests/conftest.py (`variant_env`, `variant_db`, ...): a fresh
 database holding that variant's app schema plus every dbops migration. The `legacy`
-variant is production-shaped (src/dbops/sql/app_legacy/): jobs.customer_id uuid, extra
-columns, RLS with a service_role policy only, no 'cancelled' in the status check,
-queue_history ids uuid with legacy status_from/status_to rows (event and details null)
-and append-only triggers, worker_heartbeats.current_job_id a foreign key, uuid
-rate_limit_requests ids. Every command must do its real work on both.
+variant is production-shaped (the `-- dbops:only legacy` lines of src/dbops/sql/app/):
+jobs.customer_id uuid, extra columns, RLS with a service_role policy only, no 'cancelled'
+in the status check, queue_history ids uuid with legacy status_from/status_to rows (event
+and details null) and append-only triggers, worker_heartbeats.current_job_id a foreign
+key, uuid rate_limit_requests ids. Every command must do its real work on both.
 """
 
 from __future__ import annotations

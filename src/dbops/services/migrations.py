@@ -124,13 +124,46 @@ class MigrateResult(BaseModel):
     rebuilt_indexes: list[str] = Field(default_factory=list)
 
 
+# The application schema's two variants share one template (sql/app/): `app` renders it as
+# the standard variant, `app_legacy` as the legacy one (render_variant).
+_APP_VARIANTS: dict[str, str] = {"app": "standard", "app_legacy": "legacy"}
+_ONLY = re.compile(r"^-- dbops:only (standard|legacy)$")
+_END = "-- dbops:end"
+
+
+def render_variant(template: str, variant: str) -> str:
+    """The template's text for one schema variant: lines between `-- dbops:only VARIANT`
+    and `-- dbops:end` are kept for that variant only (the markers dropped); other lines
+    for both."""
+    lines: list[str] = []
+    only: str | None = None
+    for line in template.splitlines(keepends=True):
+        marker = _ONLY.match(line.rstrip("\n"))
+        if marker:
+            if only is not None:
+                raise ValueError(f"nested `{line.strip()}` in the app schema template")
+            only = marker.group(1)
+        elif line.rstrip("\n") == _END:
+            if only is None:
+                raise ValueError("`-- dbops:end` without `-- dbops:only` in the app schema")
+            only = None
+        elif only is None or only == variant:
+            lines.append(line)
+    if only is not None:
+        raise ValueError("`-- dbops:only` without `-- dbops:end` in the app schema template")
+    return "".join(lines)
+
+
 def load_migrations(which: MigrationSet = "dbops") -> list[Migration]:
-    folder = resources.files("dbops.sql").joinpath(which)
+    variant = _APP_VARIANTS.get(which)
+    folder = resources.files("dbops.sql").joinpath("app" if variant else which)
     migrations = []
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if not re.fullmatch(r"\d{4}_[a-z0-9_]+\.sql", entry.name):
             continue
         text = entry.read_text()
+        if variant:
+            text = render_variant(text, variant)
         migrations.append(
             Migration(
                 version=f"{which}/{entry.name[:4]}" if which != "dbops" else entry.name[:4],

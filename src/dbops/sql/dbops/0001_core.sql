@@ -1,4 +1,18 @@
--- dbops core: health ping, migration listing, and the operator action log.
+-- dbops core: health ping, migration listing, the operator action log, and the shared
+-- argument check every later migration's functions use.
+
+-- Bad input (SQLSTATE 22023, exit 2 in the CLI) unless p_ok is true: a null condition
+-- (a missing argument) fails too. `perform dbops_require(p_limit >= 1, 'limit ...')`
+-- stands for the `if ... then raise exception ... using errcode = '22023'` block.
+-- IMMUTABLE, so the read-only role (`dbops db roles`) may call it from STABLE functions.
+create or replace function dbops_require(p_ok boolean, p_message text) returns void
+language plpgsql immutable parallel safe as $$
+begin
+    if p_ok is not true then
+        raise exception '%', p_message using errcode = '22023';
+    end if;
+end;
+$$;
 
 create or replace function dbops_ping() returns table (ok boolean, server_time timestamptz)
 language sql stable as $$ select true, now() $$;

@@ -59,34 +59,36 @@ values
     ('public', '%', 'any', 100, 60, 1000)
 on conflict (name) do nothing;
 
-create table if not exists dbops_rate_limit_overrides (
-    id bigserial primary key,
-    rule_name text not null references dbops_rate_limit_rules (name) on delete cascade,
-    max_requests int not null check (max_requests > 0),
-    window_seconds int not null check (window_seconds > 0),
-    reason text,
-    created_by text not null,
-    created_at timestamptz not null default now(),
-    expires_at timestamptz not null,
-    ended_by text,
-    ended_at timestamptz
-);
-create index if not exists dbops_rate_limit_overrides_rule_idx
-    on dbops_rate_limit_overrides (rule_name, expires_at desc);
-
-create table if not exists dbops_rate_limit_blocks (
-    id bigserial primary key,
-    identifier text not null,
-    endpoint text, -- null: every endpoint
-    reason text not null,
-    created_by text not null,
-    created_at timestamptz not null default now(),
-    expires_at timestamptz not null,
-    lifted_by text,
-    lifted_at timestamptz
-);
-create index if not exists dbops_rate_limit_blocks_identifier_idx
-    on dbops_rate_limit_blocks (identifier, expires_at desc);
+-- Temporary instructions, one table each, built from one list: overrides (a rule's limit
+-- for a while) and blocks (an identifier refused for a while; endpoint null: every
+-- endpoint). Both have the columns of who set them and when, until when, and who ended
+-- them early and when (`ended` for overrides, `lifted` for blocks), and an index by subject,
+-- latest expiry first.
+do $$
+declare
+    t record;
+begin
+    for t in
+        select * from (values
+            ('overrides', 'rule_name', 'ended',
+             'rule_name text not null references dbops_rate_limit_rules (name) on delete cascade,'
+             ' max_requests int not null check (max_requests > 0),'
+             ' window_seconds int not null check (window_seconds > 0), reason text'),
+            ('blocks', 'identifier', 'lifted',
+             'identifier text not null, endpoint text, reason text not null')
+        ) v (kind, subject, ended, head_columns)
+    loop
+        execute format(
+            'create table if not exists %I (id bigserial primary key, %s, '
+            'created_by text not null, created_at timestamptz not null default now(), '
+            'expires_at timestamptz not null, %I text, %I timestamptz)',
+            'dbops_rate_limit_' || t.kind, t.head_columns, t.ended || '_by', t.ended || '_at');
+        execute format('create index if not exists %I on %I (%I, expires_at desc)',
+            format('dbops_rate_limit_%s_%s_idx', t.kind, split_part(t.subject, '_', 1)),
+            'dbops_rate_limit_' || t.kind, t.subject);
+    end loop;
+end;
+$$;
 
 create table if not exists dbops_rate_limit_denials (
     minute timestamptz not null,
@@ -184,9 +186,7 @@ returns table (
     retry_after_seconds int, rule_name text, blocked boolean, window_seconds int, used int,
     block_reason text, block_expires_at timestamptz, checked_at timestamptz
 )
-language plpgsql stable
-set search_path = public, pg_temp
-as $$
+language plpgsql stable set search_path = public, pg_temp as $$
 #variable_conflict use_column
 declare
     v_kind text;
@@ -200,9 +200,8 @@ declare
     v_free_at timestamptz;
     v_reset timestamptz;
 begin
-    if p_identifier is null or p_endpoint is null then
-        raise exception 'identifier and endpoint are required' using errcode = '22023';
-    end if;
+    perform dbops_require(p_identifier is not null and p_endpoint is not null,
+                          'identifier and endpoint are required');
     v_kind := dbops_ratelimit_require_kind(p_identifier);
 
     select b.reason, b.expires_at into v_block_reason, v_block_expires
@@ -277,9 +276,7 @@ returns table (
     allowed boolean, "limit" int, remaining int, reset_at timestamptz,
     retry_after_seconds int, rule_name text, blocked boolean, window_seconds int
 )
-language plpgsql volatile
-set search_path = public, pg_temp
-as $$
+language plpgsql volatile set search_path = public, pg_temp as $$
 #variable_conflict use_column
 declare
     v_now timestamptz;
@@ -349,9 +346,7 @@ $$;
 
 create or replace function dbops_ratelimit_rules(p_name text)
 returns setof dbops_ratelimit_rule_row
-language plpgsql stable
-set search_path = public, pg_temp
-as $$
+language plpgsql stable set search_path = public, pg_temp as $$
 begin
     if p_name is not null
        and not exists (select 1 from dbops_rate_limit_rules r where r.name = p_name) then
@@ -383,21 +378,15 @@ create or replace function dbops_ratelimit_set(
     p_actor text
 )
 returns setof dbops_ratelimit_rule_row
-language plpgsql volatile
-set search_path = public, pg_temp
-as $$
+language plpgsql volatile set search_path = public, pg_temp as $$
 declare
     v_window int;
 begin
-    if p_limit is null or p_limit < 1 then
-        raise exception 'limit must be at least 1' using errcode = '22023';
-    end if;
-    if p_window_seconds is not null and p_window_seconds < 1 then
-        raise exception 'window must be at least 1 second' using errcode = '22023';
-    end if;
-    if p_for_seconds is not null and p_for_seconds < 1 then
-        raise exception 'override duration must be at least 1 second' using errcode = '22023';
-    end if;
+    perform dbops_require(p_limit >= 1, 'limit must be at least 1');
+    perform dbops_require(coalesce(p_window_seconds >= 1, true),
+                          'window must be at least 1 second');
+    perform dbops_require(coalesce(p_for_seconds >= 1, true),
+                          'override duration must be at least 1 second');
     select r.window_seconds into v_window from dbops_rate_limit_rules r
     where r.name = p_name for update;
     if not found then
@@ -424,13 +413,9 @@ $$;
 
 create or replace function dbops_ratelimit_set_enabled(p_name text, p_enabled boolean, p_actor text)
 returns setof dbops_ratelimit_rule_row
-language plpgsql volatile
-set search_path = public, pg_temp
-as $$
+language plpgsql volatile set search_path = public, pg_temp as $$
 begin
-    if p_enabled is null then
-        raise exception 'enabled must be true or false' using errcode = '22023';
-    end if;
+    perform dbops_require(p_enabled is not null, 'enabled must be true or false');
     update dbops_rate_limit_rules r
     set enabled = p_enabled, updated_by = coalesce(p_actor, 'unknown'), updated_at = now()
     where r.name = p_name;

@@ -36,13 +36,10 @@ declare
     v_allowed text[];
     v_ids jsonb;
 begin
-    if v_acts is null then
-        raise exception 'action must be retry or fail' using errcode = '22023';
-    end if;
-    if num_nulls(p_status, p_customer, p_error_like, p_since_seconds, p_until_seconds) = 5 then
-        raise exception 'give job ids or at least one filter (--status, --customer, --error-like, --since, --until)'
-            using errcode = '22023';
-    end if;
+    perform dbops_require(v_acts is not null, 'action must be retry or fail');
+    perform dbops_require(
+        num_nulls(p_status, p_customer, p_error_like, p_since_seconds, p_until_seconds) < 5,
+        'give job ids or at least one filter (--status, --customer, --error-like, --since, --until)');
     if trim(p_status) = '' or trim(p_customer) = '' or trim(p_error_like) = '' then
         raise exception 'a filter value must not be empty' using errcode = '22023';
     end if;
@@ -59,16 +56,13 @@ begin
                      else '' end) using errcode = '22023';
         end if;
     end if;
-    if p_since_seconds <= 0 or p_until_seconds <= 0 then
-        raise exception 'durations must be positive numbers of seconds' using errcode = '22023';
-    end if;
-    if p_since_seconds <= p_until_seconds then
-        raise exception 'empty window: --since must reach further back than --until'
-            using errcode = '22023';
-    end if;
-    if p_limit is null or p_limit < 1 or p_limit > 100001 then
-        raise exception 'limit must be 1 to 100000' using errcode = '22023';
-    end if;
+    -- (an absent --since or --until passes these two)
+    perform dbops_require(
+        coalesce(p_since_seconds > 0, true) and coalesce(p_until_seconds > 0, true),
+        'durations must be positive numbers of seconds');
+    perform dbops_require(coalesce(p_since_seconds > p_until_seconds, true),
+                          'empty window: --since must reach further back than --until');
+    perform dbops_require(p_limit between 1 and 100001, 'limit must be 1 to 100000');
     -- dbops_jobs_get a thousand ids at a time (its cost grows with the square of its ids).
     for v_ids in
         select jsonb_agg(m.id order by m.n)
@@ -154,14 +148,10 @@ $$;
 -- One chunk of `jobs fail` by filter: dbops_jobs_fail on the jobs that still exist, the
 -- others skipped.
 create or replace function dbops_jobs_fail_bulk(
-    p_job_ids jsonb,
-    p_reason text,
-    p_operator text,
-    p_dead_after_seconds int default 120,
+    -- dbops_jobs_fail's arguments and rows
+    p_job_ids jsonb, p_reason text, p_operator text, p_dead_after_seconds int default 120,
     p_expected jsonb default null
-) returns table (
-    job_id uuid, previous_status text, status text, changed boolean, reason text
-)
+) returns table (job_id uuid, previous_status text, status text, changed boolean, reason text)
 language plpgsql volatile as $$
 #variable_conflict use_column
 declare

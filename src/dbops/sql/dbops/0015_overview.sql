@@ -46,17 +46,13 @@ begin
     -- exception block: a subtransaction (each block below) restores the read-only flag
     -- it started with when it ends, so dbops_audit_observe's own switch would not last.
     perform set_config('transaction_read_only', 'on', true);
-    if coalesce(p_stale_seconds, 0) <= 0 or coalesce(p_dead_seconds, 0) <= 0
-        or coalesce(p_orphan_seconds, 0) <= 0 or coalesce(p_window_seconds, 0) <= 0 then
-        raise exception 'overview durations must be positive numbers of seconds'
-              using errcode = '22023';
-    end if;
-    if p_minutes is null or p_minutes < 1 or p_minutes > 1440 then
-        raise exception 'overview minutes must be between 1 and 1440' using errcode = '22023';
-    end if;
-    if p_top is null or p_top < 0 or p_top > 100 then
-        raise exception 'overview top must be between 0 and 100' using errcode = '22023';
-    end if;
+    perform dbops_require(
+        num_nulls(p_stale_seconds, p_dead_seconds, p_orphan_seconds, p_window_seconds) = 0
+            and least(p_stale_seconds, p_dead_seconds, p_orphan_seconds, p_window_seconds) > 0,
+        'overview durations must be positive numbers of seconds');
+    perform dbops_require(p_minutes between 1 and 1440,
+                          'overview minutes must be between 1 and 1440');
+    perform dbops_require(p_top between 0 and 100, 'overview top must be between 0 and 100');
     v_dead_cut := v_now - make_interval(secs => p_dead_seconds);
 
     -- the audit's own observations (the cheap subset's), each isolated by the dispatcher

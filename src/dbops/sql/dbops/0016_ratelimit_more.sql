@@ -15,20 +15,15 @@ returns table (
     denied bigint, window_requests bigint, "limit" int, window_seconds int,
     percent_of_limit numeric, throttled boolean, blocked boolean
 )
-language plpgsql stable
-set search_path = public, pg_temp
-as $$
+language plpgsql stable set search_path = public, pg_temp as $$
 #variable_conflict use_column
 declare
     v_now timestamptz := now();
     v_horizon int;
 begin
-    if p_since_seconds is null or p_since_seconds < 1 then
-        raise exception '--since must be at least 1 second' using errcode = '22023';
-    end if;
-    if p_sort is null or p_sort not in ('denied', 'requests', 'percent') then
-        raise exception '--sort must be denied, requests or percent' using errcode = '22023';
-    end if;
+    perform dbops_require(p_since_seconds >= 1, '--since must be at least 1 second');
+    perform dbops_require(p_sort in ('denied', 'requests', 'percent'),
+                          '--sort must be denied, requests or percent');
     v_horizon := greatest(p_since_seconds, dbops_ratelimit_horizon(v_now));
     return query
     with recent as (
@@ -111,9 +106,7 @@ returns table (
     retry_after_seconds int, rule_name text, window_seconds int, blocked boolean,
     block_reason text, block_expires_at timestamptz
 )
-language plpgsql stable
-set search_path = public, pg_temp
-as $$
+language plpgsql stable set search_path = public, pg_temp as $$
 #variable_conflict use_column
 declare
     v_now timestamptz := now();
@@ -160,9 +153,7 @@ $$;
 create or replace function dbops_ratelimit_429_ratio(p_since_seconds int)
 returns table (requests bigint, allowed bigint, denied bigint, ratio double precision,
                percent double precision)
-language plpgsql stable
-set search_path = public, pg_temp
-as $$
+language plpgsql stable set search_path = public, pg_temp as $$
 #variable_conflict use_column
 declare
     v_allowed bigint;
@@ -183,9 +174,7 @@ $$;
 -- ---------------------------------------------------------------- reset
 create or replace function dbops_ratelimit_reset_preview(p_identifier text, p_endpoint text)
 returns table (cutoff timestamptz, requests bigint, endpoints bigint)
-language plpgsql stable
-set search_path = public, pg_temp
-as $$
+language plpgsql stable set search_path = public, pg_temp as $$
 #variable_conflict use_column
 declare
     v_cutoff timestamptz := now() - make_interval(secs => dbops_ratelimit_horizon(now()));
@@ -205,9 +194,7 @@ create or replace function dbops_ratelimit_reset_batch(
     p_identifier text, p_endpoint text, p_cutoff timestamptz, p_batch int
 )
 returns table (deleted bigint)
-language plpgsql volatile
-set search_path = public, pg_temp
-as $$
+language plpgsql volatile set search_path = public, pg_temp as $$
 #variable_conflict use_column
 declare
     v_deleted bigint;
@@ -250,20 +237,14 @@ returns table (
     id bigint, identifier text, endpoint text, reason text, created_by text,
     created_at timestamptz, expires_at timestamptz, replaced int
 )
-language plpgsql volatile
-set search_path = public, pg_temp
-as $$
+language plpgsql volatile set search_path = public, pg_temp as $$
 declare
     v_replaced int;
     v_endpoint text := dbops_rate_limit_normalize_endpoint(p_endpoint);
 begin
     perform dbops_ratelimit_require_kind(p_identifier);
-    if p_for_seconds is null or p_for_seconds < 1 then
-        raise exception 'block duration must be at least 1 second' using errcode = '22023';
-    end if;
-    if p_reason is null or btrim(p_reason) = '' then
-        raise exception 'a block needs a reason' using errcode = '22023';
-    end if;
+    perform dbops_require(p_for_seconds >= 1, 'block duration must be at least 1 second');
+    perform dbops_require(btrim(p_reason) <> '', 'a block needs a reason');
     update dbops_rate_limit_blocks b
     set expires_at = now(), lifted_by = coalesce(p_actor, 'unknown'), lifted_at = now()
     where b.identifier = p_identifier
@@ -285,9 +266,7 @@ create or replace function dbops_ratelimit_unblock(
     p_identifier text, p_endpoint text, p_actor text
 )
 returns table (lifted bigint)
-language plpgsql volatile
-set search_path = public, pg_temp
-as $$
+language plpgsql volatile set search_path = public, pg_temp as $$
 #variable_conflict use_column
 declare
     v_lifted bigint;
@@ -307,16 +286,12 @@ $$;
 -- ---------------------------------------------------------------- cleanup
 create or replace function dbops_ratelimit_cleanup_preview(p_older_than_seconds int)
 returns table (cutoff timestamptz, requests bigint, denial_rows bigint, horizon_seconds int)
-language plpgsql stable
-set search_path = public, pg_temp
-as $$
+language plpgsql stable set search_path = public, pg_temp as $$
 #variable_conflict use_column
 declare
     v_cutoff timestamptz := now() - make_interval(secs => p_older_than_seconds);
 begin
-    if p_older_than_seconds is null or p_older_than_seconds < 1 then
-        raise exception '--older-than must be at least 1 second' using errcode = '22023';
-    end if;
+    perform dbops_require(p_older_than_seconds >= 1, '--older-than must be at least 1 second');
     return query
     select v_cutoff,
            (select count(*) from rate_limit_requests q where q.created_at < v_cutoff),
@@ -330,19 +305,15 @@ $$;
 -- than p_cutoff. Refuses a cutoff inside a live window (that would reset everyone's limits).
 create or replace function dbops_ratelimit_cleanup_batch(p_cutoff timestamptz, p_batch int)
 returns table (deleted_requests bigint, deleted_denials bigint)
-language plpgsql volatile
-set search_path = public, pg_temp
-as $$
+language plpgsql volatile set search_path = public, pg_temp as $$
 #variable_conflict use_column
 declare
     v_requests bigint;
     v_denials bigint;
 begin
-    if p_cutoff is null
-       or p_cutoff > now() - make_interval(secs => dbops_ratelimit_horizon(now())) then
-        raise exception 'cutoff is inside a live rate-limit window: use a longer --older-than'
-            using errcode = '22023';
-    end if;
+    perform dbops_require(
+        p_cutoff <= now() - make_interval(secs => dbops_ratelimit_horizon(now())),
+        'cutoff is inside a live rate-limit window: use a longer --older-than');
     delete from rate_limit_requests q
     where q.id in (
         select s.id from rate_limit_requests s
