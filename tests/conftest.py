@@ -231,7 +231,7 @@ def sqs_endpoint() -> Iterator[str]:
         return
     from moto.server import ThreadedMotoServer
 
-    from tests.fastmoto import speed_up_moto_sqs
+    from dbops.sandbox.sqs_server import speed_up_moto_sqs
 
     speed_up_moto_sqs()
     port = free_port()

@@ -187,8 +187,9 @@ def _is_moto(pid: int | None, port: int | None) -> bool:
     if not pid or not port or not _alive(pid):
         return False
     cmd = _cmdline(pid)
-    # A command line without moto.server means the pid was reused by something else.
-    return not cmd or any("moto.server" in part for part in cmd)
+    # A command line without the server module means the pid was reused by something else
+    # (moto.server: a sandbox started before dbops.sandbox.sqs_server existed).
+    return not cmd or any(part in {"moto.server", "dbops.sandbox.sqs_server"} for part in cmd)
 
 
 def _moto_running(state: SandboxState | None) -> bool:
@@ -199,7 +200,8 @@ def _moto_running(state: SandboxState | None) -> bool:
 
 
 def _start_moto(folder: Path, preferred_port: int | None) -> tuple[int, int]:
-    """Start `python -m moto.server` detached; wait (bounded) until it answers."""
+    """Start moto's server (`python -m dbops.sandbox.sqs_server`) detached; wait (bounded)
+    until it answers."""
     last_error = "did not start"
     for attempt in range(3):
         use_preferred = attempt == 0 and preferred_port and _port_free(preferred_port)
@@ -207,7 +209,15 @@ def _start_moto(folder: Path, preferred_port: int | None) -> tuple[int, int]:
         log_path = folder / MOTO_LOG
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "dbops.sandbox.sqs_server",
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -1,12 +1,13 @@
-"""Make moto's SQS server cheaper per request without changing what it answers.
+"""The sandbox's SQS server: moto's own (`python -m dbops.sandbox.sqs_server -H HOST -p PORT`),
+with two of its hot functions replaced by cheaper ones that return the same values.
 
 moto 5 reads the clock through a datetime round trip (`unix_time_millis()`: utcnow, an epoch
-datetime, a timedelta) for every message on every visibility check, and turns attribute
-names into snake_case character by character on every request. On a queue of a few hundred
+datetime, a timedelta) for every message on every visibility check, and converts attribute
+names to snake_case character by character on every request. On a queue of a few hundred
 messages that is most of the server's CPU: a ReceiveMessage cost ~0.35 s of CPU at a depth
-of 500. Both functions are pure (the clock one returns time.time() when given no argument),
-so the replacements below return the same values; the server, its HTTP handling and its
-queue semantics are untouched. Applied to the in-process test server only (tests/conftest.py).
+of 500, about 0.1 s after. Both functions are pure (the clock one returns time.time() when
+given no argument), so moto's answers, HTTP handling and queue semantics are unchanged. The
+test suite's in-process moto server gets the same replacements (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 
 def speed_up_moto_sqs() -> None:
+    """Install the replacements in moto's SQS model and response modules (idempotent)."""
     import moto.core.responses as responses
     import moto.core.utils as utils
     import moto.sqs.models as models
@@ -37,3 +39,14 @@ def speed_up_moto_sqs() -> None:
     models.camelcase_to_underscores = snake
     responses.camelcase_to_underscores = snake
     models._dbops_fast = True  # type: ignore[attr-defined]
+
+
+def main(argv: list[str] | None = None) -> None:
+    speed_up_moto_sqs()
+    from moto.server import main as moto_main
+
+    moto_main(argv)
+
+
+if __name__ == "__main__":
+    main()

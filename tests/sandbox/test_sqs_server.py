@@ -1,4 +1,4 @@
-"""The in-process moto server's speed-ups return what moto's own functions return."""
+"""The sandbox's and the tests' moto speed-ups return what moto's own functions return."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import datetime as dt
 import moto.core.utils as utils
 import moto.sqs.models as models
 
-from tests.fastmoto import speed_up_moto_sqs
+from dbops.sandbox.sqs_server import speed_up_moto_sqs
 
 
 def test_clock_and_names_match_motos_own() -> None:
