@@ -143,6 +143,7 @@ class DatabasePool:
     owner: dict[str, str | None] = field(default_factory=dict)
     created: int = 0
     reused: int = 0
+    _admin_conn: psycopg.Connection[Any] | None = None
 
     def __post_init__(self) -> None:
         with psycopg.connect(self.server_url, autocommit=True) as conn:
@@ -151,6 +152,23 @@ class DatabasePool:
 
     def _admin(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.server_url, autocommit=True)
+
+    def _end_sessions(self, name: str) -> None:
+        """End every other session on `name` (one admin connection, kept open)."""
+        statement = (
+            "select pg_terminate_backend(pid, 10000) from pg_stat_activity"
+            " where datname = %s and pid <> pg_backend_pid()"
+        )
+        for attempt in range(2):
+            if self._admin_conn is None or self._admin_conn.closed:
+                self._admin_conn = self._admin()
+            try:
+                self._admin_conn.execute(statement, [name])
+                return
+            except psycopg.OperationalError:
+                self._admin_conn = None
+                if attempt:
+                    raise
 
     def acquire(self, template: str | None) -> str:
         """A database name: a fresh clone of `template` (None: an empty database)."""
@@ -191,6 +209,9 @@ class DatabasePool:
             for name in names:
                 self.drop(name)
         self.free.clear()
+        if self._admin_conn is not None:
+            self._admin_conn.close()
+            self._admin_conn = None
 
     @staticmethod
     def _capture(conn: psycopg.Connection[Any]) -> TemplateState:
@@ -239,12 +260,7 @@ class DatabasePool:
         ]
 
     def _reset(self, name: str, state: TemplateState) -> bool:
-        with self._admin() as admin:
-            admin.execute(
-                "select pg_terminate_backend(pid, 10000) from pg_stat_activity"
-                " where datname = %s and pid <> pg_backend_pid()",
-                [name],
-            )
+        self._end_sessions(name)
         try:
             conn = psycopg.connect(with_db(self.server_url, name), autocommit=True)
         except psycopg.OperationalError:
