@@ -1,4 +1,5 @@
-"""`dbops audit` (the health report; the group's default action) and `dbops audit history`."""
+"""`dbops audit` (the health report; the group's default action), `dbops audit history` and
+`dbops audit show` (a stored run's report)."""
 
 from __future__ import annotations
 
@@ -105,16 +106,18 @@ def _table(report: AuditReport) -> None:
 
     console = view_console()
     verdict_style = _VERDICT_STYLE[report.verdict]
+    run = f"run {report.run_uuid[:8]}, " if report.run_uuid else ""
     console.print(
         f"[bold]dbops audit[/]  [{verdict_style}]{report.verdict}[/]  "
-        f"score [bold]{report.score}[/]/100  [dim]{_when(report)}, "
+        f"score [bold]{report.score}[/]/100  [dim]{run}{_when(report)}, "
         f"{report.duration_ms:.0f} ms; {escape(_counts(report))}[/]"
     )
     if report.previous is not None:
         p = report.previous
+        prev_run = f" (run {p.run_uuid[:8]})" if p.run_uuid else ""
         console.print(
             f"[dim]previous run: {p.verdict} {p.score}/100 at "
-            f"{p.generated_at.strftime('%Y-%m-%d %H:%M:%S UTC')}[/]"
+            f"{p.generated_at.strftime('%Y-%m-%d %H:%M:%S UTC')}{prev_run}[/]"
         )
     for area, items in _grouped(report):
         grid = Table(
@@ -324,11 +327,11 @@ def _history_table(runs: list[AuditRun]) -> None:
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    for name in ("id", "generated (UTC)", "score", "verdict", "crit", "warn", "unk", "ok", "ms"):
-        grid.add_column(name, no_wrap=True, justify="left" if name[0] in "gv" else "right")
+    for name in ("run", "generated (UTC)", "score", "verdict", "crit", "warn", "unk", "ok", "ms"):
+        grid.add_column(name, no_wrap=True, justify="left" if name[0] in "gvr" else "right")
     for r in runs:
         grid.add_row(
-            str(r.id),
+            r.run_uuid[:8] if r.run_uuid else str(r.id),
             r.generated_at.strftime("%Y-%m-%d %H:%M:%S"),
             str(r.score),
             f"[{_VERDICT_STYLE[r.verdict]}]{r.verdict}[/]",
@@ -359,6 +362,9 @@ def history_cmd(
 ) -> None:
     """Stored audit runs, newest first: score and verdict over time.
 
+    The table shows each run id's first 8 characters (a valid short id for `dbops audit
+    show`); -o json gives the whole run id (`run_uuid`).
+
     Example:
         dbops audit history --limit 10
     """
@@ -366,3 +372,30 @@ def history_cmd(
 
     runs = history(store=_deps.store(), limit=limit)
     render(runs, output, table=_history_table, empty="no stored audit runs")
+
+
+@app.command("show")
+def show_cmd(
+    run: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN",
+            help="A run id from `dbops audit history`, a unique prefix of at least 6 hex "
+            "characters of one, or `latest`.",
+        ),
+    ],
+    output: OutputOpt = Output.table,
+) -> None:
+    """Print a stored audit run's full report, as `dbops audit` printed it.
+
+    Same outputs as `dbops audit` (-o table/json/jsonl/csv/md); `previous` and the changes
+    are against the run before it with the same --check/--skip selection. Exits 0 whatever
+    the stored verdict (2: malformed or ambiguous id, 4: no such run).
+
+    Example:
+        dbops audit show latest
+        dbops audit show 4443bbfa -o md
+    """
+    from dbops.services.audit import show_run
+
+    render_report(show_run(store=_deps.store(), run=run), output)

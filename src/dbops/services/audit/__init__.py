@@ -20,8 +20,9 @@ How a run works (one database round trip for all database-side checks):
 Layout: `models` (report models, severities), `base` (context, outcome, check spec and
 the `@check` decorator), one module per check area (`db`, `jobs`, `workers`, `queues`,
 `ratelimit`: each check's spec sits on its function), `registry` (CHECKS, selection),
-`runner` (gathering, evaluation, score, verdict, save, history). Weights and rules are
-documented in docs/audit.md; keep the two in step.
+`runner` (gathering, evaluation, score, verdict, save, history, stored runs read back by
+run id for `audit show`). Weights and rules are documented in docs/audit.md; keep the two
+in step.
 """
 
 from dbops.services.audit.base import CheckSpec, Context, Observation, Outcome, QueueState
@@ -48,8 +49,10 @@ from dbops.services.audit.runner import (
     evaluate,
     exit_code_for,
     history,
+    resolve_run,
     run_audit,
     score_of,
+    show_run,
     verdict_of,
 )
 from dbops.services.presets import RATE_LIMIT_PRESETS
@@ -86,9 +89,11 @@ __all__ = [
     "exit_code_for",
     "history",
     "recommended_indexes",
+    "resolve_run",
     "run_audit",
     "score_of",
     "select_checks",
     "selection_of",
+    "show_run",
     "verdict_of",
 ]

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from dbops.errors import ConfigError, DbopsError, NotFoundError, UsageError
 from dbops.ports import Queues, Store
@@ -32,6 +33,7 @@ from dbops.services.audit.models import (
 )
 from dbops.services.audit.queues import redrive_policy
 from dbops.services.audit.registry import select_checks, selection_of
+from dbops.services.ids import KIND_LABEL, parse_id, resolve_ids
 from dbops.settings import AuditThresholds, Settings
 
 ERROR_WINDOW_SECONDS = 24 * 3600
@@ -440,12 +442,7 @@ def run_audit(
     results = [evaluate(spec, ctx) for spec in selected]
     score = score_of(results)
     verdict = verdict_of(results)
-    previous = None
-    if ctx.previous:
-        try:
-            previous = PreviousRun.model_validate(ctx.previous)
-        except ValueError:
-            previous = None
+    previous = _previous_run(ctx.previous)
     report = AuditReport(
         score=score,
         verdict=verdict,
@@ -495,7 +492,9 @@ def _save(
         report.save_error = f"not saved: {exc.one_line()}"
         return
     report.saved = True
-    report.run_id = int(rows[0]["id"]) if rows and rows[0].get("id") is not None else None
+    row = rows[0] if rows else {}
+    report.run_id = int(row["id"]) if row.get("id") is not None else None
+    report.run_uuid = _uuid_text(row.get("run_id"))
 
 
 def history(*, store: Store, limit: int = 20) -> list[AuditRun]:
@@ -506,4 +505,74 @@ def history(*, store: Store, limit: int = 20) -> list[AuditRun]:
         rows = store.call("dbops_audit_history", {"p_limit": limit})
     except NotFoundError:
         return []
-    return [AuditRun.model_validate(r) for r in rows]
+    return [AuditRun.model_validate({**r, "run_uuid": _uuid_text(r.get("run_id"))}) for r in rows]
+
+
+def _uuid_text(value: Any) -> str | None:
+    return str(UUID(str(value))) if value is not None else None
+
+
+def _jsonb(value: Any) -> Any:
+    """jsonb as Python data (some transports hand it back as text)."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _previous_run(data: dict[str, Any] | None) -> PreviousRun | None:
+    """A stored run's summary (audit.previous, or `previous` of dbops_audit_run)."""
+    if not data:
+        return None
+    try:
+        return PreviousRun.model_validate({**data, "run_uuid": _uuid_text(data.get("run_id"))})
+    except ValueError:
+        return None
+
+
+def resolve_run(*, store: Store, run: str) -> str | None:
+    """The whole run id (UUID) that `run` names: a run id, a unique prefix of at least 6
+    hex digits of one (exit 2 when malformed or ambiguous, 4 when nothing matches), or
+    None for `latest`."""
+    text = str(run).strip()
+    if text.lower() == "latest":
+        return None
+    ref = parse_id(text, label=KIND_LABEL["audit_run"])
+    if ref.full:
+        return ref.value
+    return resolve_ids(store=store, kind="audit_run", values=[text])[0]
+
+
+def show_run(*, store: Store, run: str) -> AuditReport:
+    """A stored run's full report (`dbops audit show RUN`): `run` is a run id, a unique
+    prefix of one or `latest`. `previous` and `changes` are those against the run before
+    it with the same selection, as the run itself saw them (unless that one was pruned)."""
+    run_uuid = resolve_run(store=store, run=run)
+    rows = store.call("dbops_audit_run", {"p_run_id": run_uuid})
+    if not rows:
+        raise NotFoundError(f"not found: no audit run {run!r}")
+    return _stored_report(rows[0])
+
+
+def _stored_report(row: dict[str, Any]) -> AuditReport:
+    checks: list[AuditCheck] = []
+    for item in _jsonb(row.get("checks")) or []:
+        try:
+            checks.append(AuditCheck.model_validate(item))
+        except ValueError:
+            continue  # an entry of a shape this version does not read
+    previous_data = _jsonb(row.get("previous"))
+    previous_data = previous_data if isinstance(previous_data, dict) else None
+    verdict = str(row["verdict"])
+    return AuditReport.model_validate(
+        {
+            "score": row["score"],
+            "verdict": verdict,
+            "exit_code": VERDICT_EXIT.get(verdict, 3),
+            "generated_at": row["generated_at"],
+            "duration_ms": float(row.get("duration_ms") or 0.0),
+            "checks": checks,
+            "previous": _previous_run(previous_data),
+            "changes": _changes(checks, previous_data),
+            "saved": True,
+            "run_id": row.get("id"),
+            "run_uuid": _uuid_text(row.get("run_id")),
+        }
+    )
