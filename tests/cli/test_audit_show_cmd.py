@@ -105,3 +105,36 @@ def test_over_supabase(db: psycopg.Connection[Any]) -> None:
     assert "at least 6 hex characters" in one_line_error(result.stderr)
     result = invoke(["audit", "show", "fedcba"], code=4)
     assert "no audit run id starts with" in one_line_error(result.stderr)
+
+
+def test_diff(db_env: str, db: psycopg.Connection[Any]) -> None:
+    a, b = sharing("aaaaaa", 1)[0], sharing("bbbbbb", 1)[0]
+    stored_run(db, a, hours_ago=3, checks=[check("jobs.stale", "ok", 0)])
+    stored_run(db, b, hours_ago=1, score=40, verdict="CRITICAL",
+               checks=[check("jobs.stale", "critical", 18)])  # fmt: skip
+    data = invoke(["audit", "diff", a[:8], "latest", "-o", "json"], code=0).json
+    assert set(data) == {"before", "after", "changes", "only_before", "only_after"}
+    assert data["before"]["run_uuid"] == a and data["after"]["run_uuid"] == b
+    assert data["changes"] == [
+        {
+            "id": "jobs.stale",
+            "title": "jobs.stale",
+            "before": "ok",
+            "after": "critical",
+            "kind": "severity",
+            "observed_before": 0,
+            "observed_after": 18,
+        }
+    ]
+    out = invoke(["audit", "diff", a[:8], b[:8]], code=0).stdout
+    assert f"before: run {a[:8]}  OK 100/100" in out and f"after : run {b[:8]}  CRITICAL" in out
+    assert "jobs.stale" in out and "0 -> 18" in out
+    same = invoke(["audit", "diff", b[:8], "latest"], code=0).stdout
+    assert "No check changed" in same
+    csv = invoke(["audit", "diff", a[:8], b[:8], "-o", "csv"], code=0).stdout.splitlines()
+    assert csv[0] == "id,kind,before,after,observed_before,observed_after,title"
+    assert csv[1].startswith("jobs.stale,severity,ok,critical,0,18")
+    assert invoke(["audit", "diff", a[:8], "abcde"], code=2).stdout == ""
+    assert "no audit run id starts with" in one_line_error(
+        invoke(["audit", "diff", "cccccc", b], code=4).stderr
+    )

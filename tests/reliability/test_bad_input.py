@@ -298,6 +298,10 @@ CASES: list[Case] = [
     case("audit show", "{uuid}", NOT_FOUND, "unknown run id"),
     case("audit show", "latest -o bogus", USAGE, "bad output format"),
     case("audit show", "", USAGE, "missing run id"),
+    case("audit diff", "latest", USAGE, "one run only"),
+    case("audit diff", "abcde latest", USAGE, "short id under 6 hex characters"),
+    case("audit diff", "latest not-a-run", USAGE, "malformed run id"),
+    case("audit diff", "abcdef {uuid}", NOT_FOUND, "short id matching no run"),
     # ---------------------------------------------------------------- top, metrics
     case("top", "--once --interval 0s", USAGE, "zero interval"),
     case("top", "--once --interval fast", USAGE, "malformed interval"),

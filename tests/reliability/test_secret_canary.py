@@ -368,6 +368,7 @@ def success_paths(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
     run(["audit", "history", "-o", "json"])
     run(["audit", "show", "latest", "-o", "json"])
     run(["audit", "show", "latest", "-o", "md"])
+    run(["audit", "diff", "latest", "latest"])
     run(["top", "--once", "-o", "json"])
     run(["top", "--once"])
     run(["metrics"])
@@ -446,6 +447,7 @@ def every_command(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
         ["audit"],
         ["audit", "history"],
         ["audit", "show", "latest"],
+        ["audit", "diff", "latest", "latest"],
         ["top", "--once"],
         ["metrics"],
         ["log"],

@@ -172,3 +172,33 @@ def test_show_on_both_schema_variants(
         store.close()
     assert shown.run_uuid == saved.run_uuid and shown.verdict == saved.verdict
     assert {c.id: c.severity for c in shown.checks} == {c.id: c.severity for c in saved.checks}
+
+
+def test_diff_between_two_stored_runs(store: Any, db: psycopg.Connection[Any]) -> None:
+    a, b = sharing("aaaaaa", 1)[0], sharing("bbbbbb", 1)[0]
+    stored_run(
+        db, a, hours_ago=3,
+        checks=[check("jobs.stale", "ok", 0), check("queue.dlq_depth", "warning", 19),
+                check("workers.live", "ok", 2), check("db.reachable", "ok", 1.0)],
+    )  # fmt: skip
+    stored_run(
+        db, b, hours_ago=1, score=40, verdict="CRITICAL",
+        checks=[check("jobs.stale", "critical", 18), check("queue.dlq_depth", "warning", 140),
+                check("workers.live", "ok", 3), check("jobs.orphaned", "ok", 0)],
+    )  # fmt: skip
+    diff = audit.diff_runs(store=store, before=a[:6], after="latest")
+    assert (diff.before.run_uuid, diff.after.run_uuid) == (a, b)
+    assert (diff.after.verdict, diff.after.score) == ("CRITICAL", 40)
+    assert [(c.id, c.kind, c.before, c.after) for c in diff.changes] == [
+        ("jobs.stale", "severity", "ok", "critical"),
+        ("queue.dlq_depth", "value", "warning", "warning"),
+    ]
+    assert diff.only_before == ["db.reachable"] and diff.only_after == ["jobs.orphaned"]
+    backwards = audit.diff_runs(store=store, before=b, after=a)
+    first = backwards.changes[0]
+    assert (first.id, first.before, first.after) == ("jobs.stale", "critical", "ok")
+    assert audit.diff_runs(store=store, before=a, after=a).changes == []
+    with pytest.raises(NotFoundError):
+        audit.diff_runs(store=store, before=a, after="cccccc")
+    with pytest.raises(UsageError):
+        audit.diff_runs(store=store, before="abc", after=b)

@@ -1,5 +1,5 @@
-"""`dbops audit` (the health report; the group's default action), `dbops audit history` and
-`dbops audit show` (a stored run's report)."""
+"""`dbops audit` (the health report; the group's default action), `dbops audit history`,
+`dbops audit show` (a stored run's report) and `dbops audit diff` (two stored runs)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dbops.cli.charts import sparkline
 from dbops.cli.output import Output, OutputOpt, message, render, view_console, write
 
 if TYPE_CHECKING:
-    from dbops.services.audit import AuditReport, AuditRun
+    from dbops.services.audit import AuditDiff, AuditReport, AuditRun, PreviousRun
 
 app = typer.Typer(
     invoke_without_command=True,
@@ -399,3 +399,71 @@ def show_cmd(
     from dbops.services.audit import show_run
 
     render_report(show_run(store=_deps.store(), run=run), output)
+
+
+CHANGE_COLUMNS = ["id", "kind", "before", "after", "observed_before", "observed_after", "title"]
+
+
+def _run_line(label: str, run: PreviousRun) -> str:
+    name = run.run_uuid[:8] if run.run_uuid else str(run.id)
+    return (
+        f"{label}: run {name}  {run.verdict} {run.score}/100  "
+        f"{run.generated_at.strftime('%Y-%m-%d %H:%M:%S UTC')}"
+    )
+
+
+def _diff_table(diff: AuditDiff) -> None:
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = view_console()
+    console.print(escape(_run_line("before", diff.before)), highlight=False)
+    console.print(escape(_run_line("after ", diff.after)), highlight=False)
+    if diff.changes:
+        grid = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+        for name in ("check", "before", "after", "observed"):
+            grid.add_column(name, overflow="fold")
+        for ch in diff.changes:
+            grid.add_row(
+                escape(ch.id),
+                f"[{_SEVERITY_STYLE[ch.before]}]{ch.before}[/]",
+                f"[{_SEVERITY_STYLE[ch.after]}]{ch.after}[/]",
+                escape(f"{_observed(ch.observed_before)} -> {_observed(ch.observed_after)}"),
+            )
+        console.print(grid)
+    else:
+        console.print("[dim]No check changed between the two runs.[/]")
+    for label, ids in (("only in before", diff.only_before), ("only in after", diff.only_after)):
+        if ids:
+            console.print(f"[dim]{label}: {escape(', '.join(ids))}[/]")
+
+
+@app.command("diff")
+def diff_cmd(
+    before: Annotated[
+        str,
+        typer.Argument(metavar="A", help="The earlier run: a run id, a unique prefix or `latest`."),
+    ],
+    after: Annotated[
+        str,
+        typer.Argument(metavar="B", help="The later run: a run id, a unique prefix or `latest`."),
+    ],
+    output: OutputOpt = Output.table,
+) -> None:
+    """Compare two stored audit runs: the checks whose severity changed from A to B.
+
+    Also lists numeric observations that moved notably at the same severity (`kind`
+    value, as `dbops audit` reports against its previous run) and checks only one run
+    has. -o json gives the whole comparison, -o jsonl/csv/md the changes. Exits 0.
+
+    Example:
+        dbops audit diff 0c9e6a51 latest
+    """
+    from dbops.services.audit import diff_runs
+
+    diff = diff_runs(store=_deps.store(), before=before, after=after)
+    if Output(output) is Output.json:
+        render(diff, Output.json)
+    else:
+        render(diff.changes, output, columns=CHANGE_COLUMNS, table=lambda _: _diff_table(diff))

@@ -147,3 +147,22 @@ class AuditRun(BaseModel):
     skipped: int = 0
     selection: dict[str, Any] = Field(default_factory=dict)
     operator: str | None = None
+
+
+class AuditDiff(BaseModel):
+    """`dbops audit diff A B -o json`: what changed from stored run `before` (A) to
+    stored run `after` (B). `changes` are the checks present in both whose severity
+    differs or whose numeric `observed` moved notably at the same severity (the rule of
+    `CheckChange`, as `dbops audit` reports against its previous run); `only_before` /
+    `only_after` are check ids one run has and the other has not (different --check/--skip
+    selections, or checks added since). Example: `{"before": {"id": 41, "run_uuid":
+    "0c9e...", "score": 80, "verdict": "WARNING", "generated_at": "..."}, "after": {...},
+    "changes": [{"id": "jobs.stale", "title": "...", "before": "warning", "after":
+    "critical", "kind": "severity", "observed_before": 4, "observed_after": 18}],
+    "only_before": [], "only_after": ["queue.dlq_growth"]}`."""
+
+    before: PreviousRun
+    after: PreviousRun
+    changes: list[CheckChange] = Field(default_factory=list)
+    only_before: list[str] = Field(default_factory=list)
+    only_after: list[str] = Field(default_factory=list)

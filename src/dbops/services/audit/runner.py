@@ -24,6 +24,7 @@ from dbops.services.audit.models import (
     VALUE_CHANGE_RATIO,
     VERDICT_EXIT,
     AuditCheck,
+    AuditDiff,
     AuditReport,
     AuditRun,
     CheckChange,
@@ -575,4 +576,30 @@ def _stored_report(row: dict[str, Any]) -> AuditReport:
             "run_id": row.get("id"),
             "run_uuid": _uuid_text(row.get("run_id")),
         }
+    )
+
+
+def diff_runs(*, store: Store, before: str, after: str) -> AuditDiff:
+    """What changed from stored run `before` to stored run `after` (`dbops audit diff`);
+    each is a run id, a unique prefix of one or `latest`."""
+    old = show_run(store=store, run=before)
+    new = show_run(store=store, run=after)
+    old_ids = [c.id for c in old.checks]
+    new_ids = [c.id for c in new.checks]
+    return AuditDiff(
+        before=_summary(old),
+        after=_summary(new),
+        changes=_changes(new.checks, {"checks": [c.model_dump(mode="json") for c in old.checks]}),
+        only_before=[i for i in old_ids if i not in set(new_ids)],
+        only_after=[i for i in new_ids if i not in set(old_ids)],
+    )
+
+
+def _summary(report: AuditReport) -> PreviousRun:
+    return PreviousRun(
+        id=report.run_id,
+        run_uuid=report.run_uuid,
+        score=report.score,
+        verdict=report.verdict,
+        generated_at=report.generated_at,
     )
