@@ -202,3 +202,8 @@ def test_diff_between_two_stored_runs(store: Any, db: psycopg.Connection[Any]) -
         audit.diff_runs(store=store, before=a, after="cccccc")
     with pytest.raises(UsageError):
         audit.diff_runs(store=store, before="abc", after=b)
+
+
+def test_diff_parses_both_ids_before_looking_either_up(store: Any) -> None:
+    with pytest.raises(UsageError, match="invalid audit run id 'not-a-run'"):
+        audit.diff_runs(store=store, before="latest", after="not-a-run")  # no runs stored

@@ -581,7 +581,11 @@ def _stored_report(row: dict[str, Any]) -> AuditReport:
 
 def diff_runs(*, store: Store, before: str, after: str) -> AuditDiff:
     """What changed from stored run `before` to stored run `after` (`dbops audit diff`);
-    each is a run id, a unique prefix of one or `latest`."""
+    each is a run id, a unique prefix of one or `latest`. Both are parsed before either is
+    looked up, so a malformed one is a usage error (exit 2) whatever the other is."""
+    for given in (before, after):
+        if str(given).strip().lower() != "latest":
+            parse_id(str(given).strip(), label=KIND_LABEL["audit_run"])
     old = show_run(store=store, run=before)
     new = show_run(store=store, run=after)
     old_ids = [c.id for c in old.checks]
