@@ -14,7 +14,7 @@ How a run works (one database round trip for all database-side checks):
 4. Every check turns its observation into a severity with thresholds from
    `settings.audit` (per profile under `[profiles.NAME.audit]`).
 5. Score, verdict, changes since the previous stored run; then, unless `save=False`, the
-   run is stored with `dbops_audit_save` (the only write, after all checks).
+   run is stored with `dbops_audit_run_save` (the only write, after all checks).
 
 
 Layout: `models` (report models, severities), `base` (context, outcome, check spec and

@@ -478,7 +478,7 @@ def _save(
         return
     try:
         rows = store.call(
-            "dbops_audit_save",
+            "dbops_audit_run_save",
             {
                 "p_generated_at": report.generated_at,
                 "p_score": report.score,
@@ -503,7 +503,7 @@ def history(*, store: Store, limit: int = 20) -> list[AuditRun]:
     if limit < 1:
         raise UsageError(f"invalid --limit {limit}: must be at least 1")
     try:
-        rows = store.call("dbops_audit_history", {"p_limit": limit})
+        rows = store.call("dbops_audit_run_history", {"p_limit": limit})
     except NotFoundError:
         return []
     return [AuditRun.model_validate({**r, "run_uuid": _uuid_text(r.get("run_id"))}) for r in rows]

@@ -10,14 +10,12 @@ alter table dbops_audit_runs
     add column if not exists run_id uuid not null default gen_random_uuid();
 create unique index if not exists dbops_audit_runs_run_id_key on dbops_audit_runs (run_id);
 
--- dbops_audit_save and dbops_audit_history now also return run_id: a different return
--- type, which `create or replace` cannot change, so the old ones are dropped first
--- (`dbops db migrate` grants EXECUTE again after every migration).
-drop function if exists dbops_audit_save(
-    timestamptz, int, text, jsonb, double precision, jsonb, text, int);
-drop function if exists dbops_audit_history(int);
-
-create or replace function dbops_audit_save(
+-- Saving and listing runs with their run_id: new functions rather than a new return type
+-- for dbops_audit_save / dbops_audit_history (0017). `create or replace` cannot change a
+-- return type, and `dbops db migrate --print` is a script that re-runs every migration in
+-- order: 0017 re-declaring the old shape after a drop here would fail on the second run.
+-- The 0017 functions stay as they are (a dbops of the previous version still calls them).
+create or replace function dbops_audit_run_save(
     p_generated_at timestamptz,
     p_score int,
     p_verdict text,
@@ -53,7 +51,7 @@ begin
 end;
 $$;
 
-create or replace function dbops_audit_history(p_limit int default 20)
+create or replace function dbops_audit_run_history(p_limit int default 20)
 returns table (
     id bigint, run_id uuid, generated_at timestamptz, score int, verdict text,
     duration_ms double precision, ok int, warning int, critical int, unknown int, skipped int,
