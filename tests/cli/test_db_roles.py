@@ -183,7 +183,7 @@ def test_readonly_role_runs_every_read_command(
     assert unknown == []
     assert report["checks"] and report["previous"] is not None  # reads dbops_audit_runs
     assert report["saved"] is False  # writes nothing
-    assert "EXECUTE on function dbops_audit_save" in report["save_error"]
+    assert "EXECUTE on function dbops_audit_run_save" in report["save_error"]
 
 
 @pytest.mark.parametrize(

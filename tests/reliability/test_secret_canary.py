@@ -366,6 +366,9 @@ def success_paths(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
     run(["audit", "-o", "json"], {0, 1, 2})
     run(["audit"], {0, 1, 2})
     run(["audit", "history", "-o", "json"])
+    run(["audit", "show", "latest", "-o", "json"])
+    run(["audit", "show", "latest", "-o", "md"])
+    run(["audit", "diff", "latest", "latest"])
     run(["top", "--once", "-o", "json"])
     run(["top", "--once"])
     run(["metrics"])
@@ -443,6 +446,8 @@ def every_command(seen: Seen, ids: dict[str, str], data: Path, *, debug: bool) -
         ["ratelimit", "cleanup", "--yes"],
         ["audit"],
         ["audit", "history"],
+        ["audit", "show", "latest"],
+        ["audit", "diff", "latest", "latest"],
         ["top", "--once"],
         ["metrics"],
         ["log"],

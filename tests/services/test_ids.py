@@ -156,7 +156,7 @@ def test_resolve_ids_over_both_transports(store: Any, db: Any) -> None:
 @pytest.mark.parametrize(
     ("kind", "prefixes", "limit"),
     [
-        ("audit_run", ["abcdef"], 6),
+        ("audit", ["abcdef"], 6),
         (None, ["abcdef"], 6),
         ("job", ["abcde"], 6),
         ("job", ["ABCDEF"], 6),

@@ -54,6 +54,8 @@ READ_FUNCTIONS = [
     "dbops_audit_observe",
     "dbops_audit_rls_hides",
     "dbops_audit_history",
+    "dbops_audit_run",
+    "dbops_audit_run_history",
     "dbops_audit_previous",
     "dbops_demo_summary",
     "dbops_overview",

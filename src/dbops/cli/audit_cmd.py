@@ -1,4 +1,5 @@
-"""`dbops audit` (the health report; the group's default action) and `dbops audit history`."""
+"""`dbops audit` (the health report; the group's default action), `dbops audit history`,
+`dbops audit show` (a stored run's report) and `dbops audit diff` (two stored runs)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dbops.cli.charts import sparkline
 from dbops.cli.output import Output, OutputOpt, message, render, view_console, write
 
 if TYPE_CHECKING:
-    from dbops.services.audit import AuditReport, AuditRun
+    from dbops.services.audit import AuditDiff, AuditReport, AuditRun, PreviousRun
 
 app = typer.Typer(
     invoke_without_command=True,
@@ -105,16 +106,18 @@ def _table(report: AuditReport) -> None:
 
     console = view_console()
     verdict_style = _VERDICT_STYLE[report.verdict]
+    run = f"run {report.run_uuid[:8]}, " if report.run_uuid else ""
     console.print(
         f"[bold]dbops audit[/]  [{verdict_style}]{report.verdict}[/]  "
-        f"score [bold]{report.score}[/]/100  [dim]{_when(report)}, "
+        f"score [bold]{report.score}[/]/100  [dim]{run}{_when(report)}, "
         f"{report.duration_ms:.0f} ms; {escape(_counts(report))}[/]"
     )
     if report.previous is not None:
         p = report.previous
+        prev_run = f" (run {p.run_uuid[:8]})" if p.run_uuid else ""
         console.print(
             f"[dim]previous run: {p.verdict} {p.score}/100 at "
-            f"{p.generated_at.strftime('%Y-%m-%d %H:%M:%S UTC')}[/]"
+            f"{p.generated_at.strftime('%Y-%m-%d %H:%M:%S UTC')}{prev_run}[/]"
         )
     for area, items in _grouped(report):
         grid = Table(
@@ -324,11 +327,11 @@ def _history_table(runs: list[AuditRun]) -> None:
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    for name in ("id", "generated (UTC)", "score", "verdict", "crit", "warn", "unk", "ok", "ms"):
-        grid.add_column(name, no_wrap=True, justify="left" if name[0] in "gv" else "right")
+    for name in ("run", "generated (UTC)", "score", "verdict", "crit", "warn", "unk", "ok", "ms"):
+        grid.add_column(name, no_wrap=True, justify="left" if name[0] in "gvr" else "right")
     for r in runs:
         grid.add_row(
-            str(r.id),
+            r.run_uuid[:8] if r.run_uuid else str(r.id),
             r.generated_at.strftime("%Y-%m-%d %H:%M:%S"),
             str(r.score),
             f"[{_VERDICT_STYLE[r.verdict]}]{r.verdict}[/]",
@@ -359,6 +362,9 @@ def history_cmd(
 ) -> None:
     """Stored audit runs, newest first: score and verdict over time.
 
+    The table shows each run id's first 8 characters (a valid short id for `dbops audit
+    show`); -o json gives the whole run id (`run_uuid`).
+
     Example:
         dbops audit history --limit 10
     """
@@ -366,3 +372,98 @@ def history_cmd(
 
     runs = history(store=_deps.store(), limit=limit)
     render(runs, output, table=_history_table, empty="no stored audit runs")
+
+
+@app.command("show")
+def show_cmd(
+    run: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN",
+            help="A run id from `dbops audit history`, a unique prefix of at least 6 hex "
+            "characters of one, or `latest`.",
+        ),
+    ],
+    output: OutputOpt = Output.table,
+) -> None:
+    """Print a stored audit run's full report, as `dbops audit` printed it.
+
+    Same outputs as `dbops audit` (-o table/json/jsonl/csv/md); `previous` and the changes
+    are against the run before it with the same --check/--skip selection. Exits 0 whatever
+    the stored verdict (2: malformed or ambiguous id, 4: no such run).
+
+    Example:
+        dbops audit show latest
+        dbops audit show 4443bbfa -o md
+    """
+    from dbops.services.audit import show_run
+
+    render_report(show_run(store=_deps.store(), run=run), output)
+
+
+CHANGE_COLUMNS = ["id", "kind", "before", "after", "observed_before", "observed_after", "title"]
+
+
+def _run_line(label: str, run: PreviousRun) -> str:
+    name = run.run_uuid[:8] if run.run_uuid else str(run.id)
+    return (
+        f"{label}: run {name}  {run.verdict} {run.score}/100  "
+        f"{run.generated_at.strftime('%Y-%m-%d %H:%M:%S UTC')}"
+    )
+
+
+def _diff_table(diff: AuditDiff) -> None:
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = view_console()
+    console.print(escape(_run_line("before", diff.before)), highlight=False)
+    console.print(escape(_run_line("after ", diff.after)), highlight=False)
+    if diff.changes:
+        grid = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+        for name in ("check", "before", "after", "observed"):
+            grid.add_column(name, overflow="fold")
+        for ch in diff.changes:
+            grid.add_row(
+                escape(ch.id),
+                f"[{_SEVERITY_STYLE[ch.before]}]{ch.before}[/]",
+                f"[{_SEVERITY_STYLE[ch.after]}]{ch.after}[/]",
+                escape(f"{_observed(ch.observed_before)} -> {_observed(ch.observed_after)}"),
+            )
+        console.print(grid)
+    else:
+        console.print("[dim]No check changed between the two runs.[/]")
+    for label, ids in (("only in before", diff.only_before), ("only in after", diff.only_after)):
+        if ids:
+            console.print(f"[dim]{label}: {escape(', '.join(ids))}[/]")
+
+
+@app.command("diff")
+def diff_cmd(
+    before: Annotated[
+        str,
+        typer.Argument(metavar="A", help="The earlier run: a run id, a unique prefix or `latest`."),
+    ],
+    after: Annotated[
+        str,
+        typer.Argument(metavar="B", help="The later run: a run id, a unique prefix or `latest`."),
+    ],
+    output: OutputOpt = Output.table,
+) -> None:
+    """Compare two stored audit runs: the checks whose severity changed from A to B.
+
+    Also lists numeric observations that moved notably at the same severity (`kind`
+    value, as `dbops audit` reports against its previous run) and checks only one run
+    has. -o json gives the whole comparison, -o jsonl/csv/md the changes. Exits 0.
+
+    Example:
+        dbops audit diff 0c9e6a51 latest
+    """
+    from dbops.services.audit import diff_runs
+
+    diff = diff_runs(store=_deps.store(), before=before, after=after)
+    if Output(output) is Output.json:
+        render(diff, Output.json)
+    else:
+        render(diff.changes, output, columns=CHANGE_COLUMNS, table=lambda _: _diff_table(diff))

@@ -6,7 +6,7 @@ The one resolver behind every command that takes an id (docs/jobs.md, "Short ids
   digits, optionally with the hyphens where a UUID has them: `4443bbfa` and `4443bbfa-0b`)
   and refuses anything else with a usage error (exit 2), as it does a prefix shorter than
   `MIN_PREFIX` hex digits.
-- `resolve_ids` turns job or worker ids into whole ids with one database round trip for
+- `resolve_ids` turns job, worker or audit run ids into whole ids with one database round trip for
   the whole list (SQL `dbops_resolve_ids`, a primary-key range scan per prefix, over
   direct Postgres and PostgREST alike). Whole UUIDs are passed through unchanged: the
   command that uses them reports an unknown one as before (exit 4).
@@ -31,7 +31,9 @@ from dbops.ports import Store
 
 MIN_PREFIX = 6
 MAX_CANDIDATES = 5
-IdKind = Literal["job", "worker"]
+IdKind = Literal["job", "worker", "audit_run"]
+# How each kind is named in messages ("no job id starts with ...").
+KIND_LABEL: dict[str, str] = {"job": "job id", "worker": "worker id", "audit_run": "audit run id"}
 
 # A prefix of the canonical text form (hyphens where a UUID has them), or of the 32 hex
 # digits without hyphens.
@@ -138,7 +140,7 @@ def resolve_ids(*, store: Store, kind: IdKind, values: Sequence[str]) -> list[st
     """Whole canonical ids for `values` (whole UUIDs or unique prefixes), in order and
     de-duplicated, with one `dbops_resolve_ids` call for all the prefixes (none when every
     value is a whole UUID). Whole UUIDs are not looked up here."""
-    label = f"{kind} id"
+    label = KIND_LABEL.get(kind, f"{kind} id")
     refs = parse_ids(values, label=label)
     prefixes = sorted({r.value for r in refs if not r.full})
     found: dict[str, list[str]] = {p: [] for p in prefixes}

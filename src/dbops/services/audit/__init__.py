@@ -14,14 +14,15 @@ How a run works (one database round trip for all database-side checks):
 4. Every check turns its observation into a severity with thresholds from
    `settings.audit` (per profile under `[profiles.NAME.audit]`).
 5. Score, verdict, changes since the previous stored run; then, unless `save=False`, the
-   run is stored with `dbops_audit_save` (the only write, after all checks).
+   run is stored with `dbops_audit_run_save` (the only write, after all checks).
 
 
 Layout: `models` (report models, severities), `base` (context, outcome, check spec and
 the `@check` decorator), one module per check area (`db`, `jobs`, `workers`, `queues`,
 `ratelimit`: each check's spec sits on its function), `registry` (CHECKS, selection),
-`runner` (gathering, evaluation, score, verdict, save, history). Weights and rules are
-documented in docs/audit.md; keep the two in step.
+`runner` (gathering, evaluation, score, verdict, save, history, stored runs read back by
+run id for `audit show`). Weights and rules are documented in docs/audit.md; keep the two
+in step.
 """
 
 from dbops.services.audit.base import CheckSpec, Context, Observation, Outcome, QueueState
@@ -32,6 +33,7 @@ from dbops.services.audit.models import (
     SEVERITY_FACTOR,
     VERDICT_EXIT,
     AuditCheck,
+    AuditDiff,
     AuditReport,
     AuditRun,
     CheckChange,
@@ -45,11 +47,14 @@ from dbops.services.audit.registry import CHECK_IDS, CHECKS, select_checks, sele
 from dbops.services.audit.runner import (
     ERROR_WINDOW_SECONDS,
     RATIO_WINDOW_SECONDS,
+    diff_runs,
     evaluate,
     exit_code_for,
     history,
+    resolve_run,
     run_audit,
     score_of,
+    show_run,
     verdict_of,
 )
 from dbops.services.presets import RATE_LIMIT_PRESETS
@@ -70,6 +75,7 @@ __all__ = [
     "SEVERITY_FACTOR",
     "VERDICT_EXIT",
     "AuditCheck",
+    "AuditDiff",
     "AuditReport",
     "AuditRun",
     "CheckChange",
@@ -82,13 +88,16 @@ __all__ = [
     "QueueState",
     "Severity",
     "Verdict",
+    "diff_runs",
     "evaluate",
     "exit_code_for",
     "history",
     "recommended_indexes",
+    "resolve_run",
     "run_audit",
     "score_of",
     "select_checks",
     "selection_of",
+    "show_run",
     "verdict_of",
 ]

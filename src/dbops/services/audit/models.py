@@ -45,7 +45,12 @@ class AuditCheck(BaseModel):
 
 
 class PreviousRun(BaseModel):
+    """`previous` of `dbops audit -o json`: the stored run this one is compared with.
+    `id` is its internal serial number, `run_uuid` its run id (what `dbops audit show`
+    takes; null only for runs read from a database older than migration 0019)."""
+
     id: int | None = None
+    run_uuid: str | None = None
     score: int
     verdict: Verdict
     generated_at: datetime
@@ -83,7 +88,17 @@ class CheckChange(BaseModel):
 
 
 class AuditReport(BaseModel):
-    """`dbops audit -o json`: a stable schema (add fields, never rename or remove)."""
+    """`dbops audit -o json` and `dbops audit show RUN -o json`: a stable schema (add
+    fields, never rename or remove).
+
+    `run_id` is the stored run's internal serial number (kept for compatibility);
+    `run_uuid` is its run id, the whole UUID that `dbops audit show` and `audit history`
+    use (tables print its first 8 characters, a valid short id). Both are null when the
+    run was not stored. A report read back by `audit show` has `saved` true, its stored
+    `generated_at`, `duration_ms`, checks and verdict, `previous`/`changes` as they were
+    against the run before it with the same selection, and `database_ms`/`transport` null
+    (not stored).
+    """
 
     score: int
     verdict: Verdict
@@ -97,6 +112,7 @@ class AuditReport(BaseModel):
     changes: list[CheckChange] = Field(default_factory=list)
     saved: bool = False
     run_id: int | None = None
+    run_uuid: str | None = None
     save_error: str | None = None
 
     def check(self, check_id: str) -> AuditCheck:
@@ -111,9 +127,15 @@ class AuditReport(BaseModel):
 
 
 class AuditRun(BaseModel):
-    """One row of `dbops audit history -o json`."""
+    """One row of `dbops audit history -o json`: `id` is the run's internal serial number,
+    `run_uuid` its run id (whole UUID; the table prints 8 characters) for `dbops audit
+    show`. Example: `{"id": 42, "run_uuid": "4443bbfa-0b1c-4f55-9d2e-5e8e1c1f0a77",
+    "generated_at": "...", "score": 62, "verdict": "CRITICAL", "duration_ms": 41.2,
+    "ok": 20, "warning": 2, "critical": 1, "unknown": 0, "skipped": 3, "selection":
+    {"check": [], "skip": []}, "operator": "alice"}`."""
 
     id: int
+    run_uuid: str | None = None
     generated_at: datetime
     score: int
     verdict: Verdict
@@ -125,3 +147,22 @@ class AuditRun(BaseModel):
     skipped: int = 0
     selection: dict[str, Any] = Field(default_factory=dict)
     operator: str | None = None
+
+
+class AuditDiff(BaseModel):
+    """`dbops audit diff A B -o json`: what changed from stored run `before` (A) to
+    stored run `after` (B). `changes` are the checks present in both whose severity
+    differs or whose numeric `observed` moved notably at the same severity (the rule of
+    `CheckChange`, as `dbops audit` reports against its previous run); `only_before` /
+    `only_after` are check ids one run has and the other has not (different --check/--skip
+    selections, or checks added since). Example: `{"before": {"id": 41, "run_uuid":
+    "0c9e...", "score": 80, "verdict": "WARNING", "generated_at": "..."}, "after": {...},
+    "changes": [{"id": "jobs.stale", "title": "...", "before": "warning", "after":
+    "critical", "kind": "severity", "observed_before": 4, "observed_after": 18}],
+    "only_before": [], "only_after": ["queue.dlq_growth"]}`."""
+
+    before: PreviousRun
+    after: PreviousRun
+    changes: list[CheckChange] = Field(default_factory=list)
+    only_before: list[str] = Field(default_factory=list)
+    only_after: list[str] = Field(default_factory=list)

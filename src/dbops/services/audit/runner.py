@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from dbops.errors import ConfigError, DbopsError, NotFoundError, UsageError
 from dbops.ports import Queues, Store
@@ -23,6 +24,7 @@ from dbops.services.audit.models import (
     VALUE_CHANGE_RATIO,
     VERDICT_EXIT,
     AuditCheck,
+    AuditDiff,
     AuditReport,
     AuditRun,
     CheckChange,
@@ -32,6 +34,7 @@ from dbops.services.audit.models import (
 )
 from dbops.services.audit.queues import redrive_policy
 from dbops.services.audit.registry import select_checks, selection_of
+from dbops.services.ids import KIND_LABEL, parse_id, resolve_ids
 from dbops.settings import AuditThresholds, Settings
 
 ERROR_WINDOW_SECONDS = 24 * 3600
@@ -440,12 +443,7 @@ def run_audit(
     results = [evaluate(spec, ctx) for spec in selected]
     score = score_of(results)
     verdict = verdict_of(results)
-    previous = None
-    if ctx.previous:
-        try:
-            previous = PreviousRun.model_validate(ctx.previous)
-        except ValueError:
-            previous = None
+    previous = _previous_run(ctx.previous)
     report = AuditReport(
         score=score,
         verdict=verdict,
@@ -480,7 +478,7 @@ def _save(
         return
     try:
         rows = store.call(
-            "dbops_audit_save",
+            "dbops_audit_run_save",
             {
                 "p_generated_at": report.generated_at,
                 "p_score": report.score,
@@ -495,7 +493,9 @@ def _save(
         report.save_error = f"not saved: {exc.one_line()}"
         return
     report.saved = True
-    report.run_id = int(rows[0]["id"]) if rows and rows[0].get("id") is not None else None
+    row = rows[0] if rows else {}
+    report.run_id = int(row["id"]) if row.get("id") is not None else None
+    report.run_uuid = _uuid_text(row.get("run_id"))
 
 
 def history(*, store: Store, limit: int = 20) -> list[AuditRun]:
@@ -503,7 +503,107 @@ def history(*, store: Store, limit: int = 20) -> list[AuditRun]:
     if limit < 1:
         raise UsageError(f"invalid --limit {limit}: must be at least 1")
     try:
-        rows = store.call("dbops_audit_history", {"p_limit": limit})
+        rows = store.call("dbops_audit_run_history", {"p_limit": limit})
     except NotFoundError:
         return []
-    return [AuditRun.model_validate(r) for r in rows]
+    return [AuditRun.model_validate({**r, "run_uuid": _uuid_text(r.get("run_id"))}) for r in rows]
+
+
+def _uuid_text(value: Any) -> str | None:
+    return str(UUID(str(value))) if value is not None else None
+
+
+def _jsonb(value: Any) -> Any:
+    """jsonb as Python data (some transports hand it back as text)."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _previous_run(data: dict[str, Any] | None) -> PreviousRun | None:
+    """A stored run's summary (audit.previous, or `previous` of dbops_audit_run)."""
+    if not data:
+        return None
+    try:
+        return PreviousRun.model_validate({**data, "run_uuid": _uuid_text(data.get("run_id"))})
+    except ValueError:
+        return None
+
+
+def resolve_run(*, store: Store, run: str) -> str | None:
+    """The whole run id (UUID) that `run` names: a run id, a unique prefix of at least 6
+    hex digits of one (exit 2 when malformed or ambiguous, 4 when nothing matches), or
+    None for `latest`."""
+    text = str(run).strip()
+    if text.lower() == "latest":
+        return None
+    ref = parse_id(text, label=KIND_LABEL["audit_run"])
+    if ref.full:
+        return ref.value
+    return resolve_ids(store=store, kind="audit_run", values=[text])[0]
+
+
+def show_run(*, store: Store, run: str) -> AuditReport:
+    """A stored run's full report (`dbops audit show RUN`): `run` is a run id, a unique
+    prefix of one or `latest`. `previous` and `changes` are those against the run before
+    it with the same selection, as the run itself saw them (unless that one was pruned)."""
+    run_uuid = resolve_run(store=store, run=run)
+    rows = store.call("dbops_audit_run", {"p_run_id": run_uuid})
+    if not rows:
+        raise NotFoundError(f"not found: no audit run {run!r}")
+    return _stored_report(rows[0])
+
+
+def _stored_report(row: dict[str, Any]) -> AuditReport:
+    checks: list[AuditCheck] = []
+    for item in _jsonb(row.get("checks")) or []:
+        try:
+            checks.append(AuditCheck.model_validate(item))
+        except ValueError:
+            continue  # an entry of a shape this version does not read
+    previous_data = _jsonb(row.get("previous"))
+    previous_data = previous_data if isinstance(previous_data, dict) else None
+    verdict = str(row["verdict"])
+    return AuditReport.model_validate(
+        {
+            "score": row["score"],
+            "verdict": verdict,
+            "exit_code": VERDICT_EXIT.get(verdict, 3),
+            "generated_at": row["generated_at"],
+            "duration_ms": float(row.get("duration_ms") or 0.0),
+            "checks": checks,
+            "previous": _previous_run(previous_data),
+            "changes": _changes(checks, previous_data),
+            "saved": True,
+            "run_id": row.get("id"),
+            "run_uuid": _uuid_text(row.get("run_id")),
+        }
+    )
+
+
+def diff_runs(*, store: Store, before: str, after: str) -> AuditDiff:
+    """What changed from stored run `before` to stored run `after` (`dbops audit diff`);
+    each is a run id, a unique prefix of one or `latest`. Both are parsed before either is
+    looked up, so a malformed one is a usage error (exit 2) whatever the other is."""
+    for given in (before, after):
+        if str(given).strip().lower() != "latest":
+            parse_id(str(given).strip(), label=KIND_LABEL["audit_run"])
+    old = show_run(store=store, run=before)
+    new = show_run(store=store, run=after)
+    old_ids = [c.id for c in old.checks]
+    new_ids = [c.id for c in new.checks]
+    return AuditDiff(
+        before=_summary(old),
+        after=_summary(new),
+        changes=_changes(new.checks, {"checks": [c.model_dump(mode="json") for c in old.checks]}),
+        only_before=[i for i in old_ids if i not in set(new_ids)],
+        only_after=[i for i in new_ids if i not in set(old_ids)],
+    )
+
+
+def _summary(report: AuditReport) -> PreviousRun:
+    return PreviousRun(
+        id=report.run_id,
+        run_uuid=report.run_uuid,
+        score=report.score,
+        verdict=report.verdict,
+        generated_at=report.generated_at,
+    )
