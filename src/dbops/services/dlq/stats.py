@@ -65,7 +65,8 @@ AGE_BUCKETS: tuple[tuple[float | None, str], ...] = (
 AGE_ORDER = {label: i for i, (_bound, label) in enumerate(AGE_BUCKETS)}
 
 LOOKUP_BATCH = 1000  # distinct job ids per database round trip
-RELEASE_WORKERS = 4  # ChangeMessageVisibilityBatch calls in flight at the end of the scan
+RELEASE_WORKERS = 8  # ChangeMessageVisibilityBatch calls in flight at the end of the scan
+RECEIVERS = 4  # threads receiving at once (each its own ReceiveMessage loop)
 KEY_MAX = 200  # characters of a group key (longer keys are cut, with "…")
 REASON_INPUT_MAX = 2000  # characters of a reason that are normalised
 JOB_ID_MAX = 100  # longer job ids cannot be UUIDs: never sent to the database
@@ -386,7 +387,14 @@ def group_messages(
     message_filter = message_filter or MessageFilter()
     grouper = _Grouper(group_by, store=store, reveal=reveal)
     matched = 0
-    with Scan(queues, queue_url, lease=lease, limit=limit, release_workers=RELEASE_WORKERS) as scan:
+    with Scan(
+        queues,
+        queue_url,
+        lease=lease,
+        limit=limit,
+        release_workers=RELEASE_WORKERS,
+        receivers=RECEIVERS,
+    ) as scan:
         for batch in scan.batches():
             for message in batch:
                 if message_filter.accepts(message):
