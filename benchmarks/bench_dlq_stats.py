@@ -27,9 +27,11 @@ again (nothing is consumed), best of --rounds:
 
 The ratio printed is dbops throughput / floor throughput, target >= 0.8x, both for the best
 run of each and as the median of the per-round ratios (each dbops run against the floor run
-just before it: the machine's load changes between rounds). dbops pays what the floor does
-not: the release (one call per 10 messages) and the end of scan check (a 1 s long poll and
-GetQueueAttributes); it wins back time by receiving with several threads.
+of the same round: the machine's load changes between rounds). Every run starts once the
+queue reports all N messages visible, and each round starts with a different run. dbops
+pays what the floor does not: the release (one call per 10 messages) and the end of scan
+check (a 1 s long poll and GetQueueAttributes); it wins back time by receiving with several
+threads.
 Options: --count N, --rounds R, --no-database, --json FILE. Environment:
 DBOPS_BENCH_SQS_ENDPOINT, DBOPS_BENCH_COUNT, DBOPS_BENCH_DATABASE_URL.
 """
@@ -167,6 +169,19 @@ def run_floor(client: Any, dlq: str, count: int) -> tuple[Run, Run]:
     )
 
 
+def settle(client: Any, dlq: str, count: int, timeout: float = 60) -> None:
+    """Wait until the queue reports every message visible again (after a release)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        attributes = client.get_queue_attributes(
+            QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        if int(attributes["ApproximateNumberOfMessages"]) >= count:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{dlq}: not all {count} messages visible again after {timeout} s")
+
+
 @contextlib.contextmanager
 def database(count: int, enabled: bool) -> Iterator[tuple[Any, list[str]]]:
     """A migrated scratch database with `count` completed jobs, or (None, []) without one."""
@@ -236,15 +251,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with database(count, not args.no_database) as (store, job_ids):
             dlq = fill(client, count, job_ids)
             try:
-                for _ in range(args.rounds):
-                    floor, with_release = run_floor(client, dlq, count)
-                    keep(floor)
-                    keep(with_release)
-                    runs = [run_stats(endpoint, dlq, "reason"), run_stats(endpoint, dlq, "age")]
-                    if store is not None:
-                        runs.append(run_stats(endpoint, dlq, "job_status", store))
+                kinds = ["floor", "reason", "age"] + (["job_status"] if store else [])
+                for round_number in range(args.rounds):
+                    # Each round starts with a different run: a run right after another
+                    # one's release finds the server still busy with it.
+                    shift = round_number % len(kinds)
+                    floor = None
+                    runs = []
+                    for kind in kinds[shift:] + kinds[:shift]:
+                        settle(client, dlq, count)
+                        if kind == "floor":
+                            floor, with_release = run_floor(client, dlq, count)
+                            keep(floor)
+                            keep(with_release)
+                        else:
+                            run = run_stats(endpoint, dlq, kind, store)
+                            keep(run)
+                            runs.append(run)
+                    assert floor is not None
                     for run in runs:
-                        keep(run)
                         per_round.setdefault(run.name, []).append(run.rate / floor.rate)
             finally:
                 with contextlib.suppress(Exception):
