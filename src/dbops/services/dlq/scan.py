@@ -177,7 +177,7 @@ class Scan:
                     yield fresh
         finally:
             self._stop_receivers()
-        if not self._confirm_end(final=False):
+        if not self._confirm_end(final=self.max_empty <= 2):
             yield from self._serial_batches(empty=2)
 
     def _stop_receivers(self) -> None:
@@ -185,8 +185,9 @@ class Scan:
         messages, so that release() makes them visible again."""
         pool, self._receivers = self._receivers, None
         if pool is not None:
-            for got in pool.stop():
-                self._take(got)
+            for got in pool.stop():  # never yielded: only their receipt handles are kept
+                for message in got:
+                    self._spool.write(f"{message.message_id}\t{message.receipt_handle}\n")
 
     def consumed(self, message_ids: Iterable[str]) -> None:
         self._consumed.update(message_ids)
