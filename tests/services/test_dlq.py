@@ -5,6 +5,7 @@ taking `store` run on both transports (direct Postgres and Supabase through the 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from typing import Any
 
@@ -96,6 +97,89 @@ def test_peek_respects_limit_and_leaves_everything(port, queues):
 def test_peek_rejects_bad_limit(port, queues, limit):
     with pytest.raises(UsageError):
         dlq.peek(queues=port, queue_url=queues.dlq_url, limit=limit)
+
+
+# --------------------------------------------------------------------------- concurrent scan
+class ThreadRecordingQueues(SqsQueues):
+    """The real adapter, noting which thread made each receive that returned messages, and
+    failing the `fail_at`-th receive (counted over all threads) with a RemoteError."""
+
+    def __init__(self, endpoint: str, *, fail_at: int | None = None) -> None:
+        super().__init__(region="us-east-1", endpoint=endpoint)
+        self.threads: list[str] = []
+        self.calls = 0
+        self.fail_at = fail_at
+        self._lock = threading.Lock()
+
+    def receive(self, queue_url: str, **kwargs: Any) -> list[Any]:
+        with self._lock:
+            self.calls += 1
+            if self.fail_at is not None and self.calls == self.fail_at:
+                raise RemoteError("receive from test: injected failure")
+        got = super().receive(queue_url, **kwargs)
+        if got:
+            with self._lock:
+                self.threads.append(threading.current_thread().name)
+        return got
+
+
+def test_concurrent_scan_reads_each_message_once_and_releases_them(sqs_endpoint, queues):
+    sent = send(queues.client, queues.dlq_url, [job_body(f"j{i}") for i in range(300)])
+    port = ThreadRecordingQueues(sqs_endpoint)
+    seen: list[str] = []
+    with dlq.Scan(port, queues.dlq_url, lease=300, receivers=4, release_workers=4) as scan:
+        for batch in scan.batches():
+            seen.extend(m.message_id for m in batch)
+    assert len(seen) == len(set(seen)) == 300
+    assert set(seen) == set(sent)
+    assert (scan.stats.scanned, scan.stats.drained) == (300, True)
+    # moto, like SQS itself now and then, may hand one message to two concurrent receives:
+    # it is yielded once, and both receipt handles are released
+    assert scan.stats.released == 300 + scan.stats.duplicates
+    # the receiving really was spread over several receiver threads
+    assert len({t for t in port.threads if t.startswith("dbops-receive-")}) >= 2
+    assert queues.visible(queues.dlq_url) == 300
+    assert in_flight(queues, queues.dlq_url) == 0
+    # each message was received once by the scan, bar those duplicates (and once by this drain)
+    counts = [m["Attributes"]["ApproximateReceiveCount"] for m in queues.drain(queues.dlq_url)]
+    assert len(counts) == 300
+    assert sum(c != "2" for c in counts) <= scan.stats.duplicates
+
+
+def test_concurrent_scan_on_a_small_queue_stays_serial(sqs_endpoint, queues):
+    send(queues.client, queues.dlq_url, [job_body(f"j{i}") for i in range(7)])
+    port = ThreadRecordingQueues(sqs_endpoint)
+    with dlq.Scan(port, queues.dlq_url, receivers=4) as scan:
+        assert sum(len(b) for b in scan.batches()) == 7
+    assert port.threads == ["MainThread"]
+    assert scan.stats.drained is True
+    assert queues.visible(queues.dlq_url) == 7
+
+
+def test_concurrent_scan_releases_everything_when_the_consumer_stops(sqs_endpoint, queues):
+    send(queues.client, queues.dlq_url, [job_body(f"j{i}") for i in range(120)])
+    port = ThreadRecordingQueues(sqs_endpoint)
+    with pytest.raises(RuntimeError), dlq.Scan(port, queues.dlq_url, receivers=4) as scan:
+        for _batch in scan.batches():
+            raise RuntimeError("boom")
+    # whatever the receivers had in flight when the loop stopped was released too
+    assert scan.stats.released > 0
+    assert queues.visible(queues.dlq_url) == 120
+    assert in_flight(queues, queues.dlq_url) == 0
+
+
+def test_concurrent_scan_receiver_error_is_raised_and_nothing_stays_held(sqs_endpoint, queues):
+    send(queues.client, queues.dlq_url, [job_body(f"j{i}") for i in range(120)])
+    port = ThreadRecordingQueues(sqs_endpoint, fail_at=4)
+    with (
+        pytest.raises(RemoteError, match="injected failure"),
+        dlq.Scan(port, queues.dlq_url, receivers=4) as scan,
+    ):
+        for _batch in scan.batches():
+            pass
+    assert scan.stats.released >= 10
+    assert queues.visible(queues.dlq_url) == 120
+    assert in_flight(queues, queues.dlq_url) == 0
 
 
 # --------------------------------------------------------------------------- list

@@ -347,3 +347,28 @@ def test_filters_and_top(queues, sqs_endpoint):
     assert [(r.key, r.count) for r in top.rows] == [("timeout after <n>s", 5), ("oom killed", 3)]
     assert (top.groups, top.omitted) == (3, 1)
     assert queues.visible(queues.dlq_url) == len(bodies)
+
+
+def test_concurrent_scan_counts_each_message_once_with_odd_bodies(queues, sqs_endpoint):
+    """A few hundred messages, so that `group_messages` receives with several threads: every
+    message is counted exactly once (odd bodies under `(unparsed)`), even one that two
+    concurrent receives both got (moto does that now and then, SQS may too), and all of
+    them are visible again afterwards."""
+    assert stats.RECEIVERS > 1
+    reasons = [f"timeout after {i}s" for i in range(200)]
+    bodies = [json.dumps({"_dlq_reason": r}) for r in reasons]
+    bodies += ["not json at all", "[1, 2]", "{broken", '"just a string"'] * 20
+    bodies += [json.dumps({"job_id": "j"})] * 20
+    _send(queues.client, queues.dlq_url, bodies)
+    sqs = SqsQueues(region="us-east-1", endpoint=sqs_endpoint)
+    result = stats.group_messages(queues=sqs, queue_url=queues.dlq_url, by="reason")
+    assert {(r.key, r.count) for r in result.rows} == {
+        ("timeout after <n>s", 200),
+        (stats.UNPARSED, 80),
+        (stats.NO_REASON, 20),
+    }
+    assert (result.scanned, result.matched) == (300, 300)
+    assert result.released >= 300  # a message received twice is released under both handles
+    assert result.drained is True and result.warnings == []
+    assert queues.visible(queues.dlq_url) == 300
+    assert len(queues.drain(queues.dlq_url)) == 300

@@ -10,7 +10,9 @@ bound. Also: `peek`, attribute shaping and job-status lookups shared by the DLQ 
 from __future__ import annotations
 
 import base64
+import queue
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,7 +23,7 @@ from typing import IO, Any
 from pydantic import BaseModel
 
 from dbops.errors import DbopsError, RemoteError, UsageError
-from dbops.ports import Queues, Store
+from dbops.ports import QueueMessage, Queues, Store
 from dbops.services.messages import ParsedMessage, parse
 from dbops.services.queue import read_counts
 
@@ -50,6 +52,9 @@ class Scan:
     `consumed(ids)` marks messages that were deleted, so they are not released.
     `release_workers` > 1 sends that many ChangeMessageVisibilityBatch calls at once when
     releasing (the messages are all held by then, so their order does not matter).
+    `receivers` > 1 (without a `limit`) receives with that many threads, each its own
+    ReceiveMessage loop, once the first receive comes back full (see `_concurrent_batches`);
+    batches are still yielded in the calling thread, de-duplicated by message id.
     """
 
     def __init__(
@@ -62,6 +67,7 @@ class Scan:
         long_poll: int = LONG_POLL_SECONDS,
         max_empty: int = MAX_EMPTY_RECEIVES,
         release_workers: int = 1,
+        receivers: int = 1,
     ) -> None:
         if limit is not None and limit < 0:
             raise UsageError("scan limit must not be negative")
@@ -72,6 +78,8 @@ class Scan:
         self.long_poll = long_poll
         self.max_empty = max(2, max_empty)
         self.release_workers = max(1, release_workers)
+        self.receivers = max(1, receivers)
+        self._receivers: _Receivers | None = None
         self.stats = ScanStats()
         self._seen: set[str] = set()
         self._consumed: set[str] = set()
@@ -95,7 +103,12 @@ class Scan:
 
     def batches(self) -> Iterator[list[ParsedMessage]]:
         """Yield fresh (not seen before) messages, a received batch at a time."""
-        empty = 0
+        if self.receivers > 1 and self.limit is None:
+            yield from self._concurrent_batches()
+            return
+        yield from self._serial_batches(empty=0)
+
+    def _serial_batches(self, *, empty: int) -> Iterator[list[ParsedMessage]]:
         while self.limit is None or self.stats.scanned < self.limit:
             want = 10 if self.limit is None else min(10, self.limit - self.stats.scanned)
             got = self.queues.receive(
@@ -106,32 +119,82 @@ class Scan:
             )
             if not got:
                 empty += 1
-                if empty >= 2:
-                    visible = read_counts(queues=self.queues, queue_url=self.queue_url).visible
-                    self.stats.visible_at_end = visible
-                    if visible == 0 or empty >= self.max_empty:
-                        self.stats.drained = visible == 0
-                        return
+                if empty >= 2 and self._confirm_end(final=empty >= self.max_empty):
+                    return
                 continue
             empty = 0
-            now = time.time()
-            fresh: list[ParsedMessage] = []
-            for message in got:
-                self._spool.write(f"{message.message_id}\t{message.receipt_handle}\n")
-                if message.message_id in self._seen:
-                    self.stats.duplicates += 1
-                    continue
-                self._seen.add(message.message_id)
-                fresh.append(parse(message, now=now))
-            self.stats.scanned += len(fresh)
+            fresh = self._take(got)
             if fresh:
                 yield fresh
+
+    def _confirm_end(self, *, final: bool) -> bool:
+        """After two empty receives: is the queue drained (or are we out of tries)?"""
+        visible = read_counts(queues=self.queues, queue_url=self.queue_url).visible
+        self.stats.visible_at_end = visible
+        if visible == 0 or final:
+            self.stats.drained = visible == 0
+            return True
+        return False
+
+    def _take(self, got: Sequence[QueueMessage]) -> list[ParsedMessage]:
+        """Spool the receipt handles of a received batch; parse the messages not seen yet."""
+        now = time.time()
+        fresh: list[ParsedMessage] = []
+        for message in got:
+            self._spool.write(f"{message.message_id}\t{message.receipt_handle}\n")
+            if message.message_id in self._seen:
+                self.stats.duplicates += 1
+                continue
+            self._seen.add(message.message_id)
+            fresh.append(parse(message, now=now))
+        self.stats.scanned += len(fresh)
+        return fresh
+
+    def _concurrent_batches(self) -> Iterator[list[ParsedMessage]]:
+        """`receivers` threads, each its own receive loop, feeding this (the calling) thread,
+        which spools, de-duplicates and parses. A small queue only starts them when the
+        first receive comes back full. Each receiver stops after two empty receives in a
+        row (the second a long poll); when all have stopped the queue's visible count
+        decides as in the serial scan, which then takes over if messages are left."""
+        first = self.queues.receive(
+            self.queue_url, max_messages=10, visibility_timeout=self.lease, wait_seconds=0
+        )
+        if len(first) < 10:
+            if first:
+                fresh = self._take(first)
+                if fresh:
+                    yield fresh
+            yield from self._serial_batches(empty=0 if first else 1)
+            return
+        fresh = self._take(first)
+        if fresh:
+            yield fresh
+        self._receivers = pool = _Receivers(self, self.receivers)
+        try:
+            for got in pool.results():
+                fresh = self._take(got)
+                if fresh:
+                    yield fresh
+        finally:
+            self._stop_receivers()
+        if not self._confirm_end(final=self.max_empty <= 2):
+            yield from self._serial_batches(empty=2)
+
+    def _stop_receivers(self) -> None:
+        """Whatever stopped the iteration, wait for every receive in flight and spool its
+        messages, so that release() makes them visible again."""
+        pool, self._receivers = self._receivers, None
+        if pool is not None:
+            for got in pool.stop():  # never yielded: only their receipt handles are kept
+                for message in got:
+                    self._spool.write(f"{message.message_id}\t{message.receipt_handle}\n")
 
     def consumed(self, message_ids: Iterable[str]) -> None:
         self._consumed.update(message_ids)
 
     def release(self, *, raise_errors: bool = True) -> int:
         """Make every held, not consumed message visible again (visibility 0)."""
+        self._stop_receivers()  # a batches() iterator abandoned half-way
         self._released = True
         self._spool.flush()
         self._spool.seek(0)
@@ -188,6 +251,79 @@ class Scan:
                 batch = {}
         if batch:
             yield batch
+
+
+class _Done:
+    """A receiver thread's last item on the results queue."""
+
+
+class _Receivers:
+    """`count` threads receiving from the scan's queue, each until two empty receives in a
+    row (the second a long poll) or `stop()`. Received batches (or a receiver's exception)
+    go through a small bounded queue, so receiving runs at most a few batches ahead of the
+    consumer."""
+
+    def __init__(self, scan: Scan, count: int) -> None:
+        self._scan = scan
+        self._out: queue.Queue[list[QueueMessage] | BaseException | _Done] = queue.Queue(
+            maxsize=2 * count
+        )
+        self._halt = threading.Event()
+        self._running = count
+        self._threads = [
+            threading.Thread(target=self._run, name=f"dbops-receive-{i}", daemon=True)
+            for i in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self) -> None:
+        scan = self._scan
+        empty = 0
+        try:
+            while not self._halt.is_set():
+                got = scan.queues.receive(
+                    scan.queue_url,
+                    max_messages=10,
+                    visibility_timeout=scan.lease,
+                    wait_seconds=0 if empty == 0 else scan.long_poll,
+                )
+                if got:
+                    empty = 0
+                    self._out.put(got)
+                else:
+                    empty += 1
+                    if empty >= 2:
+                        break
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._out.put(exc)
+        finally:
+            self._out.put(_Done())
+
+    def results(self) -> Iterator[list[QueueMessage]]:
+        """Received batches until every receiver has stopped; a receiver's error is raised."""
+        while self._running:
+            item = self._out.get()
+            if isinstance(item, _Done):
+                self._running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+
+    def stop(self) -> list[list[QueueMessage]]:
+        """Stop the receivers; the batches they received that were not taken yet."""
+        self._halt.set()
+        left: list[list[QueueMessage]] = []
+        while self._running:
+            item = self._out.get()
+            if isinstance(item, _Done):
+                self._running -= 1
+            elif isinstance(item, list):
+                left.append(item)
+        for thread in self._threads:
+            thread.join()
+        return left
 
 
 def peek(

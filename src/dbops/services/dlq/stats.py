@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -65,7 +66,8 @@ AGE_BUCKETS: tuple[tuple[float | None, str], ...] = (
 AGE_ORDER = {label: i for i, (_bound, label) in enumerate(AGE_BUCKETS)}
 
 LOOKUP_BATCH = 1000  # distinct job ids per database round trip
-RELEASE_WORKERS = 4  # ChangeMessageVisibilityBatch calls in flight at the end of the scan
+RELEASE_WORKERS = 8  # ChangeMessageVisibilityBatch calls in flight at the end of the scan
+RECEIVERS = 8  # threads receiving at once (each its own ReceiveMessage loop)
 KEY_MAX = 200  # characters of a group key (longer keys are cut, with "…")
 REASON_INPUT_MAX = 2000  # characters of a reason that are normalised
 JOB_ID_MAX = 100  # longer job ids cannot be UUIDs: never sent to the database
@@ -282,7 +284,11 @@ def source_key(message: ParsedMessage, *, reveal: bool = False) -> str:
 
 
 class _Grouper:
-    """Accumulates groups; job ids wait in `pending` (aggregated per id) for a lookup."""
+    """Accumulates groups; job ids wait in `pending` (aggregated per id) for a lookup.
+
+    A full batch of pending ids is looked up by one background thread while the scan goes
+    on (the store is used by no other thread meanwhile); `finish()` waits for the lookups
+    and folds their statuses into the groups, in this thread."""
 
     def __init__(self, by: GroupBy, *, store: Store | None, reveal: bool) -> None:
         self.by = by
@@ -291,6 +297,8 @@ class _Grouper:
         self.groups: dict[str, _Group] = {}
         self.pending: dict[str, _Group] = {}
         self.lookups = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._looking: list[tuple[Future[dict[str, Any]], dict[str, _Group]]] = []
 
     def _into(self, key: str) -> _Group:
         group = self.groups.get(key)
@@ -324,20 +332,44 @@ class _Grouper:
             key = age_bucket(age)
         self._into(key).add(message.message_id, age)
 
-    def flush(self) -> None:
-        """Look up the pending job ids in one round trip and fold them into the groups."""
-        if not self.pending:
-            return
+    def _lookup(self, ids: list[str]) -> dict[str, Any]:
         if self.store is None:  # pragma: no cover - group_messages refuses this earlier
             raise ConfigError("--by job_status needs a database")
-        ids = sorted(self.pending)
         rows = self.store.call("dbops_dlq_stats_job_status", {"p_job_ids": pg_text_array(ids)})
+        return {str(r.get("job_id")): r.get("status") for r in rows}
+
+    def flush(self) -> None:
+        """Start the lookup of the pending job ids (one round trip, in the background)."""
+        if not self.pending:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbops-lookup")
+        self._looking.append((self._pool.submit(self._lookup, sorted(self.pending)), self.pending))
         self.lookups += 1
-        statuses = {str(r.get("job_id")): r.get("status") for r in rows}
-        for job_id, group in self.pending.items():
-            status = statuses.get(job_id)
-            self._into(str(status) if status else UNKNOWN).merge(group)
-        self.pending.clear()
+        self.pending = {}
+
+    def __enter__(self) -> _Grouper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:  # a scan that failed: lookups still running are dropped
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def finish(self) -> None:
+        """Look up what is still pending, wait for every lookup, fold them into the groups."""
+        try:
+            self.flush()
+            for future, pending in self._looking:
+                statuses = future.result()
+                for job_id, group in pending.items():
+                    status = statuses.get(job_id)
+                    self._into(str(status) if status else UNKNOWN).merge(group)
+        finally:
+            self._looking = []
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
 
 
 def rank(rows: Iterable[DlqStatsRow], *, by: GroupBy, top: int | None) -> list[DlqStatsRow]:
@@ -384,17 +416,25 @@ def group_messages(
         )
     group_by: GroupBy = by  # type: ignore[assignment]
     message_filter = message_filter or MessageFilter()
-    grouper = _Grouper(group_by, store=store, reveal=reveal)
-    matched = 0
-    with Scan(queues, queue_url, lease=lease, limit=limit, release_workers=RELEASE_WORKERS) as scan:
-        for batch in scan.batches():
-            for message in batch:
-                if message_filter.accepts(message):
-                    matched += 1
-                    grouper.add(message)
-            if progress:
-                progress(scan.stats.scanned, matched)
-        grouper.flush()
+    with _Grouper(group_by, store=store, reveal=reveal) as grouper:
+        matched = 0
+        with Scan(
+            queues,
+            queue_url,
+            lease=lease,
+            limit=limit,
+            release_workers=RELEASE_WORKERS,
+            receivers=RECEIVERS,
+        ) as scan:
+            for batch in scan.batches():
+                for message in batch:
+                    if message_filter.accepts(message):
+                        matched += 1
+                        grouper.add(message)
+                if progress:
+                    progress(scan.stats.scanned, matched)
+        # after the release: the messages are visible again while the last lookups finish
+        grouper.finish()
     rows = rank((g.row(k) for k, g in grouper.groups.items()), by=group_by, top=top)
     warnings = []
     if not scan.stats.drained and limit is None:
