@@ -96,7 +96,6 @@ def _run_purge(
     arguments: dict[str, object],
 ) -> purging.PurgeResult:
     with recorder("dlq purge", arguments) as rec:
-        rec.counts = {"snapshot": preview.snapshot}
         with progress_bar("backing up", preview.snapshot) as update:
             result = purging.purge(
                 queues=_deps.queues(),
@@ -106,17 +105,9 @@ def _run_purge(
                 fast=preview.fast,
                 lease=lease_seconds,
                 progress=update,
-                counts=rec.counts,
                 checkpoint=checkpoint_from_env(),
             )
-        rec.counts = {
-            "snapshot": result.snapshot,
-            "scanned": result.scanned,
-            "backed_up": result.backed_up,
-            "purged": result.purged,
-            "failed": result.failed,
-            "left_in_place": result.left_in_place,
-        }
+        rec.counts = result.counts()
     return result
 
 
@@ -263,16 +254,9 @@ def _run_delete(
                 backup=backup_path,
                 lease=lease_seconds,
                 progress=update,
-                counts=rec.counts,
                 checkpoint=checkpoint_from_env(),
             )
-        rec.counts = {
-            "snapshot": result.snapshot,
-            "scanned": result.scanned,
-            "matched": result.matched,
-            "deleted": result.deleted,
-            "failed": result.failed,
-        }
+        rec.counts = result.counts()
     return result
 
 

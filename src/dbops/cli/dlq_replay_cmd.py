@@ -54,13 +54,11 @@ def _run(
     workers: int,
     output: Output,
     arguments: dict[str, Any],
-    counts: dict[str, Any],
 ) -> Any:
     """Replay under the action recorder; a partial result is rendered before a failure."""
     from dbops.services.dlq import replay as svc
 
     with recorder("dlq replay", arguments) as rec:
-        rec.counts = counts
         try:
             result = svc.replay(
                 queues=queues,
@@ -68,7 +66,6 @@ def _run(
                 target=target,
                 rate=rate,
                 workers=workers,
-                counts=rec.counts,
                 checkpoint=checkpoint_from_env(),
             )
         except DbopsError as exc:
@@ -76,14 +73,7 @@ def _run(
             if isinstance(partial, svc.ReplayResult) and output in (Output.json, Output.jsonl):
                 render(partial, output)
             raise
-        rec.counts = {
-            "messages": result.messages,
-            "already_sent": result.already_sent,
-            "sent": result.sent,
-            "failed": result.failed,
-            "not_sent": result.not_sent,
-            "send_calls": result.send_calls,
-        }
+        rec.counts = result.counts()
         render(result, output, table=_summary)
         if result.interrupted:
             message(f"Interrupted: sent {result.sent}; re-run to send the rest (each once).")
@@ -169,7 +159,6 @@ def replay(
         workers=workers,
         output=output,
         arguments=arguments,
-        counts={"messages": preview.messages, "already_sent": preview.already_sent},
     )
     if result.failed:
         shown = "; ".join(f"{f.message_id}: {f.reason}" for f in result.failures[:3])
