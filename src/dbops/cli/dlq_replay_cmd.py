@@ -19,6 +19,32 @@ from dbops.cli._common import DryRunOpt, YesOpt, confirm, recorder
 from dbops.cli.output import Output, OutputOpt, message, render
 from dbops.errors import DbopsError, RemoteError, UsageError
 
+FileArg = Annotated[
+    Path,
+    typer.Argument(
+        help="JSONL file: a `dlq export`, a purge/delete backup, or a manifest cut from one.",
+        show_default=False,
+    ),
+]
+ToOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--to",
+        help="Target queue name or URL (default: the queue the file's messages came from).",
+        show_default=False,
+    ),
+]
+RateOpt = Annotated[
+    float | None,
+    typer.Option("--rate", help="At most this many messages per second.", show_default=False),
+]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--workers", help="Parallel SendMessageBatch calls (file order is kept only with 1)."
+    ),
+]
+
 
 def _summary(result: Any) -> None:
     message(
@@ -82,36 +108,14 @@ def _run(
 
 
 def replay(
-    file: Annotated[
-        Path,
-        typer.Argument(
-            help="JSONL file: a `dlq export`, a purge/delete backup, or a manifest cut from one.",
-            show_default=False,
-        ),
-    ],
-    to: Annotated[
-        str | None,
-        typer.Option(
-            "--to",
-            help="Target queue name or URL (default: the queue the file's messages came from).",
-            show_default=False,
-        ),
-    ] = None,
-    rate: Annotated[
-        float | None,
-        typer.Option("--rate", help="At most this many messages per second.", show_default=False),
-    ] = None,
-    workers: Annotated[
-        int,
-        typer.Option(
-            "--workers", help="Parallel SendMessageBatch calls (file order is kept only with 1)."
-        ),
-    ] = 1,
+    file: FileArg,
+    to: ToOpt = None,
+    rate: RateOpt = None,
+    workers: WorkersOpt = 1,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     output: OutputOpt = Output.table,
 ) -> None:
-    # Over 80 lines: the Typer option declarations and the help text take 50 of them.
     """Send the messages of an export or backup file back to a queue, exactly as they were.
 
     Bodies and message attributes (every data type) are sent unchanged, 10 per
