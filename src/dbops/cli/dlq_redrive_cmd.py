@@ -469,15 +469,15 @@ def redrive_cancel(
     """
     queues = _deps.queues()
     dlq_url = queue_url(queue)
-    handle = task_handle or svc.running_task(queues=queues, dlq_url=dlq_url).task_handle
-    assert handle is not None
-    message(f"Cancel message move task on {queue_name(dlq_url)}: {handle}")
+    plan = svc.cancel_plan(queues=queues, dlq_url=dlq_url, task_handle=task_handle)
+    message(f"Cancel message move task on {queue_name(dlq_url)}: {plan.task_handle}")
     confirm(f"cancel the move task on {queue_name(dlq_url)}", yes=yes, dry_run=dry_run)
-    with recorder(
-        "dlq redrive-cancel", {"queue": queue_name(dlq_url), "task_handle": handle}, dry_run=dry_run
-    ) as rec:
-        result = svc.cancel_move_task(
-            queues=queues, dlq_url=dlq_url, task_handle=handle, dry_run=dry_run
+    arguments = {"queue": queue_name(dlq_url), "task_handle": plan.task_handle}
+    with recorder("dlq redrive-cancel", arguments, dry_run=dry_run) as rec:
+        result = (
+            plan
+            if dry_run
+            else svc.cancel_move_task(queues=queues, dlq_url=dlq_url, task_handle=plan.task_handle)
         )
         rec.counts = {"moved_before_cancel": result.moved_before_cancel}
     render(result, output)

@@ -114,7 +114,8 @@ class RateLimitRule(BaseModel):
 
 
 class RuleChange(BaseModel):
-    """`dbops ratelimit set|enable|disable -o json`."""
+    """`dbops ratelimit set|enable|disable -o json`: the plan (`plan_rule`, `plan_toggle`:
+    `dry_run` true, no `after`) or, once `apply_change` ran, the rule `after` it."""
 
     name: str
     change: Literal["base", "override", "enable", "disable"]
@@ -125,6 +126,14 @@ class RuleChange(BaseModel):
     window_seconds: int | None = None
     for_seconds: int | None = None
     reason: str | None = None
+
+    def counts(self) -> dict[str, int]:
+        """The action-log counts."""
+        if self.after is None:
+            return {"rules_changed": 0}
+        if self.change in ("enable", "disable"):
+            return {"rules_changed": int(self.before.enabled != self.after.enabled)}
+        return {"rules_changed": 1, "overrides_created": int(self.change == "override")}
 
 
 class TopEntry(BaseModel):
@@ -283,6 +292,58 @@ def set_rule(
         },
     )
     return RateLimitRule.model_validate(rows[0])
+
+
+def plan_rule(
+    *,
+    store: Store,
+    name: str,
+    limit: int,
+    window_seconds: int | None,
+    for_seconds: int | None,
+    reason: str | None,
+) -> RuleChange:
+    """What `ratelimit set` would change (a dry run): the rule now, the new limit and window
+    (the current base window when none is given), permanent or an override."""
+    reason = clean_reason(reason)
+    before = get_rule(store=store, name=name)
+    return RuleChange(
+        name=name,
+        change="override" if for_seconds else "base",
+        dry_run=True,
+        before=before,
+        limit=limit,
+        window_seconds=window_seconds or before.base_window_seconds,
+        for_seconds=for_seconds,
+        reason=reason,
+    )
+
+
+def plan_toggle(*, store: Store, name: str, enabled: bool) -> RuleChange:
+    """What `ratelimit enable|disable` would change (a dry run)."""
+    before = get_rule(store=store, name=name)
+    change: Literal["enable", "disable"] = "enable" if enabled else "disable"
+    return RuleChange(name=name, change=change, dry_run=True, before=before)
+
+
+def apply_change(*, store: Store, plan: RuleChange, actor: str) -> RuleChange:
+    """Carry out a plan of `plan_rule` or `plan_toggle`; the result has the rule `after`."""
+    if plan.change in ("enable", "disable"):
+        after = set_enabled(
+            store=store, name=plan.name, enabled=plan.change == "enable", actor=actor
+        )
+    else:
+        assert plan.limit is not None
+        after = set_rule(
+            store=store,
+            name=plan.name,
+            limit=plan.limit,
+            window_seconds=plan.window_seconds,
+            for_seconds=plan.for_seconds,
+            reason=plan.reason,
+            actor=actor,
+        )
+    return plan.model_copy(update={"after": after, "dry_run": False})
 
 
 def set_enabled(*, store: Store, name: str, enabled: bool, actor: str) -> RateLimitRule:

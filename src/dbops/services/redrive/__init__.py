@@ -64,6 +64,7 @@ from dbops.services.redrive.models import (
 )
 from dbops.services.redrive.native import (
     cancel_move_task,
+    cancel_plan,
     check_native,
     list_move_tasks,
     native_redrive,
@@ -127,6 +128,7 @@ __all__ = [
     "attribute_size",
     "canary_check",
     "cancel_move_task",
+    "cancel_plan",
     "check_native",
     "clean_attributes",
     "combine",

@@ -90,13 +90,16 @@ def running_task(*, queues: Queues, dlq_url: str) -> MoveTask:
     raise NotFoundError(f"no running message move task on {queue_name(dlq_url)}")
 
 
-def cancel_move_task(
-    *, queues: Queues, dlq_url: str, task_handle: str | None, dry_run: bool = False
-) -> CancelResult:
+def cancel_plan(*, queues: Queues, dlq_url: str, task_handle: str | None) -> CancelResult:
+    """What `cancel_move_task` would cancel (`dry_run` set): `task_handle`, or the DLQ's
+    running move task when none is given (exit 4 when there is none)."""
+    handle = task_handle or running_task(queues=queues, dlq_url=dlq_url).task_handle or ""
+    return CancelResult(task_handle=handle, moved_before_cancel=0, dry_run=True)
+
+
+def cancel_move_task(*, queues: Queues, dlq_url: str, task_handle: str | None) -> CancelResult:
     """Cancel `task_handle`, or the DLQ's running move task when none is given."""
     handle = task_handle or running_task(queues=queues, dlq_url=dlq_url).task_handle or ""
-    if dry_run:
-        return CancelResult(task_handle=handle, moved_before_cancel=0, dry_run=True)
     moved = _native_call(queues, "CancelMessageMoveTask", lambda: queues.cancel_move_task(handle))
     return CancelResult(task_handle=handle, moved_before_cancel=int(moved))
 
