@@ -400,22 +400,16 @@ def reset(
     with recorder(
         "ratelimit reset", {"identifier": shown, "endpoint": plan.endpoint}, dry_run=dry_run
     ) as rec:
-        rec.counts = {"requests_in_window": plan.requests, "deleted": 0}
         if not dry_run:
-
-            def progress(batch: int, total: int) -> None:
-                rec.counts = {"requests_in_window": plan.requests, "deleted": total}
-
             result = ratelimit.reset(
                 store=store,
                 identifier=ident,
                 plan=result,
                 batch_size=batch_size,
-                on_batch=progress,
                 checkpoint=checkpoint_from_env(),
             )
-            rec.counts = {"requests_in_window": plan.requests, "deleted": result.deleted}
             message(f"deleted {result.deleted} request(s); {shown} is allowed again")
+        rec.counts = result.counts()
     render(result, output, table=_object_table)
 
 
@@ -548,27 +542,13 @@ def cleanup(
         {"older_than_seconds": seconds, "batch_size": batch_size},
         dry_run=dry_run,
     ) as rec:
-        rec.counts = {"requests": plan.requests, "deleted": 0, "batches": 0}
         if not dry_run:
-
-            def progress(batch: int, total: int) -> None:
-                rec.counts = {"requests": plan.requests, "deleted": total, "batches": batch}
-
             result = ratelimit.cleanup(
-                store=store,
-                plan=result,
-                batch_size=batch_size,
-                on_batch=progress,
-                checkpoint=checkpoint_from_env(),
+                store=store, plan=result, batch_size=batch_size, checkpoint=checkpoint_from_env()
             )
-            rec.counts = {
-                "requests": plan.requests,
-                "deleted_requests": result.deleted_requests,
-                "deleted_denials": result.deleted_denials,
-                "batches": result.batches,
-            }
             message(
                 f"deleted {result.deleted_requests} request(s) and {result.deleted_denials} "
                 f"denial counter(s) in {result.batches} batch(es)"
             )
+        rec.counts = result.counts()
     render(result, output, table=_object_table)
