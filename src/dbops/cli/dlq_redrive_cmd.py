@@ -337,7 +337,8 @@ def redrive(
     table = output is Output.table
     with recorder("dlq redrive", arguments, dry_run=dry_run) as rec:
         with partial_rendered(output, svc.RedriveResult), _progress_bar(table) as bar:
-            result = svc.execute(plan, progress=bar, checkpoint=checkpoint_from_env())
+            run = svc.dry_run if dry_run else svc.execute
+            result = run(plan, progress=bar, checkpoint=checkpoint_from_env())
         rec.counts = result.counts()
         render(result, output, table=_summary_table)
         _outcome(result)

@@ -18,7 +18,8 @@ Modules: ``models`` (constants, result models), ``facts`` (queue facts, target, 
 ``state`` / ``batch`` / ``copy`` (the copy engine: shared state and leases, send and
 delete, workers and driver), ``canary``, ``native``, ``journal`` (what a killed run left
 to settle), ``usecases`` (``copy_redrive``, ``preview``, and the command's
-request -> plan -> execute). Every name is re-exported here.
+request -> plan -> ``execute``, or ``dry_run`` to render the plan's outcome without moving
+anything). Every name is re-exported here.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ from dbops.services.redrive.usecases import (
     RedrivePlan,
     RedriveRequest,
     copy_redrive,
+    dry_run,
     execute,
     plan_redrive,
     preview,
@@ -134,6 +136,7 @@ __all__ = [
     "combine",
     "completed_job_ids",
     "copy_redrive",
+    "dry_run",
     "execute",
     "list_move_tasks",
     "message_size",

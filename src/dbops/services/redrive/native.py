@@ -126,7 +126,6 @@ def native_redrive(
     dlq_url: str,
     target_url: str,
     rate: float | None = None,
-    dry_run: bool = False,
     progress: ProgressFn | None = None,
     poll_seconds: float = 2.0,
     stop_event: threading.Event | None = None,
@@ -139,13 +138,9 @@ def native_redrive(
     source_arn = source.arn or _arn(queues, dlq_url)
     target_arn = _arn(queues, target_url)
     check_native(queues=queues, dlq_url=dlq_url)
-    result = RedriveResult(method="native", dry_run=dry_run, source=dlq_url, target=target_url)
+    result = RedriveResult(method="native", dry_run=False, source=dlq_url, target=target_url)
     result.scanned = source.visible
     result.matched = source.visible
-    if dry_run:
-        result.stopped = "dry_run"
-        result.duration_seconds = round(time.monotonic() - started, 3)
-        return result
     handle = _native_call(
         queues,
         "StartMessageMoveTask",
