@@ -16,8 +16,8 @@ import typer
 from dbops.cli import _deps
 from dbops.cli._checkpoint import checkpoint_from_env
 from dbops.cli._common import DryRunOpt, YesOpt, confirm, recorder
-from dbops.cli.output import Output, OutputOpt, message, render
-from dbops.errors import DbopsError, RemoteError, UsageError
+from dbops.cli.output import Output, OutputOpt, message, partial_rendered, render
+from dbops.errors import RemoteError, UsageError
 
 FileArg = Annotated[
     Path,
@@ -85,7 +85,7 @@ def _run(
     from dbops.services.dlq import replay as svc
 
     with recorder("dlq replay", arguments) as rec:
-        try:
+        with partial_rendered(output, svc.ReplayResult):
             result = svc.replay(
                 queues=queues,
                 replay_plan=plan,
@@ -94,11 +94,6 @@ def _run(
                 workers=workers,
                 checkpoint=checkpoint_from_env(),
             )
-        except DbopsError as exc:
-            partial = exc.partial_result
-            if isinstance(partial, svc.ReplayResult) and output in (Output.json, Output.jsonl):
-                render(partial, output)
-            raise
         rec.counts = result.counts()
         render(result, output, table=_summary)
         if result.interrupted:
