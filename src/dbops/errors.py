@@ -7,7 +7,9 @@ Messages must never contain a secret: adapters build them from safe parts only.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable, Iterator
 from enum import IntEnum
 from typing import Any
 
@@ -28,8 +30,9 @@ class DbopsError(Exception):
 
     exit_code: ExitCode = ExitCode.UNEXPECTED
     #: The one partial-result pattern: a command that did part of its work before failing
-    #: raises with the result model so far (its counts included); the CLI logs those counts
-    #: and renders the result as JSON before the one-line error.
+    #: (or being interrupted: `Interrupted`) raises with the result model so far; the action
+    #: recorder logs that model's `counts()` and the CLI may render it before the one-line
+    #: error. Services attach it with `partial_result_on_failure`.
     partial_result: Any = None
 
     def __init__(
@@ -108,3 +111,41 @@ class RefusedError(DbopsError):
 
 class MissingExtraError(ConfigError):
     """An optional dependency (the `sandbox` extra) is not installed."""
+
+
+class Interrupted(DbopsError):
+    """Ctrl-C (KeyboardInterrupt) in a service that did part of its work: exit 130, the
+    action-log outcome `interrupted`, and `partial_result` the progress so far. Raised by
+    `partial_result_on_failure`, chained from the KeyboardInterrupt."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, message: str = "interrupted", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+
+
+@contextlib.contextmanager
+def partial_result_on_failure(partial: Callable[[], Any]) -> Iterator[None]:
+    """Attach `partial()` (the service's result model so far) to whatever propagates.
+
+    A DbopsError gets it as `partial_result` (unless it carries one already); a
+    KeyboardInterrupt becomes `Interrupted` carrying it; any other exception (a bug) gets
+    the attribute too, so the action log still has the counts.
+    """
+    try:
+        yield
+    except DbopsError as exc:
+        if exc.partial_result is None:
+            exc.partial_result = partial()
+        raise
+    except KeyboardInterrupt as exc:
+        raise Interrupted(partial_result=partial()) from exc
+    except Exception as exc:
+        with contextlib.suppress(AttributeError):
+            exc.partial_result = partial()  # type: ignore[attr-defined]
+        raise
+
+
+def partial_result_of(exc: BaseException | None) -> Any:
+    """The partial result an exception carries (None when it carries none)."""
+    return getattr(exc, "partial_result", None)

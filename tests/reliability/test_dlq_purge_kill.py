@@ -108,9 +108,10 @@ def test_purge_killed_mid_delete_loses_nothing(env, tmp_path):
     assert sorted(left) == sorted(set(bodies) - deleted)  # the rest once each
 
 
-def test_purge_interrupted_mid_delete_releases_the_rest_at_once(env, tmp_path):
+def test_purge_interrupted_mid_delete_releases_the_rest_at_once(env, db, tmp_path):
     """Ctrl-C (SIGINT) during the deletes: exit 130, what was deleted is in the backup, and
-    every other held message is released at once (visible, not left to a 5-minute lease)."""
+    every other held message is released at once (visible, not left to a 5-minute lease).
+    The action-log row says `interrupted` with the counts of the partial result."""
     bodies = _seed(env.client, env.dlq_url)
     backup = tmp_path / "backup.jsonl"
     paused = _start("mid_delete", tmp_path, "--backup", str(backup), "--lease", "5m")
@@ -128,3 +129,15 @@ def test_purge_interrupted_mid_delete_releases_the_rest_at_once(env, tmp_path):
     saved = _backup(backup)
     assert sorted(saved) == sorted(bodies)
     assert set(bodies) - set(left) <= set(saved) and len(left) == visible
+    [row] = db.execute(
+        "select outcome, error, counts from dbops_action_log where command = 'dlq purge'"
+    ).fetchall()
+    assert (row["outcome"], row["error"]) == ("interrupted", "interrupted by operator")
+    assert row["counts"] == {
+        "snapshot": COUNT,
+        "scanned": COUNT,
+        "backed_up": COUNT,
+        "purged": COUNT - visible,
+        "failed": 0,
+        "left_in_place": None,
+    }

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from dbops.adapters.sqs import SqsQueues
-from dbops.errors import RefusedError, RemoteError, UsageError
+from dbops.errors import ExitCode, Interrupted, RefusedError, RemoteError, UsageError
 from dbops.services import dlq
 from dbops.services.dlq import purging as dlq_purge
 from dbops.services.dlq import snapshot
@@ -80,12 +80,18 @@ def test_purge_backs_up_then_deletes_exactly_what_it_received(port, queues, tmp_
     ]
     send(queues.client, queues.dlq_url, bodies, ATTRIBUTES)
     backup = tmp_path / "new-folder" / "backup.jsonl"
-    counts: dict[str, Any] = {}
-    result = dlq_purge.purge(queues=port, queue_url=queues.dlq_url, backup=backup, counts=counts)
+    result = dlq_purge.purge(queues=port, queue_url=queues.dlq_url, backup=backup)
     assert result.mode == "snapshot" and result.snapshot == 18
     assert (result.scanned, result.backed_up, result.purged, result.failed) == (18, 18, 18, 0)
     assert (result.left_in_place, result.duplicates, result.stopped) == (0, 0, "snapshot")
-    assert counts["deleted"] == 18
+    assert result.counts() == {
+        "snapshot": 18,
+        "scanned": 18,
+        "backed_up": 18,
+        "purged": 18,
+        "failed": 0,
+        "left_in_place": 0,
+    }
     assert stat.S_IMODE(backup.stat().st_mode) == 0o600
     assert stat.S_IMODE(backup.parent.stat().st_mode) == 0o700
     lines = backup_lines(backup)
@@ -98,6 +104,77 @@ def test_purge_backs_up_then_deletes_exactly_what_it_received(port, queues, tmp_
 
 def test_purge_is_reexported_from_the_dlq_module():
     assert dlq.purge is dlq_purge.purge and dlq.delete_messages is dlq_purge.delete_messages
+
+
+@pytest.mark.parametrize("phase", ["scan", "delete"])
+def test_interrupted_purge_carries_its_counts_and_releases_the_rest(port, queues, tmp_path, phase):
+    """Ctrl-C (a KeyboardInterrupt from the progress callback) becomes `Interrupted` (exit
+    130), chained from it, carrying the PurgeResult so far: the one partial-result carrier
+    the action log reads. Every held message not deleted is visible again at once."""
+    send(queues.client, queues.dlq_url, [job_body(f"j{i}") for i in range(25)])
+    calls = 0
+
+    def progress(scanned: int, done: int) -> None:
+        nonlocal calls
+        calls += 1
+        # one Ctrl-C: on the 2nd scanned batch, or after the first delete batch (3 scans)
+        if calls == (2 if phase == "scan" else 4):
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as caught:
+        dlq_purge.purge(
+            queues=port,
+            queue_url=queues.dlq_url,
+            backup=tmp_path / "b.jsonl",
+            workers=1,
+            progress=progress,
+        )
+    exc = caught.value
+    assert exc.exit_code == ExitCode.INTERRUPTED == 130
+    assert isinstance(exc.__cause__, KeyboardInterrupt)
+    partial = exc.partial_result
+    assert isinstance(partial, dlq_purge.PurgeResult)
+    counts = partial.counts()
+    assert counts["snapshot"] == 25 and counts["failed"] == 0
+    if phase == "scan":
+        # the partial backup was removed (nothing deleted): none counts as backed up
+        assert (counts["scanned"], counts["backed_up"], counts["purged"]) == (20, 0, 0)
+        assert depth(queues, queues.dlq_url) == (25, 0)
+        assert not (tmp_path / "b.jsonl").exists()
+    else:
+        assert (counts["scanned"], counts["backed_up"], counts["purged"]) == (25, 25, 10)
+        assert depth(queues, queues.dlq_url) == (15, 0)
+
+
+def test_a_failed_delete_carries_its_counts(port, queues, tmp_path):
+    """A DbopsError raised mid-run gets the DeleteResult so far as `partial_result`."""
+    send(queues.client, queues.dlq_url, [job_body(f"j{i}") for i in range(15)])
+    calls = 0
+
+    def progress(scanned: int, done: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RemoteError("the network went away")
+
+    with pytest.raises(RemoteError) as caught:
+        dlq_purge.delete_messages(
+            queues=port,
+            queue_url=queues.dlq_url,
+            message_filter=MessageFilter(customers=["acme"]),
+            backup=None,
+            progress=progress,
+        )
+    partial = caught.value.partial_result
+    assert isinstance(partial, dlq_purge.DeleteResult)
+    assert partial.counts() == {
+        "snapshot": 15,
+        "scanned": 15,
+        "matched": 15,
+        "deleted": 0,
+        "failed": 0,
+    }
+    assert depth(queues, queues.dlq_url) == (15, 0)
 
 
 def test_purge_scans_at_most_the_snapshot(port, queues, tmp_path):
@@ -255,12 +332,11 @@ def test_delete_only_matching_messages_and_back_them_up(port, queues, tmp_path):
     assert (preview.snapshot, preview.scanned, preview.matched) == (21, 21, 12)
     assert queues.visible(queues.dlq_url) == 21
     backup = tmp_path / "deleted.jsonl"
-    counts: dict[str, Any] = {}
     result = dlq_purge.delete_messages(
-        queues=port, queue_url=queues.dlq_url, message_filter=flt, backup=backup, counts=counts
+        queues=port, queue_url=queues.dlq_url, message_filter=flt, backup=backup
     )
     assert (result.matched, result.deleted, result.failed, result.released) == (12, 12, 0, 9)
-    assert (result.backed_up, counts["deleted"]) == (12, 12)
+    assert (result.backed_up, result.counts()["deleted"]) == (12, 12)
     assert stat.S_IMODE(backup.stat().st_mode) == 0o600
     saved = backup_lines(backup)
     assert sorted(r["customer_id"] for r in saved) == ["acme"] * 12

@@ -49,12 +49,17 @@ def migrate(
     if pending and not dry_run:
         message("pending: " + ", ".join(f"{m.version}_{m.name}" for m in pending))
         confirm(f"apply {len(pending)} migration(s)", yes=yes, dry_run=dry_run)
+
+    def run() -> migrations.MigrateResult:
+        """The plan (a dry run), or the migrations applied."""
+        return migrations.plan(store=store) if dry_run else migrations.migrate(store=store)
+
     if pending:
         with recorder("db migrate", {"dry_run": dry_run}, dry_run=dry_run) as rec:
-            result = migrations.migrate(store=store, dry_run=dry_run)
+            result = run()
             rec.counts = {"applied": len(result.applied)}
     else:
-        result = migrations.migrate(store=store, dry_run=dry_run)
+        result = run()
     if output is Output.table:
         verb = "would apply" if dry_run else "applied"
         if result.applied:
@@ -154,7 +159,9 @@ def roles_cmd(
         message(preview.summary())
     confirm(f"create or update roles {', '.join(roles.ROLES)}", yes=yes, dry_run=dry_run)
     with recorder("db roles", {"apply": True}, dry_run=dry_run) as rec:
-        result = roles.apply(store=store, dry_run=dry_run)
+        result = (
+            preview.model_copy(update={"dry_run": True}) if dry_run else roles.apply(store=store)
+        )
         rec.counts = {
             "created": len(result.created),
             "grants": sum(len(g.objects or []) for r in result.roles for g in r.grants),

@@ -18,6 +18,29 @@ from dbops.errors import ExitCode, RemoteError, UsageError
 from dbops.ports import Store
 from dbops.services import dlq
 
+ThresholdOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threshold",
+        min=1,
+        help="Alert at this depth or more (default: DLQ_ALERT_THRESHOLD, else 1).",
+        show_default=False,
+    ),
+]
+NotifyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--notify",
+        help="Send an alert: 'slack' (webhook from SLACK_WEBHOOK_URL).",
+        show_default=False,
+    ),
+]
+IntervalOpt = Annotated[str, typer.Option("--interval", help="Time between checks with --watch.")]
+CountOpt = Annotated[
+    int | None,
+    typer.Option("--count", min=1, help="With --watch, stop after this many checks."),
+]
+
 
 def _monitor_line(result: dlq.MonitorResult) -> None:
     state = "ALERT" if result.alerting else "ok"
@@ -59,31 +82,11 @@ def _monitor_once(
 
 def monitor(
     queue: QueueOpt = None,
-    threshold: Annotated[
-        int | None,
-        typer.Option(
-            "--threshold",
-            min=1,
-            help="Alert at this depth or more (default: DLQ_ALERT_THRESHOLD, else 1).",
-            show_default=False,
-        ),
-    ] = None,
-    notify: Annotated[
-        str | None,
-        typer.Option(
-            "--notify",
-            help="Send an alert: 'slack' (webhook from SLACK_WEBHOOK_URL).",
-            show_default=False,
-        ),
-    ] = None,
+    threshold: ThresholdOpt = None,
+    notify: NotifyOpt = None,
     watch: Annotated[bool, typer.Option("--watch", help="Keep checking every --interval.")] = False,
-    interval: Annotated[
-        str, typer.Option("--interval", help="Time between checks with --watch.")
-    ] = "1m",
-    count: Annotated[
-        int | None,
-        typer.Option("--count", min=1, help="With --watch, stop after this many checks."),
-    ] = None,
+    interval: IntervalOpt = "1m",
+    count: CountOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Check the DLQ depth: exit 1 when depth >= threshold, 0 otherwise (for cron and CI).
@@ -99,7 +102,6 @@ def monitor(
         dbops dlq monitor --threshold 10 -o json
         dbops dlq monitor --notify slack --watch --interval 5m
     """
-    # Over 80 lines: the Typer option declarations and the help text take 45 of them.
     if notify is not None and notify.lower() != "slack":
         raise UsageError(f"invalid --notify {notify!r}: the only channel is 'slack'")
     seconds = parse_duration(interval, option="--interval")

@@ -35,6 +35,47 @@ from dbops.errors import RemoteError, UsageError
 from dbops.services.dlq import purging
 from dbops.services.messages import MessageFilter
 
+# The options of `purge` and `delete` beyond the shared DLQ ones (`dlq_cmd`).
+PurgeBackupOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backup",
+        help="Backup file (default: <data dir>/backups/<queue>-purge-<time>.jsonl).",
+        show_default=False,
+    ),
+]
+PurgeNoBackupOpt = Annotated[
+    bool, typer.Option("--no-backup", help="Purge without writing a backup first.")
+]
+FastOpt = Annotated[
+    bool,
+    typer.Option(
+        "--fast",
+        help="Use PurgeQueue after the backup scan: can delete messages that arrive "
+        "meanwhile (up to 60 s) without backing them up.",
+    ),
+]
+DeleteManifestOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--manifest",
+        help="Delete exactly the MessageIds listed in this export file.",
+        show_default=False,
+    ),
+]
+DeleteBackupOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backup",
+        help="Write deleted messages here first (default: <data dir>/"
+        "backups/<queue>-delete-<time>.jsonl).",
+        show_default=False,
+    ),
+]
+DeleteNoBackupOpt = Annotated[
+    bool, typer.Option("--no-backup", help="Do not keep a copy of deleted messages.")
+]
+
 
 def _exclusive(backup: str | None, no_backup: bool) -> None:
     if backup and no_backup:
@@ -96,7 +137,6 @@ def _run_purge(
     arguments: dict[str, object],
 ) -> purging.PurgeResult:
     with recorder("dlq purge", arguments) as rec:
-        rec.counts = {"snapshot": preview.snapshot}
         with progress_bar("backing up", preview.snapshot) as update:
             result = purging.purge(
                 queues=_deps.queues(),
@@ -106,41 +146,17 @@ def _run_purge(
                 fast=preview.fast,
                 lease=lease_seconds,
                 progress=update,
-                counts=rec.counts,
                 checkpoint=checkpoint_from_env(),
             )
-        rec.counts = {
-            "snapshot": result.snapshot,
-            "scanned": result.scanned,
-            "backed_up": result.backed_up,
-            "purged": result.purged,
-            "failed": result.failed,
-            "left_in_place": result.left_in_place,
-        }
+        rec.counts = result.counts()
     return result
 
 
 def purge(
     queue: QueueOpt = None,
-    backup: Annotated[
-        str | None,
-        typer.Option(
-            "--backup",
-            help="Backup file (default: <data dir>/backups/<queue>-purge-<time>.jsonl).",
-            show_default=False,
-        ),
-    ] = None,
-    no_backup: Annotated[
-        bool, typer.Option("--no-backup", help="Purge without writing a backup first.")
-    ] = False,
-    fast: Annotated[
-        bool,
-        typer.Option(
-            "--fast",
-            help="Use PurgeQueue after the backup scan: can delete messages that arrive "
-            "meanwhile (up to 60 s) without backing them up.",
-        ),
-    ] = False,
+    backup: PurgeBackupOpt = None,
+    no_backup: PurgeNoBackupOpt = False,
+    fast: FastOpt = False,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     lease: LeaseOpt = "5m",
@@ -158,7 +174,6 @@ def purge(
         dbops dlq purge --dry-run
         dbops dlq purge --yes
     """
-    # Over 80 lines: the Typer option declarations and the help text take 40 of them.
     _exclusive(backup, no_backup)
     lease_seconds = parse_duration(lease, option="--lease")
     purging.validate(lease=lease_seconds)
@@ -263,16 +278,9 @@ def _run_delete(
                 backup=backup_path,
                 lease=lease_seconds,
                 progress=update,
-                counts=rec.counts,
                 checkpoint=checkpoint_from_env(),
             )
-        rec.counts = {
-            "snapshot": result.snapshot,
-            "scanned": result.scanned,
-            "matched": result.matched,
-            "deleted": result.deleted,
-            "failed": result.failed,
-        }
+        rec.counts = result.counts()
     return result
 
 
@@ -292,26 +300,9 @@ def delete(
     reason: ReasonOpt = None,
     older_than: OlderOpt = None,
     newer_than: NewerOpt = None,
-    manifest: Annotated[
-        Path | None,
-        typer.Option(
-            "--manifest",
-            help="Delete exactly the MessageIds listed in this export file.",
-            show_default=False,
-        ),
-    ] = None,
-    backup: Annotated[
-        str | None,
-        typer.Option(
-            "--backup",
-            help="Write deleted messages here first (default: <data dir>/"
-            "backups/<queue>-delete-<time>.jsonl).",
-            show_default=False,
-        ),
-    ] = None,
-    no_backup: Annotated[
-        bool, typer.Option("--no-backup", help="Do not keep a copy of deleted messages.")
-    ] = False,
+    manifest: DeleteManifestOpt = None,
+    backup: DeleteBackupOpt = None,
+    no_backup: DeleteNoBackupOpt = False,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     lease: LeaseOpt = "5m",
@@ -329,7 +320,6 @@ def delete(
         dbops dlq delete --customer acme --older-than 7d --dry-run
         dbops dlq delete --manifest reviewed.jsonl --yes
     """
-    # Over 80 lines: the Typer option declarations and the help text take 50 of them.
     _exclusive(backup, no_backup)
     flt = _delete_filter(
         job_id=job_id,

@@ -40,11 +40,12 @@ from dbops.cli.output import (
     err_console,
     key_values,
     message,
+    partial_rendered,
     print_table,
     render,
 )
 from dbops.durations import format_duration, parse_duration
-from dbops.errors import DbopsError, RefusedError
+from dbops.errors import RefusedError
 from dbops.names import queue_name
 from dbops.services import redrive as svc
 
@@ -57,6 +58,49 @@ class Method(StrEnum):
 QueueOpt = Annotated[
     str | None,
     typer.Option("--queue", "-q", help="DLQ name or URL (default: SQS_DLQ_URL)."),
+]
+# The options of `redrive` beyond the shared filter ones (`dlq_cmd`).
+ToOpt = Annotated[
+    str | None,
+    typer.Option("--to", help="Target queue (default: the DLQ's single source queue)."),
+]
+SkipCompletedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-completed-jobs", help="Leave messages whose job already completed (database)."
+    ),
+]
+MaxOpt = Annotated[int | None, typer.Option("--max", help="Move at most N messages.")]
+RateOpt = Annotated[
+    float | None, typer.Option("--rate", help="At most this many messages per second.")
+]
+WorkersOpt = Annotated[int, typer.Option("--workers", help="Parallel receive/send/delete loops.")]
+ManifestOpt = Annotated[
+    Path | None,
+    typer.Option("--manifest", help="Redrive exactly the MessageIds in this export file."),
+]
+CanaryOpt = Annotated[
+    int | None,
+    typer.Option("--canary", help="Move N first, wait --canary-wait, stop if they return."),
+]
+CanaryWaitOpt = Annotated[
+    str, typer.Option("--canary-wait", help="How long to watch the canary (e.g. 2m).")
+]
+MethodOpt = Annotated[
+    Method,
+    typer.Option(
+        "--method",
+        help="copy (filtered, crash-safe) or native (AWS move task).",
+        case_sensitive=False,
+    ),
+]
+LeaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--lease",
+        hidden=True,
+        help="Visibility lease on scanned messages (default 5m; tests, slow networks).",
+    ),
 ]
 
 
@@ -224,65 +268,27 @@ def _progress_bar(enabled: bool) -> Iterator[svc.ProgressFn | None]:
 
 # --------------------------------------------------------------------------- commands
 def redrive(
-    to: Annotated[
-        str | None,
-        typer.Option("--to", help="Target queue (default: the DLQ's single source queue)."),
-    ] = None,
+    to: ToOpt = None,
     job_id: JobIdOpt = None,
     customer: CustomerOpt = None,
     match: MatchOpt = None,
     reason: ReasonOpt = None,
     older_than: OlderOpt = None,
     newer_than: NewerOpt = None,
-    skip_completed_jobs: Annotated[
-        bool,
-        typer.Option(
-            "--skip-completed-jobs", help="Leave messages whose job already completed (database)."
-        ),
-    ] = False,
-    max_messages: Annotated[
-        int | None, typer.Option("--max", help="Move at most N messages.")
-    ] = None,
-    rate: Annotated[
-        float | None, typer.Option("--rate", help="At most this many messages per second.")
-    ] = None,
-    workers: Annotated[
-        int, typer.Option("--workers", help="Parallel receive/send/delete loops.")
-    ] = 1,
-    manifest: Annotated[
-        Path | None,
-        typer.Option("--manifest", help="Redrive exactly the MessageIds in this export file."),
-    ] = None,
-    canary: Annotated[
-        int | None,
-        typer.Option("--canary", help="Move N first, wait --canary-wait, stop if they return."),
-    ] = None,
-    canary_wait: Annotated[
-        str, typer.Option("--canary-wait", help="How long to watch the canary (e.g. 2m).")
-    ] = "60s",
-    method: Annotated[
-        Method,
-        typer.Option(
-            "--method",
-            help="copy (filtered, crash-safe) or native (AWS move task).",
-            case_sensitive=False,
-        ),
-    ] = Method.copy,
-    lease: Annotated[
-        str | None,
-        typer.Option(
-            "--lease",
-            hidden=True,
-            help="Visibility lease on scanned messages (default 5m; tests, slow networks).",
-        ),
-    ] = None,
+    skip_completed_jobs: SkipCompletedOpt = False,
+    max_messages: MaxOpt = None,
+    rate: RateOpt = None,
+    workers: WorkersOpt = 1,
+    manifest: ManifestOpt = None,
+    canary: CanaryOpt = None,
+    canary_wait: CanaryWaitOpt = "60s",
+    method: MethodOpt = Method.copy,
+    lease: LeaseOpt = None,
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     queue: QueueOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    # Over 80 lines only for its 20 option declarations; the body is parse -> plan
-    # (one service call, with the preview) -> confirm -> execute -> render.
     """Move DLQ messages back to a work queue: send first, delete only what was sent.
 
     Matching messages are copied (body and attributes kept, FIFO group ids kept) and
@@ -294,17 +300,18 @@ def redrive(
         dbops dlq redrive --customer acme --older-than 1h --dry-run
         dbops dlq redrive --canary 5 --canary-wait 2m --rate 50 --yes -o json
     """
+    flt = build_filter(
+        job_ids=job_id,
+        customers=customer,
+        matches=match,
+        reason=reason,
+        older_than=older_than,
+        newer_than=newer_than,
+    )
     request = svc.RedriveRequest(
         method=method.value,
         to=to,
-        message_filter=build_filter(
-            job_ids=job_id,
-            customers=customer,
-            matches=match,
-            reason=reason,
-            older_than=older_than,
-            newer_than=newer_than,
-        ),
+        message_filter=flt,
         manifest=manifest,
         skip_completed_jobs=skip_completed_jobs,
         max_messages=max_messages,
@@ -323,6 +330,23 @@ def redrive(
         scan_if_filtered=not yes and is_interactive(),
         journal_dir=_journal_dir(),
     )
+    _preview_and_confirm(plan, canary_wait=canary_wait, yes=yes)
+    options: dict[str, Any] = dict(job_id=job_id, customer=customer, match=match, reason=reason)
+    options |= dict(older_than=older_than, newer_than=newer_than, manifest=manifest)
+    arguments = _log_arguments(plan, options=options | {"canary_wait": canary_wait})
+    table = output is Output.table
+    with recorder("dlq redrive", arguments, dry_run=dry_run) as rec:
+        with partial_rendered(output, svc.RedriveResult), _progress_bar(table) as bar:
+            run = svc.dry_run if dry_run else svc.execute
+            result = run(plan, progress=bar, checkpoint=checkpoint_from_env())
+        rec.counts = result.counts()
+        render(result, output, table=_summary_table)
+        _outcome(result)
+
+
+def _preview_and_confirm(plan: svc.RedrivePlan, *, canary_wait: str, yes: bool) -> None:
+    """Render the plan's preview, then ask (or --yes); a dry run needs no confirmation."""
+    request = plan.request
     if plan.preview.scan is not None and plan.preview.scan.interrupted:
         raise KeyboardInterrupt  # Ctrl-C during the preview scan: everything was released
     _render_preview(plan.preview, what=_describe(request, canary_wait))
@@ -332,54 +356,28 @@ def redrive(
         else f"{plan.count} messages"
     )
     source, target = queue_name(plan.dlq_url), queue_name(plan.target_url)
-    confirm(f"redrive {noun} from {source} to {target}", yes=yes, dry_run=dry_run)
-    arguments = _log_arguments(
-        plan,
-        options={
-            "job_id": list(job_id or []),
-            "customer": list(customer or []),
-            "match": list(match or []),
-            "reason": reason,
-            "older_than": older_than,
-            "newer_than": newer_than,
-            "manifest": str(manifest) if manifest else None,
-            "canary_wait": canary_wait if canary else None,
-        },
-    )
-    with recorder("dlq redrive", arguments, dry_run=dry_run) as rec:
-        try:
-            with _progress_bar(output is Output.table) as progress:
-                result = svc.execute(plan, progress=progress, checkpoint=checkpoint_from_env())
-        except DbopsError as exc:
-            partial = exc.partial_result
-            if isinstance(partial, svc.RedriveResult):
-                rec.counts = _counts(partial)
-                if output in (Output.json, Output.jsonl):
-                    render(partial, output)
-            raise
-        rec.counts = _counts(result)
-        render(result, output, table=_summary_table)
-        _outcome(result)
+    confirm(f"redrive {noun} from {source} to {target}", yes=yes, dry_run=request.dry_run)
 
 
 def _log_arguments(plan: svc.RedrivePlan, *, options: dict[str, Any]) -> dict[str, Any]:
     """The action-log arguments: the options as given, the numbers as checked."""
     r = plan.request
     flt = r.message_filter
+    manifest = options["manifest"]
     return {
         "queue": queue_name(plan.dlq_url),
         "to": queue_name(plan.target_url),
         "method": r.method,
-        **{k: options[k] for k in ("job_id", "customer", "match", "reason")},
-        **{k: options[k] for k in ("older_than", "newer_than")},
+        **{k: list(options[k] or []) for k in ("job_id", "customer", "match")},
+        **{k: options[k] for k in ("reason", "older_than", "newer_than")},
         "skip_completed_jobs": r.skip_completed_jobs,
         "max": r.max_messages,
         "rate": r.rate,
         "workers": r.workers,
-        "manifest": options["manifest"],
+        "manifest": str(manifest) if manifest else None,
         "manifest_ids": len(flt.message_ids) if flt.message_ids is not None else None,
         "canary": r.canary,
-        "canary_wait": options["canary_wait"],
+        "canary_wait": options["canary_wait"] if r.canary else None,
     }
 
 
@@ -399,22 +397,6 @@ def _outcome(result: svc.RedriveResult) -> None:
             f"{format_duration(result.canary.wait_seconds)}; stopped, the rest stay in the DLQ",
             hint="inspect with `dbops dlq list` before retrying",
         )
-
-
-def _counts(result: svc.RedriveResult) -> dict[str, Any]:
-    return {
-        "scanned": result.scanned,
-        "matched": result.matched,
-        "moved": result.moved,
-        "failed": result.failed,
-        "released": result.released,
-        "skipped_completed": result.skipped_completed,
-        "duplicates_possible": result.duplicates_possible,
-        "not_sent": result.not_sent,
-        "settled": result.settled.model_dump(exclude={"journal"}) if result.settled else None,
-        "method": result.method,
-        "stopped": result.stopped,
-    }
 
 
 def _describe(request: svc.RedriveRequest, canary_wait: str) -> str:
@@ -488,15 +470,15 @@ def redrive_cancel(
     """
     queues = _deps.queues()
     dlq_url = queue_url(queue)
-    handle = task_handle or svc.running_task(queues=queues, dlq_url=dlq_url).task_handle
-    assert handle is not None
-    message(f"Cancel message move task on {queue_name(dlq_url)}: {handle}")
+    plan = svc.cancel_plan(queues=queues, dlq_url=dlq_url, task_handle=task_handle)
+    message(f"Cancel message move task on {queue_name(dlq_url)}: {plan.task_handle}")
     confirm(f"cancel the move task on {queue_name(dlq_url)}", yes=yes, dry_run=dry_run)
-    with recorder(
-        "dlq redrive-cancel", {"queue": queue_name(dlq_url), "task_handle": handle}, dry_run=dry_run
-    ) as rec:
-        result = svc.cancel_move_task(
-            queues=queues, dlq_url=dlq_url, task_handle=handle, dry_run=dry_run
+    arguments = {"queue": queue_name(dlq_url), "task_handle": plan.task_handle}
+    with recorder("dlq redrive-cancel", arguments, dry_run=dry_run) as rec:
+        result = (
+            plan
+            if dry_run
+            else svc.cancel_move_task(queues=queues, dlq_url=dlq_url, task_handle=plan.task_handle)
         )
         rec.counts = {"moved_before_cancel": result.moved_before_cancel}
     render(result, output)

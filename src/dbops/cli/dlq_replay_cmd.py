@@ -16,8 +16,34 @@ import typer
 from dbops.cli import _deps
 from dbops.cli._checkpoint import checkpoint_from_env
 from dbops.cli._common import DryRunOpt, YesOpt, confirm, recorder
-from dbops.cli.output import Output, OutputOpt, message, render
-from dbops.errors import DbopsError, RemoteError, UsageError
+from dbops.cli.output import Output, OutputOpt, message, partial_rendered, render
+from dbops.errors import RemoteError, UsageError
+
+FileArg = Annotated[
+    Path,
+    typer.Argument(
+        help="JSONL file: a `dlq export`, a purge/delete backup, or a manifest cut from one.",
+        show_default=False,
+    ),
+]
+ToOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--to",
+        help="Target queue name or URL (default: the queue the file's messages came from).",
+        show_default=False,
+    ),
+]
+RateOpt = Annotated[
+    float | None,
+    typer.Option("--rate", help="At most this many messages per second.", show_default=False),
+]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--workers", help="Parallel SendMessageBatch calls (file order is kept only with 1)."
+    ),
+]
 
 
 def _summary(result: Any) -> None:
@@ -54,36 +80,21 @@ def _run(
     workers: int,
     output: Output,
     arguments: dict[str, Any],
-    counts: dict[str, Any],
 ) -> Any:
     """Replay under the action recorder; a partial result is rendered before a failure."""
     from dbops.services.dlq import replay as svc
 
     with recorder("dlq replay", arguments) as rec:
-        rec.counts = counts
-        try:
+        with partial_rendered(output, svc.ReplayResult):
             result = svc.replay(
                 queues=queues,
                 replay_plan=plan,
                 target=target,
                 rate=rate,
                 workers=workers,
-                counts=rec.counts,
                 checkpoint=checkpoint_from_env(),
             )
-        except DbopsError as exc:
-            partial = exc.partial_result
-            if isinstance(partial, svc.ReplayResult) and output in (Output.json, Output.jsonl):
-                render(partial, output)
-            raise
-        rec.counts = {
-            "messages": result.messages,
-            "already_sent": result.already_sent,
-            "sent": result.sent,
-            "failed": result.failed,
-            "not_sent": result.not_sent,
-            "send_calls": result.send_calls,
-        }
+        rec.counts = result.counts()
         render(result, output, table=_summary)
         if result.interrupted:
             message(f"Interrupted: sent {result.sent}; re-run to send the rest (each once).")
@@ -92,36 +103,14 @@ def _run(
 
 
 def replay(
-    file: Annotated[
-        Path,
-        typer.Argument(
-            help="JSONL file: a `dlq export`, a purge/delete backup, or a manifest cut from one.",
-            show_default=False,
-        ),
-    ],
-    to: Annotated[
-        str | None,
-        typer.Option(
-            "--to",
-            help="Target queue name or URL (default: the queue the file's messages came from).",
-            show_default=False,
-        ),
-    ] = None,
-    rate: Annotated[
-        float | None,
-        typer.Option("--rate", help="At most this many messages per second.", show_default=False),
-    ] = None,
-    workers: Annotated[
-        int,
-        typer.Option(
-            "--workers", help="Parallel SendMessageBatch calls (file order is kept only with 1)."
-        ),
-    ] = 1,
+    file: FileArg,
+    to: ToOpt = None,
+    rate: RateOpt = None,
+    workers: WorkersOpt = 1,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     output: OutputOpt = Output.table,
 ) -> None:
-    # Over 80 lines: the Typer option declarations and the help text take 50 of them.
     """Send the messages of an export or backup file back to a queue, exactly as they were.
 
     Bodies and message attributes (every data type) are sent unchanged, 10 per
@@ -169,7 +158,6 @@ def replay(
         workers=workers,
         output=output,
         arguments=arguments,
-        counts={"messages": preview.messages, "already_sent": preview.already_sent},
     )
     if result.failed:
         shown = "; ".join(f"{f.message_id}: {f.reason}" for f in result.failures[:3])

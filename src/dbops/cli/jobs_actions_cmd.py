@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -29,9 +29,6 @@ from dbops.cli.output import (
 from dbops.durations import format_duration
 from dbops.errors import RemoteError, UsageError
 from dbops.services import jobs
-
-if TYPE_CHECKING:
-    from dbops.services.actionlog import ActionRecorder
 
 R = TypeVar("R")
 
@@ -99,17 +96,11 @@ def _progress(expected: int, label: str) -> Iterator[Callable[[int, int], None] 
         yield update
 
 
-def _send(rec: ActionRecorder, expected: int, run: Callable[[jobs.Progress | None], R]) -> R:
-    """Run an outbox use case under a progress bar; a partial result's counts go to the
-    action log before the error propagates."""
+def _send(expected: int, run: Callable[[jobs.Progress | None], R]) -> R:
+    """Run an outbox use case under a progress bar. A failure's partial result (its
+    `counts()`) goes to the action log through the recorder."""
     with _progress(expected, "sending") as progress:
-        try:
-            return run(progress)
-        except jobs.RecoveryIncomplete as exc:
-            counts = getattr(exc.result, "counts", None)
-            if callable(counts):
-                rec.counts = counts()
-            raise
+        return run(progress)
 
 
 def _recover_table(result: Any) -> None:
@@ -198,7 +189,7 @@ def recover(
         if queue_url is None:
             result = jobs.recover_dry_run(preview)
         else:
-            result = _send(rec, preview.to_send, _recover_run(preview, queue_url, arguments))
+            result = _send(preview.to_send, _recover_run(preview, queue_url, arguments))
         result.more_stale = result.more_stale or preview.more_stale
         rec.counts = result.counts()
         render(result, output, table=_recover_table)
@@ -322,7 +313,7 @@ def requeue(
             result = jobs.requeue_dry_run(preview)
         else:
             expected = preview.would_requeue + preview.outbox.unsent
-            result = _send(rec, expected, _requeue_run(preview, queue_url, arguments))
+            result = _send(expected, _requeue_run(preview, queue_url, arguments))
         rec.counts = result.counts()
         render(result, output, table=_recover_table)
         _raise_on_failed_sends(result.failed_sends, result.jobs, "dbops jobs recover")

@@ -163,7 +163,7 @@ def retry(
             result = jobs.retry_dry_run(preview)
         else:
             expected = preview.would_act + preview.outbox.unsent
-            result = _send(rec, expected, _retry_run(preview, queue_url, arguments))
+            result = _send(expected, _retry_run(preview, queue_url, arguments))
         rec.counts = result.counts()
         render(result, output, table=_recover_table)
         _raise_on_failed_sends(result.failed_sends, result.jobs, "dbops jobs recover")

@@ -70,9 +70,9 @@ METRICS: dict[str, str] = {
 }
 
 
+# long: one short block per exported metric family, in exposition order; split up, the
+# list of what is exported would be scattered over several functions.
 def families(frame: Overview, duration: float) -> list[Any]:
-    # Over 80 lines: one short block per exported metric family, in exposition order; split
-    # up, the list of what is exported would be scattered over several functions.
     """The metric families of one frame (prometheus_client core objects)."""
     from prometheus_client.core import GaugeMetricFamily
 

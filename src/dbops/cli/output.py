@@ -17,7 +17,8 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -232,6 +233,20 @@ def render(
         message(empty)
         return
     print_table(items, cols, title=title)
+
+
+@contextmanager
+def partial_rendered(output: Output, kind: type) -> Iterator[None]:
+    """With -o json/jsonl, print the partial result (of type `kind`) a failure carries
+    before the error propagates to the one-line message."""
+    from dbops.errors import DbopsError
+
+    try:
+        yield
+    except DbopsError as exc:
+        if isinstance(exc.partial_result, kind) and output in (Output.json, Output.jsonl):
+            render(exc.partial_result, output)
+        raise
 
 
 def print_table(

@@ -150,14 +150,19 @@ def set_rule(
     """
     window_seconds = duration(window, "--window")
     for_seconds = duration(for_, "--for")
-    reason = ratelimit.clean_reason(reason)
     store = _deps.store()
-    before = ratelimit.get_rule(store=store, name=name)
-    new_window = window_seconds or before.base_window_seconds
-    change = "override" if for_seconds else "base"
+    plan = ratelimit.plan_rule(
+        store=store,
+        name=name,
+        limit=limit,
+        window_seconds=window_seconds,
+        for_seconds=for_seconds,
+        reason=reason,
+    )
+    before = plan.before
     text = (
         f"rule {name!r}: {_rate(before.limit, before.window_seconds)} -> "
-        f"{_rate(limit, new_window)}"
+        f"{_rate(limit, plan.window_seconds)}"
         + (f" for {format_duration(for_seconds)}" if for_seconds else " (permanent)")
     )
     if before.override_expires_at is not None:
@@ -167,34 +172,28 @@ def set_rule(
     args = {
         "name": name,
         "limit": limit,
-        "window_seconds": new_window,
+        "window_seconds": plan.window_seconds,
         "for_seconds": for_seconds,
-        "reason": reason,
+        "reason": plan.reason,
     }
-    result = ratelimit.RuleChange(
-        name=name,
-        change=change,
-        dry_run=dry_run,
-        before=before,
-        limit=limit,
-        window_seconds=new_window,
-        for_seconds=for_seconds,
-        reason=reason,
-    )
-    with recorder("ratelimit set", args, dry_run=dry_run) as rec:
-        rec.counts = {"rules_changed": 0}
-        if not dry_run:
-            after = ratelimit.set_rule(
-                store=store,
-                name=name,
-                limit=limit,
-                window_seconds=new_window,
-                for_seconds=for_seconds,
-                reason=reason,
-                actor=_deps.operator(),
-            )
-            result = result.model_copy(update={"after": after})
-            rec.counts = {"rules_changed": 1, "overrides_created": 1 if for_seconds else 0}
+    _apply(store, plan, "ratelimit set", args, dry_run=dry_run, output=output)
+
+
+def _apply(
+    store: Any,
+    plan: ratelimit.RuleChange,
+    command: str,
+    args: dict[str, Any],
+    *,
+    dry_run: bool,
+    output: Output,
+) -> None:
+    """Render the plan (a dry run) or carry it out, under the action recorder."""
+    with recorder(command, args, dry_run=dry_run) as rec:
+        rec.counts = plan.counts()  # nothing changed yet (what a failure logs)
+        actor = _deps.operator()
+        result = plan if dry_run else ratelimit.apply_change(store=store, plan=plan, actor=actor)
+        rec.counts = result.counts()
     _render_change(result, output)
 
 
@@ -206,9 +205,9 @@ def _render_change(result: ratelimit.RuleChange, output: Output) -> None:
 
 
 def _toggle(name: str, enabled: bool, yes: bool, dry_run: bool, output: Output) -> None:
-    verb = "enable" if enabled else "disable"
     store = _deps.store()
-    before = ratelimit.get_rule(store=store, name=name)
+    plan = ratelimit.plan_toggle(store=store, name=name, enabled=enabled)
+    before, verb = plan.before, plan.change
     consequence = (
         f"requests matching {before.endpoint_pattern!r} are limited to "
         f"{_rate(before.limit, before.window_seconds)}"
@@ -222,16 +221,7 @@ def _toggle(name: str, enabled: bool, yes: bool, dry_run: bool, output: Output) 
         f"{'enabled' if before.enabled else 'disabled'} now): {consequence}"
     )
     confirm(f"{verb} rate-limit rule {name!r}", yes=yes, dry_run=dry_run)
-    result = ratelimit.RuleChange(name=name, change=verb, dry_run=dry_run, before=before)
-    with recorder(f"ratelimit {verb}", {"name": name}, dry_run=dry_run) as rec:
-        rec.counts = {"rules_changed": 0}
-        if not dry_run:
-            after = ratelimit.set_enabled(
-                store=store, name=name, enabled=enabled, actor=_deps.operator()
-            )
-            result = result.model_copy(update={"after": after})
-            rec.counts = {"rules_changed": int(before.enabled != enabled)}
-    _render_change(result, output)
+    _apply(store, plan, f"ratelimit {verb}", {"name": name}, dry_run=dry_run, output=output)
 
 
 @app.command("enable")
@@ -410,22 +400,16 @@ def reset(
     with recorder(
         "ratelimit reset", {"identifier": shown, "endpoint": plan.endpoint}, dry_run=dry_run
     ) as rec:
-        rec.counts = {"requests_in_window": plan.requests, "deleted": 0}
         if not dry_run:
-
-            def progress(batch: int, total: int) -> None:
-                rec.counts = {"requests_in_window": plan.requests, "deleted": total}
-
             result = ratelimit.reset(
                 store=store,
                 identifier=ident,
                 plan=result,
                 batch_size=batch_size,
-                on_batch=progress,
                 checkpoint=checkpoint_from_env(),
             )
-            rec.counts = {"requests_in_window": plan.requests, "deleted": result.deleted}
             message(f"deleted {result.deleted} request(s); {shown} is allowed again")
+        rec.counts = result.counts()
     render(result, output, table=_object_table)
 
 
@@ -558,27 +542,13 @@ def cleanup(
         {"older_than_seconds": seconds, "batch_size": batch_size},
         dry_run=dry_run,
     ) as rec:
-        rec.counts = {"requests": plan.requests, "deleted": 0, "batches": 0}
         if not dry_run:
-
-            def progress(batch: int, total: int) -> None:
-                rec.counts = {"requests": plan.requests, "deleted": total, "batches": batch}
-
             result = ratelimit.cleanup(
-                store=store,
-                plan=result,
-                batch_size=batch_size,
-                on_batch=progress,
-                checkpoint=checkpoint_from_env(),
+                store=store, plan=result, batch_size=batch_size, checkpoint=checkpoint_from_env()
             )
-            rec.counts = {
-                "requests": plan.requests,
-                "deleted_requests": result.deleted_requests,
-                "deleted_denials": result.deleted_denials,
-                "batches": result.batches,
-            }
             message(
                 f"deleted {result.deleted_requests} request(s) and {result.deleted_denials} "
                 f"denial counter(s) in {result.batches} batch(es)"
             )
+        rec.counts = result.counts()
     render(result, output, table=_object_table)

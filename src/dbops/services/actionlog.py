@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from dbops.errors import DbopsError, RefusedError, UsageError
+from dbops.errors import DbopsError, Interrupted, RefusedError, UsageError, partial_result_of
 from dbops.files import append_private
 from dbops.ports import Store
 from dbops.redaction import scrub_fragments
@@ -36,9 +36,12 @@ class ActionLogEntry(BaseModel):
 class ActionRecorder:
     """Context manager: records the outcome of one mutating command.
 
-    `counts` is filled in by the service as it works; the row is written on exit
-    whatever happened (ok, dry_run, refused, interrupted, error). When the database is
-    unreachable the row goes to a local JSONL file instead, so it is never lost.
+    The command sets `counts` from the service's result; when the service fails or is
+    interrupted, the counts come from the result model the exception carries
+    (`partial_result`, see `dbops.errors.partial_result_on_failure`: its `counts()`). The
+    row is written on exit whatever happened (ok, dry_run, refused, interrupted, error).
+    When the database is unreachable the row goes to a local JSONL file instead, so it is
+    never lost.
 
     Arguments and the error are redacted (URL userinfo, key=value passwords, API keys,
     webhook paths) and, with `secrets` (the configured ones), scrubbed of every part of 4
@@ -78,11 +81,14 @@ class ActionRecorder:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        partial_counts = getattr(partial_result_of(exc), "counts", None)
+        if callable(partial_counts):
+            self.counts = partial_counts()
         if exc is None:
             outcome, error = ("dry_run" if self.dry_run else "ok"), None
         elif isinstance(exc, RefusedError):
             outcome, error = "refused", exc.one_line()
-        elif isinstance(exc, KeyboardInterrupt):
+        elif isinstance(exc, KeyboardInterrupt | Interrupted):
             outcome, error = "interrupted", "interrupted by operator"
         elif isinstance(exc, DbopsError):
             outcome, error = "error", exc.one_line()

@@ -344,11 +344,35 @@ def _invalid_indexes(store: SqlStore, names: list[str]) -> list[str]:
     return [str(r["name"]) for r in rows]
 
 
+def plan(*, store: Store, which: MigrationSet = "dbops") -> MigrateResult:
+    """What `migrate` would apply (its dry run): the pending and changed migrations, after
+    the same checks (a direct connection; for dbops' own set, the application schema)."""
+    _sql_store(store)
+    if which == "dbops":
+        require_compatible(store=store)
+    todo, invalid, already_applied = _plan(store, which)
+    return MigrateResult(
+        applied=[f"{m.version}_{m.name}" for m in todo],
+        already_applied=already_applied,
+        dry_run=True,
+        transport=store.transport,
+        rebuilt_indexes=invalid,
+    )
+
+
+def _sql_store(store: Store) -> SqlStore:
+    if not hasattr(store, "execute_script"):
+        raise ConfigError(
+            "migrations need a direct Postgres connection (DATABASE_URL)",
+            hint="on Supabase, run `dbops db migrate --print` and paste it into the SQL editor",
+        )
+    return store  # type: ignore[return-value]
+
+
 def migrate(
     *,
     store: Store,
     which: MigrationSet = "dbops",
-    dry_run: bool = False,
     checkpoint: Checkpoint | None = None,
 ) -> MigrateResult:
     """Apply pending (and changed) migrations.
@@ -359,49 +383,43 @@ def migrate(
     builds run CONCURRENTLY without a statement timeout, and an index an interrupted build
     left INVALID is dropped and built again.
     """
-    if not hasattr(store, "execute_script"):
-        raise ConfigError(
-            "migrations need a direct Postgres connection (DATABASE_URL)",
-            hint="on Supabase, run `dbops db migrate --print` and paste it into the SQL editor",
-        )
-    sql_store: SqlStore = store  # type: ignore[assignment]
+    sql_store = _sql_store(store)
     step = checkpoint or (lambda _name: None)
     if which == "dbops":
         require_compatible(store=store)
     todo, invalid, already_applied = _plan(store, which)
-    if not dry_run:
-        step("bootstrap")
-        sql_store.execute_script(BOOTSTRAP + PROTECT)
-        if which == "dbops":
-            step("check")
-            sql_store.execute_script(check_script("public") + PROTECT)
-        for m in todo:
-            step(m.version)
-            try:
-                if m.transactional:
-                    sql_store.execute_script(m.sql + "\n" + _record(m) + PROTECT)
-                else:
-                    for name in _CONCURRENT_INDEX.findall(m.sql):
-                        if name in invalid:
-                            sql_store.execute_script(
-                                f"drop index concurrently if exists public.{name};",
-                                transactional=False,
-                            )
-                    sql_store.execute_script(
-                        INDEX_SESSION + m.sql + "\n" + INDEX_SESSION_RESET, transactional=False
-                    )
-                    sql_store.execute_script(_record(m))
-            except DbopsError as exc:
-                raise type(exc)(f"migration {m.version}_{m.name} failed: {exc.message}") from None
-        if which == "dbops":
-            # Keep `dbops db roles` grants in step with new or re-declared functions (a
-            # no-op unless the roles exist).
-            sql_store.execute_script(roles.grants_script())
-        step("done")
+    step("bootstrap")
+    sql_store.execute_script(BOOTSTRAP + PROTECT)
+    if which == "dbops":
+        step("check")
+        sql_store.execute_script(check_script("public") + PROTECT)
+    for m in todo:
+        step(m.version)
+        try:
+            if m.transactional:
+                sql_store.execute_script(m.sql + "\n" + _record(m) + PROTECT)
+            else:
+                for name in _CONCURRENT_INDEX.findall(m.sql):
+                    if name in invalid:
+                        sql_store.execute_script(
+                            f"drop index concurrently if exists public.{name};",
+                            transactional=False,
+                        )
+                sql_store.execute_script(
+                    INDEX_SESSION + m.sql + "\n" + INDEX_SESSION_RESET, transactional=False
+                )
+                sql_store.execute_script(_record(m))
+        except DbopsError as exc:
+            raise type(exc)(f"migration {m.version}_{m.name} failed: {exc.message}") from None
+    if which == "dbops":
+        # Keep `dbops db roles` grants in step with new or re-declared functions (a
+        # no-op unless the roles exist).
+        sql_store.execute_script(roles.grants_script())
+    step("done")
     return MigrateResult(
         applied=[f"{m.version}_{m.name}" for m in todo],
         already_applied=already_applied,
-        dry_run=dry_run,
+        dry_run=False,
         transport=store.transport,
         rebuilt_indexes=invalid,
     )

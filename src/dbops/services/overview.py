@@ -388,6 +388,8 @@ def _observations() -> list[str]:
     return sorted({o for spec in CHECKS if spec.id in CHEAP_CHECKS for o in spec.db})
 
 
+# long: one guarded section per source (a failing one lands in `errors` while the others
+# still run), kept together so the per-frame call budget reads in one place.
 def gather(
     *,
     store: Store | None,
@@ -400,8 +402,6 @@ def gather(
     cloudwatch: bool = True,
     full_audit: bool = False,
 ) -> Overview:
-    # Over 80 lines: one guarded section per source (a failing one lands in `errors` while
-    # the others still run), kept together so the per-frame call budget reads in one place.
     """One frame (see the module docstring for what it costs).
 
     `store=None` / `queues=None`: no database / no queues configured (named in `errors`).

@@ -9,20 +9,17 @@ masked form (`api_key:****abcd`); the raw identifier is only ever passed to the 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from dbops.errors import NotFoundError, UsageError
+from dbops.errors import NotFoundError, UsageError, partial_result_on_failure
 from dbops.ports import Checkpoint, Store
 from dbops.services.redact import mask_identifier, redact_text
 
 DEFAULT_BATCH = 10_000
 IDENTIFIER_FORMS = "ip:<IPv4 or IPv6 address> or api_key:<key>"
-
-BatchCallback = Callable[[int, int], None]  # (batch number, rows deleted so far)
 
 
 # --------------------------------------------------------------------------- identifiers
@@ -114,7 +111,8 @@ class RateLimitRule(BaseModel):
 
 
 class RuleChange(BaseModel):
-    """`dbops ratelimit set|enable|disable -o json`."""
+    """`dbops ratelimit set|enable|disable -o json`: the plan (`plan_rule`, `plan_toggle`:
+    `dry_run` true, no `after`) or, once `apply_change` ran, the rule `after` it."""
 
     name: str
     change: Literal["base", "override", "enable", "disable"]
@@ -125,6 +123,14 @@ class RuleChange(BaseModel):
     window_seconds: int | None = None
     for_seconds: int | None = None
     reason: str | None = None
+
+    def counts(self) -> dict[str, int]:
+        """The action-log counts."""
+        if self.after is None:
+            return {"rules_changed": 0}
+        if self.change in ("enable", "disable"):
+            return {"rules_changed": int(self.before.enabled != self.after.enabled)}
+        return {"rules_changed": 1, "overrides_created": int(self.change == "override")}
 
 
 class TopEntry(BaseModel):
@@ -187,6 +193,10 @@ class ResetResult(BaseModel):
     batches: int = 0
     dry_run: bool = False
 
+    def counts(self) -> dict[str, int]:
+        """The action-log counts (also of a partial result: a failed or interrupted run)."""
+        return {"requests_in_window": self.requests, "deleted": self.deleted}
+
 
 class Block(BaseModel):
     identifier: str
@@ -230,6 +240,16 @@ class CleanupResult(BaseModel):
     deleted_denials: int = 0
     batches: int = 0
     dry_run: bool = False
+
+    def counts(self) -> dict[str, int]:
+        """The action-log counts (also of a partial result: `deleted` is both kinds)."""
+        return {
+            "requests": self.requests,
+            "deleted": self.deleted_requests + self.deleted_denials,
+            "deleted_requests": self.deleted_requests,
+            "deleted_denials": self.deleted_denials,
+            "batches": self.batches,
+        }
 
 
 class Ratio429(BaseModel):
@@ -283,6 +303,58 @@ def set_rule(
         },
     )
     return RateLimitRule.model_validate(rows[0])
+
+
+def plan_rule(
+    *,
+    store: Store,
+    name: str,
+    limit: int,
+    window_seconds: int | None,
+    for_seconds: int | None,
+    reason: str | None,
+) -> RuleChange:
+    """What `ratelimit set` would change (a dry run): the rule now, the new limit and window
+    (the current base window when none is given), permanent or an override."""
+    reason = clean_reason(reason)
+    before = get_rule(store=store, name=name)
+    return RuleChange(
+        name=name,
+        change="override" if for_seconds else "base",
+        dry_run=True,
+        before=before,
+        limit=limit,
+        window_seconds=window_seconds or before.base_window_seconds,
+        for_seconds=for_seconds,
+        reason=reason,
+    )
+
+
+def plan_toggle(*, store: Store, name: str, enabled: bool) -> RuleChange:
+    """What `ratelimit enable|disable` would change (a dry run)."""
+    before = get_rule(store=store, name=name)
+    change: Literal["enable", "disable"] = "enable" if enabled else "disable"
+    return RuleChange(name=name, change=change, dry_run=True, before=before)
+
+
+def apply_change(*, store: Store, plan: RuleChange, actor: str) -> RuleChange:
+    """Carry out a plan of `plan_rule` or `plan_toggle`; the result has the rule `after`."""
+    if plan.change in ("enable", "disable"):
+        after = set_enabled(
+            store=store, name=plan.name, enabled=plan.change == "enable", actor=actor
+        )
+    else:
+        assert plan.limit is not None
+        after = set_rule(
+            store=store,
+            name=plan.name,
+            limit=plan.limit,
+            window_seconds=plan.window_seconds,
+            for_seconds=plan.for_seconds,
+            reason=plan.reason,
+            actor=actor,
+        )
+    return plan.model_copy(update={"after": after, "dry_run": False})
 
 
 def set_enabled(*, store: Store, name: str, enabled: bool, actor: str) -> RateLimitRule:
@@ -367,31 +439,34 @@ def reset(
     identifier: str,
     plan: ResetResult,
     batch_size: int = DEFAULT_BATCH,
-    on_batch: BatchCallback | None = None,
     checkpoint: Checkpoint | None = None,
 ) -> ResetResult:
-    """Delete the identifier's requests inside every window (batched), so it is allowed now."""
+    """Delete the identifier's requests inside every window (batched), so it is allowed now.
+    A failure or Ctrl-C carries what the committed batches deleted (`partial_result`)."""
     identifier = parse_identifier(identifier)
     deleted, batches = 0, 0
-    while True:
-        row = store.call(
-            "dbops_ratelimit_reset_batch",
-            {
-                "p_identifier": identifier,
-                "p_endpoint": plan.endpoint,
-                "p_cutoff": plan.cutoff,
-                "p_batch": batch_size,
-            },
-        )[0]
-        batches += 1
-        deleted += int(row["deleted"])
-        if on_batch is not None:
-            on_batch(batches, deleted)
-        if checkpoint is not None:
-            checkpoint("after_batch")  # committed: a test may kill the run here
-        if int(row["deleted"]) < batch_size:
-            break
-    return plan.model_copy(update={"deleted": deleted, "batches": batches})
+
+    def result() -> ResetResult:
+        return plan.model_copy(update={"deleted": deleted, "batches": batches})
+
+    with partial_result_on_failure(result):
+        while True:
+            row = store.call(
+                "dbops_ratelimit_reset_batch",
+                {
+                    "p_identifier": identifier,
+                    "p_endpoint": plan.endpoint,
+                    "p_cutoff": plan.cutoff,
+                    "p_batch": batch_size,
+                },
+            )[0]
+            batches += 1
+            deleted += int(row["deleted"])
+            if checkpoint is not None:
+                checkpoint("after_batch")  # committed: a test may kill the run here
+            if int(row["deleted"]) < batch_size:
+                break
+    return result()
 
 
 # --------------------------------------------------------------------------- blocks
@@ -504,33 +579,36 @@ def cleanup(
     store: Store,
     plan: CleanupResult,
     batch_size: int = DEFAULT_BATCH,
-    on_batch: BatchCallback | None = None,
     checkpoint: Checkpoint | None = None,
 ) -> CleanupResult:
     """Delete request rows and denial counters older than `plan.cutoff`, one batch per call.
 
     Each batch is its own statement (and transaction): a crash between batches leaves only
-    rows older than the cutoff deleted, and re-running finishes the job.
+    rows older than the cutoff deleted, and re-running finishes the job. A failure or Ctrl-C
+    carries what the committed batches deleted (`partial_result`).
     """
     deleted_requests = deleted_denials = batches = 0
-    while True:
-        row = store.call(
-            "dbops_ratelimit_cleanup_batch", {"p_cutoff": plan.cutoff, "p_batch": batch_size}
-        )[0]
-        got_requests, got_denials = int(row["deleted_requests"]), int(row["deleted_denials"])
-        batches += 1
-        deleted_requests += got_requests
-        deleted_denials += got_denials
-        if on_batch is not None:
-            on_batch(batches, deleted_requests + deleted_denials)
-        if checkpoint is not None:
-            checkpoint("after_batch")  # committed: a test may kill the run here
-        if got_requests < batch_size and got_denials < batch_size:
-            break
-    return plan.model_copy(
-        update={
-            "deleted_requests": deleted_requests,
-            "deleted_denials": deleted_denials,
-            "batches": batches,
-        }
-    )
+
+    def result() -> CleanupResult:
+        return plan.model_copy(
+            update={
+                "deleted_requests": deleted_requests,
+                "deleted_denials": deleted_denials,
+                "batches": batches,
+            }
+        )
+
+    with partial_result_on_failure(result):
+        while True:
+            row = store.call(
+                "dbops_ratelimit_cleanup_batch", {"p_cutoff": plan.cutoff, "p_batch": batch_size}
+            )[0]
+            got_requests, got_denials = int(row["deleted_requests"]), int(row["deleted_denials"])
+            batches += 1
+            deleted_requests += got_requests
+            deleted_denials += got_denials
+            if checkpoint is not None:
+                checkpoint("after_batch")  # committed: a test may kill the run here
+            if got_requests < batch_size and got_denials < batch_size:
+                break
+    return result()

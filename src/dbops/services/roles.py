@@ -428,13 +428,11 @@ def resolve(*, store: Store) -> RolesReport:
     )
 
 
-def apply(*, store: Store, dry_run: bool = False) -> RolesReport:
-    """Create the roles when missing and grant (one transaction); idempotent."""
+def apply(*, store: Store) -> RolesReport:
+    """Create the roles when missing and grant (one transaction); idempotent. Its dry run
+    is the plan `resolve` returns (`dry_run` set by the command)."""
     sql_store = _sql_store(store)
     before = resolve(store=store)
-    if dry_run:
-        before.dry_run = True
-        return before
     sql_store.execute_script(script())
     after = resolve(store=store)
     after.applied = True

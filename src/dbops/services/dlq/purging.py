@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from dbops.errors import RefusedError, RemoteError, UsageError
+from dbops.errors import RefusedError, RemoteError, UsageError, partial_result_on_failure
 from dbops.names import queue_name
 from dbops.ports import Checkpoint, Queues
 from dbops.services.dlq.scan import Progress
@@ -82,6 +82,17 @@ class PurgeResult(BaseModel):
     duration_seconds: float = 0.0
     dry_run: bool = False
 
+    def counts(self) -> dict[str, int | None]:
+        """The action-log counts (also of a partial result: a failed or interrupted run)."""
+        return {
+            "snapshot": self.snapshot,
+            "scanned": self.scanned,
+            "backed_up": self.backed_up,
+            "purged": self.purged,
+            "failed": self.failed,
+            "left_in_place": self.left_in_place,
+        }
+
 
 def purge_preview(
     *, queues: Queues, queue_url: str, backup: Path | None, fast: bool = False
@@ -113,17 +124,16 @@ def purge(
     lease: int = LEASE_SECONDS,
     workers: int = WORKERS,
     progress: Progress | None = None,
-    counts: dict[str, Any] | None = None,
     checkpoint: Checkpoint | None = None,
 ) -> PurgeResult:
     """Remove every message the queue held at the start (`snapshot`, default: its depth
     now), after backing each one up (unless `backup` is None). See the module docstring.
 
-    `counts` (the action recorder's) is kept current so an interruption still logs them.
+    A failure or an interruption (`Interrupted`, exit 130) carries the counts so far as
+    `partial_result` (a PurgeResult).
     """
     validate(lease=lease, workers=workers)
     started = time.monotonic()
-    name = queue_name(queue_url)
     if snapshot is None:
         now = read_counts(queues=queues, queue_url=queue_url)
         snapshot = now.visible + now.in_flight
@@ -148,30 +158,33 @@ def purge(
         lease=lease,
         workers=workers,
         progress=progress,
-        counts=counts,
         checkpoint=checkpoint,
     )
-    with run:
+
+    def result(left_in_place: int | None = None) -> PurgeResult:
+        return PurgeResult(
+            queue=run.name,
+            snapshot=run.bound,
+            scanned=run.scanned,
+            backed_up=file.lines if file is not None else None,
+            purged=run.deleted,
+            failed=run.failed,
+            failures=run.failures,
+            released=run.released,
+            duplicates=run.duplicates,
+            left_in_place=left_in_place,
+            stopped=run.stopped,
+            backup=str(backup) if backup is not None else None,
+            duration_seconds=round(time.monotonic() - started, 3),
+        )
+
+    with partial_result_on_failure(result), run:
         run.scan()
         if checkpoint:
             checkpoint("after_backup")
         run.delete()
         run.release()
-    return PurgeResult(
-        queue=name,
-        snapshot=snapshot,
-        scanned=run.scanned,
-        backed_up=file.lines if file is not None else None,
-        purged=run.deleted,
-        failed=run.failed,
-        failures=run.failures,
-        released=run.released,
-        duplicates=run.duplicates,
-        left_in_place=_left_in_place(queues, queue_url),
-        stopped=run.stopped,
-        backup=str(backup) if backup is not None else None,
-        duration_seconds=round(time.monotonic() - started, 3),
-    )
+    return result(_left_in_place(queues, queue_url))
 
 
 def _fast_purge(
@@ -189,56 +202,61 @@ def _fast_purge(
     """Backup scan (held, then released), then PurgeQueue. Refuses (exit 6) when the queue
     holds more than the backup got (in flight with a consumer, or delayed)."""
     name = queue_name(queue_url)
-    backed_up: int | None = None
-    scanned = 0
-    if backup is not None:
-        file = Backup.create(backup)
-        with _SnapshotRun(
-            queues,
-            queue_url,
-            bound=snapshot,
-            backup=file,
-            lease=lease,
-            workers=workers,
-            progress=progress,
-            checkpoint=checkpoint,
-        ) as run:
-            run.scan()
-            run.release(everything=True)
-        backed_up = scanned = file.lines
-        now = read_counts(queues=queues, queue_url=queue_url)
-        if now.total > backed_up:
-            raise RefusedError(
-                f"not purging {name}: the backup {backup} holds {backed_up} message(s) but the "
-                f"queue holds {now.total} ({now.in_flight} in flight, {now.delayed} delayed)",
-                hint="drop --fast (a snapshot purge removes exactly what it backed up), or "
-                "wait for in-flight messages to return and re-run",
-            )
-        if checkpoint:
-            checkpoint("after_backup")
-    before = read_counts(queues=queues, queue_url=queue_url).total
-    try:
-        queues.purge(queue_url)
-    except RemoteError as exc:
-        if "PurgeQueueInProgress" in exc.message:
-            raise RemoteError(
-                f"a purge of {name} is already in progress (SQS allows one PurgeQueue per "
-                "queue every 60 seconds)",
-                hint="wait 60 s and re-run"
-                + (f"; the backup is in {backup}" if backup is not None else ""),
-            ) from None
-        raise
-    return PurgeResult(
-        queue=name,
-        mode="fast",
-        snapshot=snapshot,
-        scanned=scanned,
-        backed_up=backed_up,
-        purged=before,
-        stopped="snapshot",
-        backup=str(backup) if backup is not None else None,
-        duration_seconds=round(time.monotonic() - started, 3),
-    )
+    file = Backup.create(backup) if backup is not None else None
+    purged = 0
+
+    def result() -> PurgeResult:
+        return PurgeResult(
+            queue=name,
+            mode="fast",
+            snapshot=snapshot,
+            scanned=file.lines if file is not None else 0,
+            backed_up=file.lines if file is not None else None,
+            purged=purged,
+            stopped="snapshot",
+            backup=str(backup) if backup is not None else None,
+            duration_seconds=round(time.monotonic() - started, 3),
+        )
+
+    with partial_result_on_failure(result):
+        if file is not None:
+            with _SnapshotRun(
+                queues,
+                queue_url,
+                bound=snapshot,
+                backup=file,
+                lease=lease,
+                workers=workers,
+                progress=progress,
+                checkpoint=checkpoint,
+            ) as run:
+                run.scan()
+                run.release(everything=True)
+            now = read_counts(queues=queues, queue_url=queue_url)
+            if now.total > file.lines:
+                raise RefusedError(
+                    f"not purging {name}: the backup {backup} holds {file.lines} message(s) but "
+                    f"the queue holds {now.total} ({now.in_flight} in flight, {now.delayed} "
+                    "delayed)",
+                    hint="drop --fast (a snapshot purge removes exactly what it backed up), or "
+                    "wait for in-flight messages to return and re-run",
+                )
+            if checkpoint:
+                checkpoint("after_backup")
+        before = read_counts(queues=queues, queue_url=queue_url).total
+        try:
+            queues.purge(queue_url)
+        except RemoteError as exc:
+            if "PurgeQueueInProgress" in exc.message:
+                raise RemoteError(
+                    f"a purge of {name} is already in progress (SQS allows one PurgeQueue per "
+                    "queue every 60 seconds)",
+                    hint="wait 60 s and re-run"
+                    + (f"; the backup is in {backup}" if backup is not None else ""),
+                ) from None
+            raise
+        purged = before
+    return result()
 
 
 # --------------------------------------------------------------------------- delete
@@ -275,6 +293,16 @@ class DeleteResult(BaseModel):
     drained: bool
     stopped: Stopped = "snapshot"
     dry_run: bool = False
+
+    def counts(self) -> dict[str, int]:
+        """The action-log counts (also of a partial result: a failed or interrupted run)."""
+        return {
+            "snapshot": self.snapshot,
+            "scanned": self.scanned,
+            "matched": self.matched,
+            "deleted": self.deleted,
+            "failed": self.failed,
+        }
 
 
 def _require_filter(message_filter: MessageFilter) -> None:
@@ -338,11 +366,11 @@ def delete_messages(
     lease: int = LEASE_SECONDS,
     workers: int = WORKERS,
     progress: Progress | None = None,
-    counts: dict[str, Any] | None = None,
     checkpoint: Checkpoint | None = None,
 ) -> DeleteResult:
     """Delete exactly the matching messages of the snapshot (by the receipt handles of the
-    backup scan); the rest are released untouched. See the module docstring."""
+    backup scan); the rest are released untouched. See the module docstring. A failure or
+    an interruption (`Interrupted`) carries the counts so far as `partial_result`."""
     _require_filter(message_filter)
     validate(lease=lease, workers=workers)
     bound = _snapshot(queues, queue_url, snapshot)
@@ -358,26 +386,29 @@ def delete_messages(
         lease=lease,
         workers=workers,
         progress=progress,
-        counts=counts,
         checkpoint=checkpoint,
     )
-    with run:
+
+    def result() -> DeleteResult:
+        return DeleteResult(
+            queue=run.name,
+            snapshot=bound,
+            scanned=run.scanned,
+            matched=run.matched,
+            deleted=run.deleted,
+            failed=run.failed,
+            failures=run.failures,
+            released=run.released,
+            backup=str(backup) if backup is not None else None,
+            backed_up=file.lines if file is not None else None,
+            drained=run.stopped == "drained",
+            stopped=run.stopped,
+        )
+
+    with partial_result_on_failure(result), run:
         run.scan()
         if checkpoint:
             checkpoint("after_backup")
         run.delete()
         run.release()
-    return DeleteResult(
-        queue=queue_name(queue_url),
-        snapshot=bound,
-        scanned=run.scanned,
-        matched=run.matched,
-        deleted=run.deleted,
-        failed=run.failed,
-        failures=run.failures,
-        released=run.released,
-        backup=str(backup) if backup is not None else None,
-        backed_up=file.lines if file is not None else None,
-        drained=run.stopped == "drained",
-        stopped=run.stopped,
-    )
+    return result()

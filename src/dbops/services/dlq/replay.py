@@ -30,9 +30,16 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO
 
-from dbops.errors import DbopsError, NotFoundError, RefusedError, RemoteError, UsageError
+from dbops.errors import (
+    DbopsError,
+    NotFoundError,
+    RefusedError,
+    RemoteError,
+    UsageError,
+    partial_result_on_failure,
+)
 from dbops.ports import BatchResult, Checkpoint, OutgoingMessage, Queues
 from dbops.services.dlq.replay_file import (  # noqa: F401  (re-exported: `dlq.replay.X`)
     CONSECUTIVE_FAILURES_FATAL,
@@ -73,7 +80,6 @@ class _Run:
         rate: float | None,
         workers: int,
         progress: Progress | None,
-        counts: dict[str, Any] | None,
         stop: threading.Event,
         checkpoint: Checkpoint | None = None,
     ) -> None:
@@ -86,7 +92,6 @@ class _Run:
         self.result = result
         self.workers = workers
         self.progress = progress
-        self.counts = counts
         self.stop = stop
         self.bucket = TokenBucket(rate) if rate else None
         self.lock = threading.Lock()
@@ -236,8 +241,6 @@ class _Run:
             )
 
     def report(self) -> None:
-        if self.counts is not None:
-            self.counts.update(sent=self.result.sent, failed=self.result.failed)
         if self.progress is not None:
             self.progress(self.result.sent, self.result.failed)
 
@@ -286,14 +289,15 @@ def replay(
     rate: float | None = None,
     workers: int = 1,
     progress: Progress | None = None,
-    counts: dict[str, Any] | None = None,
     stop_event: threading.Event | None = None,
     checkpoint: Checkpoint | None = None,
 ) -> ReplayResult:
     """Send every message of the plan's file not yet in its progress file to `target`.
 
-    Raises the first fatal error (target gone, or failing batch after batch) with
-    `partial_result` set; what was sent is in the progress file either way.
+    Ctrl-C inside the send loop stops after the batches in flight and returns the result
+    with `interrupted` set. Raises the first fatal error (target gone, or failing batch
+    after batch), or `Interrupted` outside the loop, with `partial_result` set; what was
+    sent is in the progress file either way.
     """
     validate(rate=rate, workers=workers)
     started = time.monotonic()
@@ -314,20 +318,23 @@ def replay(
         rate=rate,
         workers=workers,
         progress=progress,
-        counts=counts,
         stop=stop_event or threading.Event(),
         checkpoint=checkpoint,
     )
-    if replay_plan.messages > already:
-        run.open_progress()
-        try:
-            run.run()
-        finally:
-            run.close_progress()
-    result.not_sent = max(0, result.messages - already - result.sent - result.failed)
-    result.per_call = round(result.sent / result.send_calls, 2) if result.send_calls else 0.0
-    result.duration_seconds = round(time.monotonic() - started, 3)
-    if run.fatal is not None:
-        run.fatal.partial_result = result
-        raise run.fatal
-    return result
+
+    def finished() -> ReplayResult:
+        result.not_sent = max(0, result.messages - already - result.sent - result.failed)
+        result.per_call = round(result.sent / result.send_calls, 2) if result.send_calls else 0.0
+        result.duration_seconds = round(time.monotonic() - started, 3)
+        return result
+
+    with partial_result_on_failure(finished):
+        if replay_plan.messages > already:
+            run.open_progress()
+            try:
+                run.run()
+            finally:
+                run.close_progress()
+        if run.fatal is not None:
+            raise run.fatal
+    return finished()

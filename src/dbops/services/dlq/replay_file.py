@@ -81,6 +81,17 @@ class ReplayResult(BaseModel):
     duration_seconds: float = 0.0
     dry_run: bool = False
 
+    def counts(self) -> dict[str, int]:
+        """The action-log counts (also of a partial result: a failed or interrupted run)."""
+        return {
+            "messages": self.messages,
+            "already_sent": self.already_sent,
+            "sent": self.sent,
+            "failed": self.failed,
+            "not_sent": self.not_sent,
+            "send_calls": self.send_calls,
+        }
+
 
 # --------------------------------------------------------------------------- the file
 @dataclass

@@ -152,7 +152,8 @@ class Backup:
                 self.fail(exc)
 
     def discard(self) -> None:
-        """Remove the (partial) file: nothing it lists was deleted."""
+        """Remove the (partial) file: nothing it lists was deleted (and none is backed up)."""
+        self.lines = 0
         if self._file is not None:
             with contextlib.suppress(OSError):
                 self._file.close()
@@ -210,7 +211,6 @@ class _SnapshotRun:
         lease: int = LEASE_SECONDS,
         workers: int = WORKERS,
         progress: Progress | None = None,
-        counts: dict[str, Any] | None = None,
         long_poll: int = LONG_POLL_SECONDS,
         max_empty: int = MAX_EMPTY_RECEIVES,
         checkpoint: Checkpoint | None = None,
@@ -226,7 +226,6 @@ class _SnapshotRun:
         self.lease = lease
         self.workers = max(1, workers)
         self.progress = progress
-        self.counts = counts
         self.long_poll = long_poll
         self.max_empty = max(2, max_empty)
         self.scanned = self.matched = self.duplicates = 0
@@ -255,13 +254,6 @@ class _SnapshotRun:
 
     # -- bookkeeping ---------------------------------------------------------------
     def _report(self, done: int) -> None:
-        if self.counts is not None:
-            self.counts.update(
-                scanned=self.scanned,
-                matched=self.matched,
-                deleted=self.deleted,
-                failed=self.failed,
-            )
         if self.progress is not None:
             self.progress(self.scanned, done)
 

@@ -18,7 +18,8 @@ Modules: ``models`` (constants, result models), ``facts`` (queue facts, target, 
 ``state`` / ``batch`` / ``copy`` (the copy engine: shared state and leases, send and
 delete, workers and driver), ``canary``, ``native``, ``journal`` (what a killed run left
 to settle), ``usecases`` (``copy_redrive``, ``preview``, and the command's
-request -> plan -> execute). Every name is re-exported here.
+request -> plan -> ``execute``, or ``dry_run`` to render the plan's outcome without moving
+anything). Every name is re-exported here.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from dbops.services.redrive.models import (
 )
 from dbops.services.redrive.native import (
     cancel_move_task,
+    cancel_plan,
     check_native,
     list_move_tasks,
     native_redrive,
@@ -84,6 +86,7 @@ from dbops.services.redrive.usecases import (
     RedrivePlan,
     RedriveRequest,
     copy_redrive,
+    dry_run,
     execute,
     plan_redrive,
     preview,
@@ -127,11 +130,13 @@ __all__ = [
     "attribute_size",
     "canary_check",
     "cancel_move_task",
+    "cancel_plan",
     "check_native",
     "clean_attributes",
     "combine",
     "completed_job_ids",
     "copy_redrive",
+    "dry_run",
     "execute",
     "list_move_tasks",
     "message_size",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -119,6 +119,22 @@ class RedriveResult(BaseModel):
     task_status: str | None = None
     calls: CallStats = Field(default_factory=CallStats)
     duration_seconds: float = 0.0
+
+    def counts(self) -> dict[str, Any]:
+        """The action-log counts (also of a partial result: a failed run)."""
+        return {
+            "scanned": self.scanned,
+            "matched": self.matched,
+            "moved": self.moved,
+            "failed": self.failed,
+            "released": self.released,
+            "skipped_completed": self.skipped_completed,
+            "duplicates_possible": self.duplicates_possible,
+            "not_sent": self.not_sent,
+            "settled": self.settled.model_dump(exclude={"journal"}) if self.settled else None,
+            "method": self.method,
+            "stopped": self.stopped,
+        }
 
 
 class RedrivePreview(BaseModel):

@@ -90,13 +90,16 @@ def running_task(*, queues: Queues, dlq_url: str) -> MoveTask:
     raise NotFoundError(f"no running message move task on {queue_name(dlq_url)}")
 
 
-def cancel_move_task(
-    *, queues: Queues, dlq_url: str, task_handle: str | None, dry_run: bool = False
-) -> CancelResult:
+def cancel_plan(*, queues: Queues, dlq_url: str, task_handle: str | None) -> CancelResult:
+    """What `cancel_move_task` would cancel (`dry_run` set): `task_handle`, or the DLQ's
+    running move task when none is given (exit 4 when there is none)."""
+    handle = task_handle or running_task(queues=queues, dlq_url=dlq_url).task_handle or ""
+    return CancelResult(task_handle=handle, moved_before_cancel=0, dry_run=True)
+
+
+def cancel_move_task(*, queues: Queues, dlq_url: str, task_handle: str | None) -> CancelResult:
     """Cancel `task_handle`, or the DLQ's running move task when none is given."""
     handle = task_handle or running_task(queues=queues, dlq_url=dlq_url).task_handle or ""
-    if dry_run:
-        return CancelResult(task_handle=handle, moved_before_cancel=0, dry_run=True)
     moved = _native_call(queues, "CancelMessageMoveTask", lambda: queues.cancel_move_task(handle))
     return CancelResult(task_handle=handle, moved_before_cancel=int(moved))
 
@@ -123,7 +126,6 @@ def native_redrive(
     dlq_url: str,
     target_url: str,
     rate: float | None = None,
-    dry_run: bool = False,
     progress: ProgressFn | None = None,
     poll_seconds: float = 2.0,
     stop_event: threading.Event | None = None,
@@ -136,13 +138,9 @@ def native_redrive(
     source_arn = source.arn or _arn(queues, dlq_url)
     target_arn = _arn(queues, target_url)
     check_native(queues=queues, dlq_url=dlq_url)
-    result = RedriveResult(method="native", dry_run=dry_run, source=dlq_url, target=target_url)
+    result = RedriveResult(method="native", dry_run=False, source=dlq_url, target=target_url)
     result.scanned = source.visible
     result.matched = source.visible
-    if dry_run:
-        result.stopped = "dry_run"
-        result.duration_seconds = round(time.monotonic() - started, 3)
-        return result
     handle = _native_call(
         queues,
         "StartMessageMoveTask",

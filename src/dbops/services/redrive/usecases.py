@@ -409,26 +409,62 @@ def execute(
     progress: ProgressFn | None = None,
     checkpoint: Checkpoint | None = None,
 ) -> RedriveResult:
-    """Run the plan (a dry run moves nothing). A fatal error carries the counts so far as
-    `partial_result`."""
+    """Carry out the plan. A fatal error carries the counts so far as `partial_result`.
+    A dry-run plan is rendered through `dry_run(plan)`, never executed."""
     r = plan.request
+    if r.dry_run:
+        raise UsageError("a dry-run redrive plan is not executed: use `dry_run(plan)`")
     if r.method == "native":
         return native_redrive(
             queues=plan.queues,
             dlq_url=plan.dlq_url,
             target_url=plan.target_url,
             rate=r.rate,
-            dry_run=r.dry_run,
             progress=progress,
         )
+    return _journaled(_copy_job(plan, progress=progress, checkpoint=checkpoint), plan.journal_dir)
+
+
+def dry_run(
+    plan: RedrivePlan,
+    *,
+    progress: ProgressFn | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> RedriveResult:
+    """What `execute` would move, nothing moved (`dry_run` true). Copy: a non-consuming
+    pass of the copy engine over the DLQ (every message released, counted, sampled). Native:
+    the DLQ's visible depth from the plan's preview (the move task takes every message)."""
+    if plan.request.method == "native":
+        visible = plan.preview.visible
+        return RedriveResult(
+            method="native",
+            dry_run=True,
+            source=plan.dlq_url,
+            target=plan.target_url,
+            scanned=visible,
+            matched=visible,
+            stopped="dry_run",
+        )
+    job = _copy_job(plan, progress=progress, checkpoint=checkpoint, dry=True)
+    return _journaled(job, None)
+
+
+def _copy_job(
+    plan: RedrivePlan,
+    *,
+    progress: ProgressFn | None,
+    checkpoint: Checkpoint | None = None,
+    dry: bool = False,
+) -> _CopyJob:
+    r = plan.request
     if r.skip_completed_jobs and plan.store is None:
         raise UsageError("--skip-completed-jobs needs a database (set DATABASE_URL)")
-    job = _CopyJob(
+    return _CopyJob(
         queues=plan.queues,
         dlq_url=plan.dlq_url,
         target_url=plan.target_url,
         flt=r.message_filter,
-        dry_run=r.dry_run,
+        dry_run=dry,
         max_messages=r.max_messages,
         rate=r.rate,
         workers=r.workers,
@@ -440,4 +476,3 @@ def execute(
         progress=progress,
         checkpoint=checkpoint,
     )
-    return _journaled(job, plan.journal_dir)
