@@ -24,6 +24,13 @@ create table if not exists dbops_audit_runs (
 );
 create index if not exists dbops_audit_runs_generated_idx
     on dbops_audit_runs (generated_at desc, id desc);
+-- A uuid identity, so that `dbops audit show RUN` takes a run id or a unique prefix of one
+-- (dbops_resolve_ids, kind 'audit_run'); the bigserial stays the internal key (row order,
+-- the previous-run comparison, retention). Rows stored before it get a random one (a
+-- volatile default is evaluated per row); the unique index makes a prefix a range scan.
+alter table dbops_audit_runs
+    add column if not exists run_id uuid not null default gen_random_uuid();
+create unique index if not exists dbops_audit_runs_run_id_key on dbops_audit_runs (run_id);
 
 -- Does row-level security hide rows of table p_table from the current role? Yes when RLS
 -- applies to the role and no permissive policy for reading names it (directly, through
@@ -449,7 +456,8 @@ declare
     wanted constant jsonb := nullif(args->'selection', 'null'::jsonb);
 begin
     perform dbops_audit_require(array['dbops_audit_runs'], null, 'dbops_audit_runs', '42501');
-    return (select jsonb_build_object('id', r.id, 'generated_at', r.generated_at,
+    return (select jsonb_build_object('id', r.id, 'run_id', r.run_id,
+                                      'generated_at', r.generated_at,
                                       'score', r.score, 'verdict', r.verdict,
                                       'checks', r.checks, 'selection', r.selection)
               from dbops_audit_runs r

@@ -7,10 +7,10 @@
 -- in id order; a prefix that names nothing has no row. A whole list resolves in one call.
 --   kind 'job'    -> jobs.id (uuid in every supported schema variant, see check.sql)
 --   kind 'worker' -> worker_heartbeats.worker_id (uuid likewise)
+--   kind 'audit_run' -> dbops_audit_runs.run_id (0007)
 -- A prefix is turned into the range of uuids it covers (padded with 0s and with fs), so the
 -- lookup is a range scan of the primary key index, never a sequential scan (`id::text like
 -- 'abc%'` would read the whole table). uuid order is byte order, which is hex-digit order.
--- Audit runs are not a kind: their ids are small integers, shown and taken whole.
 -- plpgsql so that installing it does not need the application tables (checked when called).
 -- Bad input raises 22023 (exit 2).
 create or replace function dbops_resolve_ids(
@@ -28,10 +28,11 @@ begin
     -- the caller (the kind only selects a row).
     select k.tbl, k.col into v_table, v_column
     from (values ('job', 'jobs', 'id'),
-                 ('worker', 'worker_heartbeats', 'worker_id')) as k(kind, tbl, col)
+                 ('worker', 'worker_heartbeats', 'worker_id'),
+                 ('audit_run', 'dbops_audit_runs', 'run_id')) as k(kind, tbl, col)
     where k.kind = p_kind;
     if v_table is null then
-        raise exception 'unknown id kind %: use job or worker', coalesce(p_kind, 'null')
+        raise exception 'unknown id kind %: use job, worker or audit_run', coalesce(p_kind, 'null')
             using errcode = '22023';
     end if;
     if p_limit is null or p_limit < 1 or p_limit > 100 then
