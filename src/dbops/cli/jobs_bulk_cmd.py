@@ -123,7 +123,7 @@ def retry(
     since: SinceOpt = None,
     until: UntilOpt = None,
     limit: LimitOpt = jobs.BULK_LIMIT,
-    chunk_size: ChunkOpt = jobs.DEFAULT_CHUNK,
+    chunk_size: ChunkOpt = jobs.RETRY_CHUNK,
     group_by: GroupByOpt = "job",
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
