@@ -192,7 +192,7 @@ def test_readonly_role_runs_every_read_command(
         (["jobs", "fail", "{failed_or_pending}", "--reason", "x", "--yes"], "dbops_jobs_fail"),
         # requeue first registers its run and sends what the outbox holds: refused there
         (["jobs", "requeue", "{failed}", "--yes"], r"dbops_jobs_(run_start|outbox_take|requeue)"),
-        (["jobs", "retry", "{failed}", "--yes"], r"dbops_jobs_(run_start|outbox_take|retry)"),
+        (["jobs", "retry", "{failed}", "--yes"], r"dbops_jobs_retry_step"),
         (
             ["jobs", "fail", "--status", "pending", "--reason", "x", "--yes"],
             "dbops_jobs_fail_bulk",

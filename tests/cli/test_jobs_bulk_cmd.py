@@ -3,8 +3,10 @@ destructive flow (preview, refusal, dry run, action log), bad input."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -65,6 +67,55 @@ def test_retry_by_filter_end_to_end(env, job_seed, db):
     # Nothing left to retry: an empty result, no action-log row.
     again = invoke([*args, "--yes", "-o", "json"]).json
     assert (again["matched"], again["sent"]) == (0, 0) and len(_log("jobs retry")) == 3
+
+
+def test_retry_by_filter_round_trips_counting_everything(env, job_seed, monkeypatch):
+    """The whole command, counted where the adapters really talk: every statement the
+    Postgres adapter sends (the preview, one step per chunk, the finish, the action-log
+    row; a re-bind by declared types would count twice) and every SQS API call."""
+    from dbops.adapters.postgres import PostgresStore
+    from dbops.adapters.sqs import SqsQueues
+
+    database: Counter[str] = Counter()
+    sqs: Counter[str] = Counter()
+
+    def counted(name: str) -> Any:
+        real = getattr(PostgresStore, name)
+
+        def call(self: Any, function: str, *args: Any) -> Any:
+            database[function if name == "_call" else f"{name}:{function}"] += 1
+            return real(self, function, *args)
+
+        return call
+
+    for name in ("_call", "_declared_types"):
+        monkeypatch.setattr(PostgresStore, name, counted(name))
+    real_client = SqsQueues.client.func
+
+    def client(self: Any) -> Any:
+        built = real_client(self)
+        built.meta.events.register(
+            "before-call.sqs", lambda event_name, **_: sqs.update([event_name.split(".")[-1]])
+        )
+        return built
+
+    counting_client = functools.cached_property(client)
+    counting_client.__set_name__(SqsQueues, "client")
+    monkeypatch.setattr(SqsQueues, "client", counting_client)
+    ids = job_seed.many(50, status="failed", customer_prefix="acme")
+    args = ["jobs", "retry", "--status", "failed", "--chunk-size", "20", "--yes", "-o", "json"]
+
+    result = invoke(args).json
+
+    assert (result["matched"], result["retried"], result["sent"]) == (50, 50, 50)
+    assert database == {
+        "dbops_jobs_retry_preview": 1,
+        "dbops_jobs_retry_step": 3,  # 20, 20, 10
+        "dbops_jobs_outbox_finish": 1,
+        "dbops_action_log_write": 1,
+    }
+    assert sqs == {"GetQueueAttributes": 1, "SendMessageBatch": 5}  # a queue check, 50 / 10
+    assert Counter(json.loads(m["Body"])["job_id"] for m in env.drain(env.main_url)) == Counter(ids)
 
 
 def test_retry_by_ids_is_requeue_of_failed_jobs_only(env, job_seed):

@@ -22,15 +22,32 @@ def sqs(sqs_endpoint: str) -> SqsQueues:
 
 
 class Counting:
-    """The real store, counting each database call by function name."""
+    """The real store, counting each database call by function name; on the Postgres
+    transport `wire` also counts the statements the adapter really sends (a call it must
+    re-bind by the declared types costs more than one)."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
         self.transport = store.transport
+        self.holds_sessions = getattr(store, "holds_sessions", False)
         self.calls: Counter[str] = Counter()
+        self.wire = 0
+        for name in ("_call", "_declared_types"):
+            real = getattr(store, name, None)
+            if real is not None:
+                setattr(store, name, self._counted(real))
+
+    def _counted(self, real: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.wire += 1
+            return real(*args, **kwargs)
+
+        return counted
 
     def call(self, function: str, params: Any = None) -> Any:
         self.calls[function] += 1
+        if not hasattr(self.store, "_call"):  # PostgREST: one HTTP request per call
+            self.wire += 1
         return self.store.call(function, params)
 
 
@@ -105,16 +122,28 @@ def test_bad_filters_are_usage_errors(store):
         store.call("dbops_jobs_match", {"p_action": "retry"})
 
 
-def test_retry_costs_one_round_trip_per_chunk_and_one_sqs_call_per_10(store, job_seed, queues, sqs):
+def test_retry_by_filter_costs_one_round_trip_per_chunk_plus_two_counting_everything(
+    store, job_seed, queues, sqs, db
+):
+    """Preview 1 + one step per chunk (the first also registers the run and takes what an
+    earlier run left unsent) + 1 finish (last record, release, outbox state): 45 jobs in
+    chunks of 20 plus 3 left unsent cost 5 round trips; SQS batches of 10 per step."""
     ids = job_seed.many(45, status="failed", customer_prefix="acme")
+    left = job_seed.many(3, status="failed", customer_prefix="other")
+    db.execute(
+        "select * from dbops_jobs_requeue(%s::jsonb, 'carol', 'run-gone', 300)", [json.dumps(left)]
+    )
+    db.execute("update dbops_job_recoveries set sending_until = now() - interval '1 minute'")
     sends: list[str] = []
     sqs.client.meta.events.register(
         "before-call.sqs.SendMessageBatch", lambda **kw: sends.append("x")
     )
     counting = Counting(store)
-    preview = jobs.retry_preview(store=counting, filter=jobs.job_filter(status="failed"))
-    before = sum(counting.calls.values())
 
+    preview = jobs.retry_preview(store=counting, filter=jobs.job_filter(status="failed"))
+
+    assert (len(preview.jobs), preview.outbox.unsent) == (45, 3)
+    assert counting.calls == {"dbops_jobs_retry_preview": 1}
     result = jobs.retry(
         store=counting,
         queues=sqs,
@@ -124,13 +153,47 @@ def test_retry_costs_one_round_trip_per_chunk_and_one_sqs_call_per_10(store, job
         chunk_size=20,
     )
 
-    assert (result.matched, result.retried, result.sent, result.skipped) == (45, 45, 45, 0)
-    assert len(sends) == 5  # 20 + 20 + 5 in batches of 10
-    assert counting.calls["dbops_jobs_retry"] == 3  # one per chunk, recording the previous
-    assert counting.calls["dbops_jobs_outbox_mark"] == 1  # the last chunk
-    # run start, outbox check and take, release, final outbox state: fixed per run
-    assert sum(counting.calls.values()) - before == 3 + 1 + 5
-    assert _by_job(queues.drain(queues.main_url)) == Counter(ids)
+    assert (result.matched, result.retried, result.resumed, result.sent) == (45, 45, 3, 48)
+    assert (result.skipped, result.unsent_remaining, result.possibly_duplicated) == (0, 0, 0)
+    assert len(sends) == 6  # per step in batches of at most 10: 3 + 20 in 3, 20 in 2, 5 in 1
+    assert counting.calls == {
+        "dbops_jobs_retry_preview": 1,
+        "dbops_jobs_retry_step": 3,  # one per chunk of 20
+        "dbops_jobs_outbox_finish": 1,
+    }
+    assert counting.wire == sum(counting.calls.values())  # no hidden re-bind round trip
+    assert _by_job(queues.drain(queues.main_url)) == Counter(ids + left)
+    states = db.execute("select state, count(*) as n from dbops_job_recoveries group by 1")
+    assert {r["state"]: r["n"] for r in states} == {"sent": 48}
+    runs = db.execute("select command, finished_at from dbops_job_runs").fetchall()
+    assert [r["command"] for r in runs] == ["jobs retry"]
+    assert runs[0]["finished_at"] is not None  # released by the finish call
+
+
+def test_retry_step_takes_until_the_outbox_is_empty(store, job_seed, queues, sqs, db):
+    """More rows left unsent than a chunk: the steps keep taking a chunk of them each."""
+    left = job_seed.many(25, status="failed", customer_prefix="other")
+    db.execute(
+        "select * from dbops_jobs_requeue(%s::jsonb, 'carol', 'run-gone', 300)", [json.dumps(left)]
+    )
+    db.execute("update dbops_job_recoveries set sending_until = now() - interval '1 minute'")
+    ids = job_seed.many(5, status="failed", customer_prefix="acme")
+    counting = Counting(store)
+    preview = jobs.retry_preview(store=counting, filter=jobs.job_filter(customer="acme1"))
+    result = jobs.retry(
+        store=counting,
+        queues=sqs,
+        queue_url=queues.main_url,
+        operator="alice",
+        preview=preview,
+        chunk_size=10,
+    )
+
+    assert (result.retried, result.resumed, result.sent) == (1, 25, 26)
+    # steps: chunk + 10 taken, 10 taken, 5 taken (not full: done); then the finish
+    assert counting.calls["dbops_jobs_retry_step"] == 3
+    assert counting.calls["dbops_jobs_outbox_finish"] == 1
+    assert _by_job(queues.drain(queues.main_url)) == Counter([*left, ids[0]])
 
 
 def test_retry_skips_jobs_changed_or_deleted_after_the_preview(store, job_seed, queues, sqs, db):

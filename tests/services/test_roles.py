@@ -31,6 +31,7 @@ READ_FUNCTIONS = [
     "dbops_jobs_stale",
     "dbops_jobs_orphans",
     "dbops_jobs_outbox_unsent",
+    "dbops_jobs_retry_preview",
     "dbops_jobs_status_lookup",
     "dbops_resolve_ids",
     "dbops_dlq_stats_job_status",

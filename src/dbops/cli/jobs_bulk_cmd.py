@@ -123,7 +123,7 @@ def retry(
     since: SinceOpt = None,
     until: UntilOpt = None,
     limit: LimitOpt = jobs.BULK_LIMIT,
-    chunk_size: ChunkOpt = jobs.DEFAULT_CHUNK,
+    chunk_size: ChunkOpt = jobs.RETRY_CHUNK,
     group_by: GroupByOpt = "job",
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
@@ -133,8 +133,9 @@ def retry(
 
     `jobs requeue ID...` for failed jobs only, plus selection by filter: the jobs move back
     to pending with one message each, crash-safe (run id, lease, outbox: a killed run is
-    finished by re-running). One database call per chunk (1,000 jobs), one SQS call per 10
-    jobs. A job whose status changed after the preview is skipped (`skipped_changed`).
+    finished by re-running). By filter: one database call per chunk (2,000 jobs) plus three
+    per run (preview, finish, action log), one SQS call per 10 jobs. A job whose status
+    changed after the preview is skipped (`skipped_changed`).
 
     Example:
         dbops jobs retry --customer acme --error-like timeout --since 6h --dry-run

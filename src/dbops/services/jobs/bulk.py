@@ -5,25 +5,31 @@ The filter is evaluated once, by the preview (`dbops_jobs_match`, sql/dbops/0012
 action then runs on the previewed jobs, a chunk per database call, each job re-checked
 under its row lock against the status the preview showed (`skipped_changed`).
 
-Retry costs one database round trip per chunk (default 1,000 jobs) and one SQS call per
-10 jobs: the sender sends a chunk's messages in batches of 10 and records them with the
-next chunk's claim (`dbops_jobs_retry` does both in one transaction), the last chunk with
-one `dbops_jobs_outbox_mark`. Killed between SQS accepting a batch and that record, the
-chunk's rows stay in the outbox: the next run resends them (at least once, never lost;
-on a FIFO queue SQS drops the resend within its 5-minute deduplication window).
+Retry by filter costs one database round trip per chunk (default 2,000 jobs) plus two
+per run, and one SQS call per 10 jobs: the preview is one call
+(`dbops_jobs_retry_preview`: the matching jobs and the outbox state); each chunk is one
+`dbops_jobs_retry_step`, which also records the previous chunk's sends, and the first one
+also registers the run and takes what earlier runs left unsent; the sender sends a chunk's
+messages in batches of 10; one `dbops_jobs_outbox_finish` records the last chunk's sends,
+releases the run and reads the outbox state (sql/dbops/0018). Killed between SQS accepting
+a batch and that record, the chunk's rows stay in the outbox: the next run resends them (at
+least once, never lost: at most one chunk is sent twice; on a FIFO queue SQS drops the
+resend within its 5-minute deduplication window).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 
 from dbops.errors import UsageError
-from dbops.ports import Checkpoint, Queues, Store
+from dbops.ports import Checkpoint, Queues, Row, Store
 from dbops.services.jobs.inputs import _check_limit, _chunks, parse_job_ids
 from dbops.services.jobs.models import (
     BULK_LIMIT,
     DEFAULT_CHUNK,
     LEASE_SECONDS,
+    RETRY_CHUNK,
     WORKER_DEAD_SECONDS,
     BulkPreview,
     FailedJob,
@@ -31,11 +37,19 @@ from dbops.services.jobs.models import (
     GroupBy,
     JobFilter,
     JobState,
+    OutboxState,
     Progress,
     RecoveredJob,
     RetryResult,
 )
-from dbops.services.jobs.outbox import _Sender, open_sender, outbox_state, resume_outbox, run_outbox
+from dbops.services.jobs.outbox import (
+    _Sender,
+    finish_run,
+    open_sender,
+    outbox_state,
+    run_outbox,
+    session_lock,
+)
 from dbops.services.jobs.queries import get_jobs
 from dbops.services.jobs.usecases import fail, fail_dry_run, fail_skip_reason
 
@@ -44,6 +58,7 @@ RETRY_SKIP = (
     "re-queues pending ones)"
 )
 MAX_FILTER_TEXT = 500
+COMMAND = "jobs retry"
 UNSENT_SKIP = "already waiting in the dbops outbox: run `dbops jobs recover` to send it"
 
 
@@ -106,19 +121,23 @@ def select_jobs(
         )
     if filter is None:
         return get_jobs(store=store, job_ids=parse_job_ids(job_ids or [])), False
-    rows = store.call(
-        "dbops_jobs_match",
-        {
-            "p_action": action,
-            "p_status": filter.status,
-            "p_customer": filter.customer,
-            "p_error_like": filter.error_like,
-            "p_since_seconds": filter.since_seconds,
-            "p_until_seconds": filter.until_seconds,
-            "p_limit": filter.limit + 1,
-            "p_dead_after_seconds": WORKER_DEAD_SECONDS,
-        },
-    )
+    rows = store.call("dbops_jobs_match", {"p_action": action, **_match_params(filter)})
+    return _found(rows, filter)
+
+
+def _match_params(filter: JobFilter) -> dict[str, object]:
+    return {
+        "p_status": filter.status,
+        "p_customer": filter.customer,
+        "p_error_like": filter.error_like,
+        "p_since_seconds": filter.since_seconds,
+        "p_until_seconds": filter.until_seconds,
+        "p_limit": filter.limit + 1,
+        "p_dead_after_seconds": WORKER_DEAD_SECONDS,
+    }
+
+
+def _found(rows: Sequence[Row], filter: JobFilter) -> tuple[list[JobState], bool]:
     found = [JobState.model_validate(r) for r in rows]
     return found[: filter.limit], len(found) > filter.limit
 
@@ -133,10 +152,21 @@ def _retry_skip(job: JobState) -> str | None:
 def retry_preview(
     *, store: Store, job_ids: Sequence[str] | None = None, filter: JobFilter | None = None
 ) -> BulkPreview:
-    """The failed jobs a retry would re-queue (by ids, or matching the filter)."""
-    found, more = select_jobs(store=store, action="retry", job_ids=job_ids, filter=filter)
+    """The failed jobs a retry would re-queue (by ids, or matching the filter), and the
+    outbox rows waiting unsent. By filter one round trip (`dbops_jobs_retry_preview`: the
+    matching jobs, then a row with id null carrying the outbox state)."""
+    if filter is not None and not job_ids:
+        rows = store.call("dbops_jobs_retry_preview", _match_params(filter))
+        found, more = _found([r for r in rows if r.get("id") is not None], filter)
+        summary = next((r for r in rows if r.get("id") is None), {})
+        state = OutboxState(
+            unsent=int(summary.get("outbox_unsent") or 0),
+            leased_elsewhere=int(summary.get("outbox_leased_elsewhere") or 0),
+        )
+    else:
+        found, more = select_jobs(store=store, action="retry", job_ids=job_ids, filter=filter)
+        state, _dead = outbox_state(store=store)
     act = sum(1 for j in found if _retry_skip(j) is None)
-    state, _dead = outbox_state(store=store)
     return BulkPreview(
         action="retry",
         filter=filter.redacted() if filter else None,
@@ -189,14 +219,15 @@ def retry(
     queue_url: str,
     operator: str,
     preview: BulkPreview,
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int = RETRY_CHUNK,
     lease_seconds: int = LEASE_SECONDS,
     progress: Progress | None = None,
     group_by: GroupBy = "job",
     checkpoint: Checkpoint | None = None,
 ) -> RetryResult:
     """Re-queue the failed jobs of `preview` (the jobs the operator confirmed) through the
-    outbox: first what earlier runs left unsent, then a chunk per `dbops_jobs_retry` call.
+    outbox, a chunk per `dbops_jobs_retry_step` call (the first one also registers the run
+    and takes what earlier runs left unsent), then one `dbops_jobs_outbox_finish`.
 
     `checkpoint` is called at `after_claim` (a chunk claimed and the previous one
     recorded), `after_send` (an SQS batch sent, not yet recorded) and `after_batch`
@@ -227,22 +258,35 @@ def retry(
         defer_marks=True,
     )
 
-    def work() -> None:
-        resume_outbox(sender, result, chunk_size=chunk_size)
-        for chunk in _chunks(chosen, chunk_size):
-            _retry_chunk(sender, result, list(chunk), operator=operator)
-        sender.flush()
+    def work() -> OutboxState:
+        steps = deque(list(chunk) for chunk in _chunks(chosen, chunk_size))
+        take, first = chunk_size, True
+        while first or steps or take:
+            ids = steps.popleft() if steps else []
+            full = _retry_step(sender, result, ids, operator=operator, start=first, take=take)
+            take, first = (chunk_size if full else 0), False
+        return finish_run(sender)
 
-    run_outbox(sender, result, operator=operator, command="jobs retry", work=work)
+    run_outbox(sender, result, operator=operator, command=COMMAND, work=work, starts_run=True)
     return result
 
 
-def _retry_chunk(sender: _Sender, result: RetryResult, ids: list[str], *, operator: str) -> None:
-    """Record the previous chunk's sends and re-queue this chunk (one database call), then
-    send this chunk's messages."""
+def _retry_step(
+    sender: _Sender,
+    result: RetryResult,
+    ids: list[str],
+    *,
+    operator: str,
+    start: bool,
+    take: int,
+) -> bool:
+    """One database call (`dbops_jobs_retry_step`): register the run (the first step),
+    record the previous step's sends, take up to `take` rows earlier runs left unsent and
+    re-queue this chunk; then send what it took and re-queued. True when the take was full
+    (more unsent rows may wait: the next step takes again)."""
     sent, failed = sender.take_marks()
     rows = sender.store.call(
-        "dbops_jobs_retry",
+        "dbops_jobs_retry_step",
         {
             "p_job_ids": ids,
             "p_operator": operator,
@@ -252,19 +296,41 @@ def _retry_chunk(sender: _Sender, result: RetryResult, ids: list[str], *, operat
             "p_queue_url": sender.queue_url,
             "p_sent": sent,
             "p_failed": failed,
+            "p_start": start,
+            "p_command": COMMAND,
+            "p_session_lock": session_lock(sender.store),
+            "p_take": take,
         },
     )
     sender.leased()
+    recorded = next((r for r in rows if r.get("action") == "recorded"), {})
     if sent or failed:
-        sender.recorded(int(rows[0].get("rejected") or 0) if rows else 0)
-    to_send = sender.track(rows, result.jobs)
-    for row in rows:
+        sender.recorded(int(recorded.get("rejected") or 0))
+    taken = [r for r in rows if r.get("resumed")]
+    claimed = [r for r in rows if not r.get("resumed") and r.get("action") != "recorded"]
+    resumed = [r for r in taken if r["action"] == "requeued"]
+    result.skipped_unsent += len(taken) - len(resumed)
+    result.resumed += len(resumed)
+    for row in resumed:
+        job = RecoveredJob(
+            job_id=row["job_id"],
+            customer_id=row.get("customer_id"),
+            action="requeued",
+            attempt=row.get("attempt"),
+            outbox_id=row["outbox_id"],
+            resumed=True,
+        )
+        sender.jobs[int(row["outbox_id"])] = job
+        result.jobs.append(job)
+    to_send = sender.track(claimed, result.jobs)
+    for row in claimed:
         result.skipped_changed += str(row.get("reason") or "").startswith("skipped_changed")
     result.retried += len(to_send)
-    result.skipped += len(rows) - len(to_send)
+    result.skipped += len(claimed) - len(to_send)
     sender.checkpoint("after_claim")
-    sender.expect(len(to_send))
-    sender.send(to_send)
+    sender.expect(len(resumed) + len(to_send))
+    sender.send([*resumed, *to_send])
+    return take > 0 and len(taken) >= take
 
 
 # --------------------------------------------------------------------------- fail

@@ -15,6 +15,9 @@ WORKER_DEAD_SECONDS = 120  # a worker is dead after 2 minutes without a heartbea
 MIN_RECOVER_OLDER_THAN_SECONDS = WORKER_DEAD_SECONDS
 SQS_BATCH = 10
 DEFAULT_CHUNK = 1000  # jobs claimed per transaction
+# jobs a bulk `jobs retry` re-queues per database call: 10,000 jobs in at most 10 round
+# trips counting everything (docs/performance.md); a crash re-sends at most one chunk
+RETRY_CHUNK = 2000
 BULK_LIMIT = 1000  # jobs a bulk retry/fail acts on unless --limit says otherwise
 LEASE_SECONDS = 300
 SHOW_HISTORY = 20

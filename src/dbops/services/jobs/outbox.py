@@ -32,6 +32,12 @@ def lease_owner() -> str:
     return f"run-{uuid.uuid4().hex}"
 
 
+def session_lock(store: Store) -> bool:
+    """Whether a run holds a session lock: only where the session is ours (not through a
+    transaction pooler or PostgREST)."""
+    return bool(getattr(store, "holds_sessions", False))
+
+
 def _start_run(store: Store, owner: str, operator: str, command: str, lease: int) -> None:
     store.call(
         "dbops_jobs_run_start",
@@ -40,8 +46,7 @@ def _start_run(store: Store, owner: str, operator: str, command: str, lease: int
             "p_operator": operator,
             "p_command": command,
             "p_lease_seconds": lease,
-            # a session lock only where the session is ours (not through a pooler/PostgREST)
-            "p_session_lock": bool(getattr(store, "holds_sessions", False)),
+            "p_session_lock": session_lock(store),
         },
     )
 
@@ -325,16 +330,42 @@ def _incomplete(
     )
 
 
-def _finalize(store: Store, sender: _Sender, result: OutboxResult) -> None:
+def _finalize(
+    store: Store, sender: _Sender, result: OutboxResult, state: OutboxState | None = None
+) -> None:
+    """Fill in the result's totals; the outbox state afterwards is `state` when the run's
+    last call already read it, else read now (best effort)."""
     result.sent = sender.sent
     result.failed_sends = sender.failed
     result.possibly_duplicated = sender.possibly_duplicated
-    try:
-        state, _dead = outbox_state(store=store)
-        result.unsent_remaining = state.unsent
-        result.leased_elsewhere = state.leased_elsewhere
-    except DbopsError:
-        pass
+    if state is None:
+        try:
+            state, _dead = outbox_state(store=store)
+        except DbopsError:
+            return
+    result.unsent_remaining = state.unsent
+    result.leased_elsewhere = state.leased_elsewhere
+
+
+def finish_run(sender: _Sender) -> OutboxState:
+    """The last call of a run (one round trip): record the sends not recorded yet, release
+    the run and read the outbox state afterwards (`dbops_jobs_outbox_finish`)."""
+    sent, failed = sender.take_marks()
+    rows = sender.store.call(
+        "dbops_jobs_outbox_finish",
+        {
+            "p_lease_owner": sender.owner,
+            "p_queue_url": sender.queue_url,
+            "p_sent": sent,
+            "p_failed": failed,
+        },
+    )
+    row = rows[0] if rows else {}
+    if sent or failed:
+        sender.recorded(int(row.get("rejected") or 0))
+    return OutboxState(
+        unsent=int(row.get("unsent") or 0), leased_elsewhere=int(row.get("leased_elsewhere") or 0)
+    )
 
 
 def open_sender(
@@ -379,15 +410,20 @@ def run_outbox(
     *,
     operator: str,
     command: str,
-    work: Callable[[], None],
+    work: Callable[[], OutboxState | None],
+    starts_run: bool = False,
 ) -> None:
     """Register the run, do `work`, release what the run holds whatever happens, and fill
     in the result. A failure once re-queued jobs wait unsent raises RecoveryIncomplete
-    (carrying the result): a re-run of `dbops jobs recover` sends them."""
+    (carrying the result): a re-run of `dbops jobs recover` sends them.
+
+    `starts_run`: `work` registers the run itself with its first call (bulk retry). When
+    `work` returns the outbox state, it has released the run itself (`finish_run`)."""
     store, owner = sender.store, sender.owner
-    _start_run(store, owner, operator, command, sender.lease_seconds)
+    if not starts_run:
+        _start_run(store, owner, operator, command, sender.lease_seconds)
     try:
-        work()
+        state = work()
     except DbopsError as exc:
         result.sent, result.failed_sends = sender.sent, sender.failed
         result.possibly_duplicated = sender.possibly_duplicated
@@ -398,5 +434,6 @@ def run_outbox(
     except BaseException:
         _release(store, owner)
         raise
-    _release(store, owner)
-    _finalize(store, sender, result)
+    if state is None:
+        _release(store, owner)
+    _finalize(store, sender, result, state)
