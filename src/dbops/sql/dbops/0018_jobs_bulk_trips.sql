@@ -17,13 +17,9 @@
 -- the outbox state (rows waiting unsent, and those leased to a live run: what
 -- dbops_jobs_outbox_unsent sums).
 create or replace function dbops_jobs_retry_preview(
-    p_status text default null,
-    p_customer text default null,
-    p_error_like text default null,
-    p_since_seconds int default null,
-    p_until_seconds int default null,
-    p_limit int default 1000,
-    p_dead_after_seconds int default 120
+    p_status text default null, p_customer text default null, p_error_like text default null,
+    p_since_seconds int default null, p_until_seconds int default null,
+    p_limit int default 1000, p_dead_after_seconds int default 120
 ) returns table (
     id uuid, customer_id text, status text, priority_level int, created_at timestamptz,
     updated_at timestamptz, last_activity_at timestamptz, worker_id uuid,
@@ -59,10 +55,7 @@ $$;
 --     step 2 whose rows the run no longer held (another run took them over: their
 --     messages may exist twice, never zero times).
 create or replace function dbops_jobs_retry_step(
-    p_job_ids jsonb,
-    p_operator text,
-    p_lease_owner text,
-    p_lease_seconds int default 300,
+    p_job_ids jsonb, p_operator text, p_lease_owner text, p_lease_seconds int default 300,
     p_expected jsonb default null,
     p_queue_url text default null,
     p_sent jsonb default '[]'::jsonb,
@@ -155,55 +148,3 @@ begin
 end;
 $$;
 
--- dbops_jobs_outbox_mark (0008) with the same arguments and results, planned the same way
--- whatever the table statistics say: the rows are found by primary key (`id = any`) and
--- their message ids looked up in a JSON object. The join of 0008 against
--- jsonb_to_recordset turned quadratic (a nested loop re-reading the JSON per row) when
--- dbops_job_recoveries had not been analysed since it grew: 1.5 s for one chunk of 2,000
--- sends instead of 0.1 s.
-create or replace function dbops_jobs_outbox_mark(
-    p_lease_owner text,
-    p_queue_url text,
-    p_sent jsonb,
-    p_failed jsonb default '[]'::jsonb
-) returns table (sent bigint, failed bigint, rejected bigint)
-language plpgsql volatile as $$
-#variable_conflict use_column
-declare
-    v_sent bigint;
-    v_failed bigint;
-    v_ids bigint[];
-    v_messages jsonb;
-begin
-    select coalesce(array_agg((e->>'id')::bigint), '{}'),
-           coalesce(jsonb_object_agg(e->>'id', e->'message_id'), '{}'::jsonb)
-      into v_ids, v_messages
-    from jsonb_array_elements(coalesce(p_sent, '[]'::jsonb)) e;
-    with done as (
-        update dbops_job_recoveries r set state = 'sent',
-            message_id = v_messages->>(r.id::text),
-            queue_url = p_queue_url, sent_at = now(), lease_owner = null,
-            sending_until = null, last_error = null
-        where r.id = any (v_ids) and r.state = 'pending_send' and r.lease_owner = p_lease_owner
-        returning r.id, r.job_id, r.message_id, r.operator, r.kind
-    ), events as (
-        insert into queue_history (job_id, event, details)
-        select d.job_id, 'requeue_sent',
-               jsonb_build_object('operator', d.operator, 'source', 'dbops',
-                                  'recovery_id', d.id, 'kind', d.kind,
-                                  'message_id', d.message_id)
-        from done d
-        returning 1
-    )
-    select count(*) into v_sent from done;
-    select coalesce(array_agg((e->>'id')::bigint), '{}'),
-           coalesce(jsonb_object_agg(e->>'id', e->'error'), '{}'::jsonb)
-      into v_ids, v_messages
-    from jsonb_array_elements(coalesce(p_failed, '[]'::jsonb)) e;
-    update dbops_job_recoveries r set last_error = left(v_messages->>(r.id::text), 500)
-    where r.id = any (v_ids) and r.state = 'pending_send' and r.lease_owner = p_lease_owner;
-    get diagnostics v_failed = row_count;
-    return query select v_sent, v_failed,
-        coalesce(jsonb_array_length(p_sent), 0)::bigint - v_sent;
-end;
-$$;
