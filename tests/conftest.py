@@ -569,3 +569,13 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     start-up, SQS and Postgres round trips, deliberate lease and rate windows), so on a
     2-core machine 4 workers finish in about 70 % of the time 2 take."""
     return max(4, os.cpu_count() or 1)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move everything imported so far (modules, botocore models, pydantic schemas) out of
+    the garbage collector's view: it is never freed, and each full collection would walk it
+    again."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
