@@ -812,7 +812,7 @@ def test_changes_list_a_notable_move_at_the_same_severity(
     ],
 )
 def test_moved_notably(before: Any, after: Any, notable: bool) -> None:
-    from dbops.services.audit.runner import moved_notably
+    from dbops.services.audit.runs import moved_notably
 
     assert moved_notably(before, after) is notable
 

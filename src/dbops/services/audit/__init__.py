@@ -20,9 +20,9 @@ How a run works (one database round trip for all database-side checks):
 Layout: `models` (report models, severities), `base` (context, outcome, check spec and
 the `@check` decorator), one module per check area (`db`, `jobs`, `workers`, `queues`,
 `ratelimit`: each check's spec sits on its function), `registry` (CHECKS, selection),
-`runner` (gathering, evaluation, score, verdict, save, history, stored runs read back by
-run id for `audit show`). Weights and rules are documented in docs/audit.md; keep the two
-in step.
+`runner` (gathering, evaluation, score, verdict, save), `runs` (changes between runs; stored
+runs read back for `audit history`, `audit show` and `audit diff`). Weights and rules are
+documented in docs/audit.md; keep the two in step.
 """
 
 from dbops.services.audit.base import CheckSpec, Context, Observation, Outcome, QueueState
@@ -47,16 +47,13 @@ from dbops.services.audit.registry import CHECK_IDS, CHECKS, select_checks, sele
 from dbops.services.audit.runner import (
     ERROR_WINDOW_SECONDS,
     RATIO_WINDOW_SECONDS,
-    diff_runs,
     evaluate,
     exit_code_for,
-    history,
-    resolve_run,
     run_audit,
     score_of,
-    show_run,
     verdict_of,
 )
+from dbops.services.audit.runs import diff_runs, history, resolve_run, show_run
 from dbops.services.presets import RATE_LIMIT_PRESETS
 
 __all__ = [
