@@ -311,17 +311,7 @@ def _retry_step(
     resumed = [r for r in taken if r["action"] == "requeued"]
     result.skipped_unsent += len(taken) - len(resumed)
     result.resumed += len(resumed)
-    for row in resumed:
-        job = RecoveredJob(
-            job_id=row["job_id"],
-            customer_id=row.get("customer_id"),
-            action="requeued",
-            attempt=row.get("attempt"),
-            outbox_id=row["outbox_id"],
-            resumed=True,
-        )
-        sender.jobs[int(row["outbox_id"])] = job
-        result.jobs.append(job)
+    result.jobs.extend(sender.resume(row) for row in resumed)
     to_send = sender.track(claimed, result.jobs)
     for row in claimed:
         result.skipped_changed += str(row.get("reason") or "").startswith("skipped_changed")

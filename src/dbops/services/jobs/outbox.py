@@ -166,6 +166,20 @@ class _Sender:
         self.failed = 0
         self.jobs: dict[int, RecoveredJob] = {}
 
+    def resume(self, row: Row) -> RecoveredJob:
+        """The `RecoveredJob` of an outbox row an earlier run left unsent, registered for
+        its send."""
+        job = RecoveredJob(
+            job_id=row["job_id"],
+            customer_id=row.get("customer_id"),
+            action="requeued",
+            attempt=row.get("attempt"),
+            outbox_id=row["outbox_id"],
+            resumed=True,
+        )
+        self.jobs[int(row["outbox_id"])] = job
+        return job
+
     def track(self, rows: Sequence[Row], into: list[RecoveredJob]) -> list[Row]:
         """One `RecoveredJob` per claim or re-queue row, appended to `into`; the re-queued
         ones are registered for their send. Returns the rows to send."""
@@ -291,17 +305,7 @@ def _finish_outbox(
         sender.leased()
         sendable = [r for r in rows if r.get("taken")]
         skipped += len(rows) - len(sendable)
-        for row in sendable:
-            job = RecoveredJob(
-                job_id=row["job_id"],
-                customer_id=row.get("customer_id"),
-                action="requeued",
-                attempt=row.get("attempt"),
-                outbox_id=row["outbox_id"],
-                resumed=True,
-            )
-            sender.jobs[int(row["outbox_id"])] = job
-            taken.append(job)
+        taken.extend(sender.resume(row) for row in sendable)
         sender.expect(len(sendable))
         sender.send(sendable)
         sender.flush()
