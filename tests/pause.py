@@ -1,20 +1,21 @@
-"""Test side of the one test seam (dbops.cli._checkpoint): run `python -m dbops ...` that
-pauses at a named point, wait until it is there, then kill it or let it go on."""
+"""Test side of the one test seam (dbops.cli._checkpoint): run `dbops ...` in its own process
+(forked from a warm interpreter: tests/forkserver.py) that pauses at a named point, wait
+until it is there, then kill it or let it go on."""
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.forkserver import DbopsProcess
+
 
 @dataclass
 class Paused:
-    proc: subprocess.Popen[bytes]
+    proc: DbopsProcess
     marker: Path
 
     def wait(self, timeout: float = 120) -> int:
@@ -59,10 +60,4 @@ def start_paused(
         "DBOPS_TEST_PAUSE_MARKER": str(marker),
         **extra_env,
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dbops", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    return Paused(proc, marker)
+    return Paused(DbopsProcess(args, env=env), marker)

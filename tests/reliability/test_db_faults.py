@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.forkserver import DbopsProcess
 from tests.helpers import invoke, one_line_error
 from tests.pause import start_paused
 
@@ -36,15 +36,8 @@ HOUR = 3600
 JOBS = 25  # three SQS batches
 
 
-def start_dbops(args: list[str], **extra_env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "dbops", *args],
-        env={**os.environ, **extra_env},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def start_dbops(args: list[str], **extra_env: str) -> DbopsProcess:
+    return DbopsProcess(args, env={**os.environ, **extra_env}, text=True)
 
 
 def terminate_dbops_backends(database_url: str) -> int:

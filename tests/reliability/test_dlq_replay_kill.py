@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import QueuePair
+from tests.forkserver import run_dbops
 from tests.pause import start_paused
 
 pytestmark = [pytest.mark.reliability, pytest.mark.sqs]
@@ -63,12 +62,7 @@ def _kill_at(path: Path, target: str, pause: str, tmp_path: Path) -> None:
 
 
 def _rerun(path: Path, target: str, tmp_path: Path) -> dict[str, Any]:
-    process = subprocess.run(
-        [sys.executable, "-m", "dbops", *_args(path, target)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    process = run_dbops(_args(path, target), timeout=120)
     assert process.returncode == 0, process.stderr
     return dict(json.loads(process.stdout))
 

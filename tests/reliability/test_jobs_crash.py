@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 from typing import Any
 
 import pytest
 
+from tests.forkserver import DbopsProcess
 from tests.helpers import invoke
 from tests.pause import start_paused
 
@@ -26,13 +25,8 @@ pytestmark = pytest.mark.reliability
 HOUR = 3600
 
 
-def start_dbops(args: list[str], **extra_env: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "dbops", *args],
-        env={**os.environ, **extra_env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+def start_dbops(args: list[str], **extra_env: str) -> DbopsProcess:
+    return DbopsProcess(args, env={**os.environ, **extra_env})
 
 
 def messages_per_job(env: Any) -> Counter[str]:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import QueuePair
+from tests.forkserver import run_dbops
 from tests.pause import Paused, start_paused
 
 pytestmark = [pytest.mark.reliability, pytest.mark.sqs]
@@ -160,12 +159,8 @@ def _kill_at(point: str, dlq: str, target: str, sqs_endpoint: str, folder: Path)
 
 
 def _rerun(dlq: str, target: str, sqs_endpoint: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "dbops", *_redrive(dlq, target, lease=None)],
-        env={**os.environ, **_env(sqs_endpoint)},
-        capture_output=True,
-        text=True,
-        timeout=240,
+    done = run_dbops(
+        _redrive(dlq, target, lease=None), env={**os.environ, **_env(sqs_endpoint)}, timeout=240
     )
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
@@ -255,12 +250,8 @@ def test_a_second_redrive_of_the_same_dlq_is_refused_while_one_runs(
     first = _start(_redrive(queues.dlq_url, target), "after_send:1", tmp_path, sqs_endpoint)
     try:
         first.wait()
-        second = subprocess.run(
-            [sys.executable, "-m", "dbops", *_redrive(queues.dlq_url, target)],
-            env={**os.environ, **_env(sqs_endpoint)},
-            capture_output=True,
-            text=True,
-            timeout=60,
+        second = run_dbops(
+            _redrive(queues.dlq_url, target), env={**os.environ, **_env(sqs_endpoint)}, timeout=60
         )
         assert second.returncode == 6, second.stderr
         [line] = second.stderr.strip().splitlines()[-1:]

@@ -15,9 +15,6 @@ duplicates are allowed there, losses never.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -28,6 +25,7 @@ import pytest
 
 from tests.conftest import QueuePair
 from tests.faultproxy import RETRYABLE, FaultProxy
+from tests.forkserver import DbopsProcess
 from tests.helpers import invoke, one_line_error
 
 pytestmark = pytest.mark.sqs
@@ -206,14 +204,7 @@ def test_every_call_failing_exits_5_with_one_line_and_loses_nothing(
     ids = job_seed.many(5, idle=HOUR)
     proxy.fail(every=1, kinds=RETRYABLE)
     children = {
-        name: subprocess.Popen(
-            [sys.executable, "-m", "dbops", *[a.replace("{tmp}", str(tmp_path)) for a in args]],
-            env=dict(os.environ),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        name: DbopsProcess([a.replace("{tmp}", str(tmp_path)) for a in args], text=True)
         for name, args in FAILING_COMMANDS.items()
     }
     outcomes = {

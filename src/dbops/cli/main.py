@@ -357,11 +357,20 @@ PARTS: dict[str, tuple[str, ...]] = {
     ),
 }
 _assembled: set[str] = set()
+# Built click commands, by name. Typer builds a command by inspecting every callback's
+# signature and type hints; a process that runs several commands (the runbook runner, the
+# shell, tests invoking the CLI in-process) builds each one once.
+_built: dict[str, click.Command] = {}
 
 
-def load_command(name: str) -> click.Command | None:
+def load_command(name: str, *, cached: bool = True) -> click.Command | None:
+    """The click command NAME; `cached=False` builds a new one, kept nowhere (click keeps
+    the help option it made for the first context a command saw, and the reference is
+    rendered outside the root's context settings)."""
     if name not in COMMANDS:
         return None
+    if cached and name in _built:
+        return _built[name]
     import importlib
 
     module_name, attribute, _help = COMMANDS[name]
@@ -380,6 +389,8 @@ def load_command(name: str) -> click.Command | None:
         single.command(name)(target)
         command = typer.main.get_command(single)
     command.name = name
+    if cached:
+        _built[name] = command
     return command
 
 

@@ -20,10 +20,14 @@ Generated from `--help`; do not edit by hand. Regenerate with
 def walk(
     command: click.Command, ctx: click.Context
 ) -> Iterator[tuple[click.Context, click.Command]]:
+    from dbops.cli.main import RootGroup, load_command
+
     yield ctx, command
     if isinstance(command, click.Group):
         for name in command.list_commands(ctx):
-            sub = command.get_command(ctx, name)
+            # A new command each: see load_command.
+            root = isinstance(command, RootGroup)
+            sub = load_command(name, cached=False) if root else command.get_command(ctx, name)
             if sub is not None and not sub.hidden:
                 child = click.Context(sub, info_name=name, parent=ctx, max_content_width=100)
                 child.terminal_width = 100
@@ -58,7 +62,7 @@ def help_cache() -> str:
         "GROUP_HELP: dict[str, str] = {",
     ]
     for name in COMMANDS:
-        command = load_command(name)
+        command = load_command(name, cached=False)
         if not isinstance(command, click.Group):
             continue
         root_ctx = click.Context(root, info_name=HELP_CACHE_ROOT, **root.context_settings)
