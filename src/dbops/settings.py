@@ -8,7 +8,8 @@ never taken from command-line flag values.
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar, Literal
+from contextvars import ContextVar
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -39,6 +40,11 @@ __all__ = [
 ]
 
 SECRET_FIELDS = ("database_url", "supabase_service_role_key", "slack_webhook_url")
+
+
+# The profile's values for the Settings being built. (A Settings subclass per build would
+# carry them too, but pydantic builds a new validator for every class: ~10 ms each.)
+_PROFILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar("dbops_profile", default=None)
 
 
 class _ProfileSource(PydanticBaseSettingsSource):
@@ -122,8 +128,6 @@ class Settings(BaseSettings):
     sandbox: bool = False
     audit: AuditThresholds = Field(default_factory=AuditThresholds)
 
-    profile_source_values: ClassVar[dict[str, Any]] = {}
-
     @classmethod
     def settings_customise_sources(
         cls,
@@ -133,7 +137,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        profile = _ProfileSource(settings_cls, cls.profile_source_values)
+        profile = _ProfileSource(settings_cls, _PROFILE_VALUES.get() or {})
         return (init_settings, env_settings, profile)
 
     @property
@@ -219,12 +223,9 @@ def load_settings(
         flags["transport"] = os.environ["DBOPS_TRANSPORT"]
     name = profile or read_config_file().get("default_profile") or "default"
 
-    class _Bound(Settings):
-        profile_source_values: ClassVar[dict[str, Any]] = values
-
+    bound = _PROFILE_VALUES.set(values)
     try:
-        built = _Bound(**from_file, **flags, profile=profile)
-        settings = Settings.model_validate(built.model_dump())
+        settings = Settings(**from_file, **flags, profile=profile)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
@@ -232,5 +233,7 @@ def load_settings(
             f"invalid configuration value for {where}: {first.get('msg')}",
             hint=f"check the environment and {config_path()}",
         ) from None
+    finally:
+        _PROFILE_VALUES.reset(bound)
     origins = {f: _origin(f, flags, values, name, from_file) for f in Settings.model_fields}
     return settings, origins
