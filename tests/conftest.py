@@ -574,8 +574,13 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Move everything imported so far (modules, botocore models, pydantic schemas) out of
     the garbage collector's view: it is never freed, and each full collection would walk it
-    again."""
+    again.
+
+    Then collect less often: with the imports frozen, the collector's "long-lived objects
+    grew by 25%" rule let a full collection run every few thousand allocations (1.5 of 2.3 s
+    of collector time in a CLI-heavy run); these thresholds cut it to about 1.1 s."""
     import gc
 
     gc.collect()
     gc.freeze()
+    gc.set_threshold(5000, 50, 1000)
