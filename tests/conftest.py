@@ -25,7 +25,7 @@ from psycopg import sql
 from dbops.adapters.postgres import PostgresStore
 from dbops.services import migrations
 from tests.dbpool import DatabasePool
-from tests.helpers import free_port
+from tests.helpers import free_port, pgdata_parent
 
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp/dbops-runtime")
 os.makedirs(os.environ["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
@@ -65,7 +65,7 @@ def pg_server_url() -> Iterator[str]:
     # Not under pytest's tmp folder: a concurrent pytest session resets that to 0700,
     # locking out the `pgserver` user postgres runs as when we are root.
     server = pgserver.get_server(
-        Path(tempfile.mkdtemp(prefix="dbops-test-pg-", dir=_pgdata_parent())),
+        Path(tempfile.mkdtemp(prefix="dbops-test-pg-", dir=pgdata_parent())),
         cleanup_mode="delete",
     )
     server.psql("alter system set max_connections = 300;")
@@ -78,32 +78,6 @@ def pg_server_url() -> Iterator[str]:
     pg_ctl(["-w", "stop"], pgdata=server.pgdata, user=server.system_user)
     server.ensure_postgres_running()
     yield server.get_uri()
-
-
-# Every test database is a directory of about a thousand files, created and deleted within
-# seconds. On ext4 (the usual disk) creating a file then scans the inode table for recently
-# deleted inodes, which made file creation most of PostgreSQL's CPU time in this suite
-# (measured with perf: 42 % of it in open(), in ext4's recently_deleted). In memory (tmpfs)
-# a file costs next to nothing, so the test cluster lives there when there is room.
-PGDATA_MIN_FREE = 4 << 30
-
-
-def _pgdata_parent() -> str | None:
-    """Where the test cluster's folder goes: /dev/shm when it is a tmpfs with room (Docker
-    gives it 64 MB by default: too small), else the usual temporary folder."""
-    import shutil
-
-    shm = Path("/dev/shm")
-    try:
-        if (
-            shm.is_dir()
-            and os.access(shm, os.W_OK)
-            and shutil.disk_usage(shm).free >= PGDATA_MIN_FREE
-        ):
-            return str(shm)
-    except OSError:
-        pass
-    return None
 
 
 def _with_db(url: str, dbname: str) -> str:
