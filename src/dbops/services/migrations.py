@@ -45,9 +45,20 @@ begin
     -- runs once per migration step, and per object it cost most of a step's time).
     select concat_ws(', ', 'public', string_agg(quote_ident(rolname), ', ' order by rolname))
       into api from pg_roles where rolname in ('anon', 'authenticated');
+    -- Functions already closed (an ACL without PUBLIC, anon or authenticated, and, where
+    -- service_role exists, its EXECUTE from the owner) are left out: both statements would
+    -- leave their ACL as it is, and a migration step re-declares only a few.
     select string_agg(p.oid::regprocedure::text, ', ' order by p.oid) into fns
       from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-     where n.nspname = 'public' and p.proname like 'dbops\\_%';
+     where n.nspname = 'public' and p.proname like 'dbops\\_%'
+       and (p.proacl is null
+            or exists (select 1 from aclexplode(p.proacl) a
+                       where a.grantee = 0 or pg_get_userbyid(a.grantee)
+                                              in ('anon', 'authenticated'))
+            or (has_service and not exists (
+                    select 1 from aclexplode(p.proacl) a
+                    where pg_get_userbyid(a.grantee) = 'service_role'
+                      and a.grantor = p.proowner and a.privilege_type = 'EXECUTE')));
     if fns is not null then
         execute format('revoke all on function %s from %s', fns, api);
         if has_service then
