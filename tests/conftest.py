@@ -25,7 +25,7 @@ from psycopg import sql
 from dbops.adapters.postgres import PostgresStore
 from dbops.services import migrations
 from tests.dbpool import DatabasePool
-from tests.helpers import free_port
+from tests.helpers import free_port, pgdata_parent
 
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp/dbops-runtime")
 os.makedirs(os.environ["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
@@ -65,7 +65,8 @@ def pg_server_url() -> Iterator[str]:
     # Not under pytest's tmp folder: a concurrent pytest session resets that to 0700,
     # locking out the `pgserver` user postgres runs as when we are root.
     server = pgserver.get_server(
-        Path(tempfile.mkdtemp(prefix="dbops-test-pg-")), cleanup_mode="delete"
+        Path(tempfile.mkdtemp(prefix="dbops-test-pg-", dir=pgdata_parent())),
+        cleanup_mode="delete",
     )
     server.psql("alter system set max_connections = 300;")
     # A throwaway test server: no flush to disk on commit or checkpoint.

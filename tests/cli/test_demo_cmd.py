@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import invoke
+from tests.helpers import invoke, pgdata_parent
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def first_demo() -> Iterator[dict[str, Any]]:
     machine chmods `/tmp/pytest-of-<user>` back to 0700, and as root postgres runs as the
     `pgserver` user, who must traverse the path.
     """
-    data = tempfile.mkdtemp(prefix="dbops-sbx-test-")
+    data = tempfile.mkdtemp(prefix="dbops-sbx-test-", dir=pgdata_parent())
     config = tempfile.mkdtemp(prefix="dbops-cfg-test-")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DBOPS_DATA_DIR", data)
@@ -105,7 +105,7 @@ def test_demo_ignores_the_configured_environment(
 
 def test_demo_from_a_fresh_home() -> None:
     """What CI runs: `HOME=$(mktemp -d) dbops demo`, no DBOPS_* folders, no XDG_* set."""
-    home = Path(tempfile.mkdtemp(prefix="dbops-home-test-"))
+    home = Path(tempfile.mkdtemp(prefix="dbops-home-test-", dir=pgdata_parent()))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DBOPS_", "XDG_"))}
     env["HOME"] = str(home)
 

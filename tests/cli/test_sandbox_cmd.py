@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import invoke, one_line_error
+from tests.helpers import invoke, one_line_error, pgdata_parent
 
 HEAVY = {"pgserver", "moto", "boto3", "botocore", "psycopg", "supabase", "httpx"}
 
@@ -25,7 +25,7 @@ HEAVY = {"pgserver", "moto", "boto3", "botocore", "psycopg", "supabase", "httpx"
 def sandbox_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One sandbox for this module, started through the CLI; stopped at the end."""
     # Data outside pytest's basetemp: see `outside_basetemp`.
-    data = tempfile.mkdtemp(prefix="dbops-sbx-test-")
+    data = tempfile.mkdtemp(prefix="dbops-sbx-test-", dir=pgdata_parent())
     base = tmp_path_factory.mktemp("sbx-cli")
     dirs: dict[str, Any] = {"DBOPS_DATA_DIR": data, "DBOPS_CONFIG_DIR": str(base / "config")}
     with pytest.MonkeyPatch.context() as mp:
@@ -50,7 +50,7 @@ def outside_basetemp(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     Any pytest session starting on this machine chmods `/tmp/pytest-of-<user>` back to
     0700, and as root postgres runs as the `pgserver` user, who must traverse the path.
     """
-    folder = tempfile.mkdtemp(prefix="dbops-sbx-test-")
+    folder = tempfile.mkdtemp(prefix="dbops-sbx-test-", dir=pgdata_parent())
     monkeypatch.setenv("DBOPS_DATA_DIR", folder)
     yield folder
     try:

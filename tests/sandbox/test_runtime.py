@@ -23,6 +23,7 @@ import pytest
 from dbops.errors import ConfigError
 from dbops.sandbox import runtime
 from dbops.settings import profile_values
+from tests.helpers import pgdata_parent
 
 
 def _gone(pid: int) -> bool:
@@ -59,7 +60,7 @@ def private_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     another one on this machine) chmods `/tmp/pytest-of-<user>` back to 0700, which
     the `pgserver` system user that runs postgres as root must be able to traverse.
     """
-    folder = tempfile.mkdtemp(prefix="dbops-sbx-test-")
+    folder = tempfile.mkdtemp(prefix="dbops-sbx-test-", dir=pgdata_parent())
     monkeypatch.setenv("DBOPS_DATA_DIR", folder)
     yield
     try:

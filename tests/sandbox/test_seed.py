@@ -20,6 +20,7 @@ from dbops.sandbox import runtime, seed
 from dbops.sandbox.runtime import SandboxState
 from dbops.sandbox.seed import SeedResult
 from dbops.services import demo
+from tests.helpers import pgdata_parent
 
 # Independent of dbops_demo_summary(): the definitions the task gives, in plain SQL.
 STALE_SQL = """
@@ -34,7 +35,7 @@ where j.status = 'in_progress'
 def sandbox_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """One sandbox for this module, in its own folders; stopped at the end."""
     # Data outside pytest's basetemp (see tests/sandbox/test_runtime.py::private_sandbox).
-    data = tempfile.mkdtemp(prefix="dbops-sbx-test-")
+    data = tempfile.mkdtemp(prefix="dbops-sbx-test-", dir=pgdata_parent())
     base = tmp_path_factory.mktemp("sbx-seed")
     dirs = {"DBOPS_DATA_DIR": data, "DBOPS_CONFIG_DIR": str(base / "config")}
     with pytest.MonkeyPatch.context() as mp:

@@ -7,10 +7,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from dbops.adapters.postgres import PostgresStore
 from dbops.errors import ConfigError, RemoteError
 from dbops.services import migrations
+from tests.conftest import _admin, _with_db
 from tests.helpers import invoke, one_line_error
 
 
@@ -222,20 +224,64 @@ def test_a_missing_required_column_after_install_is_one_line_exit_3(db_env: str,
 
 
 # --------------------------------------------------------------------------- safety
+def _snapshot_every_step(server_url: str, steps: list[str]) -> dict[str, str]:
+    """step -> a new database holding what one migrate run (app schema, then dbops' own
+    set from the start) had committed just before that step: the state an interruption
+    there leaves behind.
+
+    One run, copied at each checkpoint (CREATE DATABASE ... TEMPLATE needs the source idle,
+    so the run's connection is closed there and opens again for the next step), instead of
+    one run from an empty database per step: a step's own work is all that is repeated.
+    """
+    source = f"dbops_i_{uuid.uuid4().hex[:10]}"
+    copies: dict[str, str] = {}
+    with _admin(server_url) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(source)))
+    store = PostgresStore(_with_db(server_url, source))
+    try:
+        migrations.migrate(store=store, which="app")
+
+        def copy(step: str) -> None:
+            if step not in steps:
+                return
+            store.close()
+            copies[step] = f"{source}_{len(copies)}"
+            with _admin(server_url) as conn:
+                conn.execute(
+                    sql.SQL("create database {} template {}").format(
+                        sql.Identifier(copies[step]), sql.Identifier(source)
+                    )
+                )
+
+        migrations.migrate(store=store, checkpoint=copy)
+    except BaseException:
+        _drop(server_url, *copies.values())
+        raise
+    finally:
+        store.close()
+        _drop(server_url, source)
+    assert list(copies) == steps
+    return copies
+
+
+def _drop(server_url: str, *names: str) -> None:
+    with _admin(server_url) as conn:
+        for name in names:
+            conn.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )
+
+
 @pytest.mark.parametrize("how", ["crash_before", "timeout_inside"])
 def test_migrate_interrupted_at_every_step_exposes_nothing_and_completes_later(
     pg_server_url: str, how: str
 ) -> None:
-    from tests.conftest import _admin, _with_db
-
     steps = ["bootstrap", "check"] + [m.version for m in migrations.load_migrations()]
-    for index, stop_at in enumerate(steps):
-        name = f"dbops_i_{uuid.uuid4().hex[:10]}"
-        with _admin(pg_server_url) as conn:
-            conn.execute(f'create database "{name}"')
-        url = _with_db(pg_server_url, name)
-        try:
-            _app_db(url)
+    # Each step's database starts where a run from the app schema alone stood before it.
+    before = _snapshot_every_step(pg_server_url, steps)
+    try:
+        for index, stop_at in enumerate(steps):
+            url = _with_db(pg_server_url, before[stop_at])
             store = PostgresStore(url)
 
             def checkpoint(step: str, store: Any = store, stop_at: str = stop_at) -> None:
@@ -254,13 +300,15 @@ def test_migrate_interrupted_at_every_step_exposes_nothing_and_completes_later(
                     raise KeyboardInterrupt("finished")
             store.close()
             assert _exposed_to_api_roles(url) == [], f"step {index} {stop_at}"
-            done = migrations.migrate(store=PostgresStore(url))
+            store = PostgresStore(url)
+            done = migrations.migrate(store=store)
             assert _exposed_to_api_roles(url) == []
-            states = migrations.status(store=PostgresStore(url))
+            states = migrations.status(store=store)
+            store.close()
             assert {s.status for s in states} == {"applied"}, done
-        finally:
-            with _admin(pg_server_url) as conn:
-                conn.execute(f'drop database if exists "{name}" with (force)')
+            _drop(pg_server_url, before.pop(stop_at))
+    finally:
+        _drop(pg_server_url, *before.values())
 
 
 def test_an_invalid_index_is_dropped_and_rebuilt(db_env: str, db) -> None:

@@ -35,50 +35,63 @@ create table if not exists dbops_schema_migrations (
 PROTECT = """
 do $$
 declare
-    fn regprocedure;
+    api text;
+    fns text;
+    tbls text;
     tbl regclass;
-    r text;
     has_service boolean := exists (select 1 from pg_roles where rolname = 'service_role');
 begin
-    for fn in
-        select p.oid::regprocedure from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-        where n.nspname = 'public' and p.proname like 'dbops\\_%'
-    loop
-        execute format('revoke all on function %s from public', fn);
-        foreach r in array array['anon', 'authenticated'] loop
-            if exists (select 1 from pg_roles where rolname = r) then
-                execute format('revoke all on function %s from %I', fn, r);
-            end if;
-        end loop;
+    -- One REVOKE and one GRANT for all the objects (not one per object and role: this block
+    -- runs once per migration step, and per object it cost most of a step's time).
+    select concat_ws(', ', 'public', string_agg(quote_ident(rolname), ', ' order by rolname))
+      into api from pg_roles where rolname in ('anon', 'authenticated');
+    -- Functions already closed (an ACL without PUBLIC, anon or authenticated, and, where
+    -- service_role exists, its EXECUTE from the owner) are left out: both statements would
+    -- leave their ACL as it is, and a migration step re-declares only a few.
+    select string_agg(p.oid::regprocedure::text, ', ' order by p.oid) into fns
+      from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+     where n.nspname = 'public' and p.proname like 'dbops\\_%'
+       and (p.proacl is null
+            or exists (select 1 from aclexplode(p.proacl) a
+                       where a.grantee = 0 or pg_get_userbyid(a.grantee)
+                                              in ('anon', 'authenticated'))
+            or (has_service and not exists (
+                    select 1 from aclexplode(p.proacl) a
+                    where pg_get_userbyid(a.grantee) = 'service_role'
+                      and a.grantor = p.proowner and a.privilege_type = 'EXECUTE')));
+    if fns is not null then
+        execute format('revoke all on function %s from %s', fns, api);
         if has_service then
-            execute format('grant execute on function %s to service_role', fn);
+            execute format('grant execute on function %s to service_role', fns);
         end if;
-    end loop;
+    end if;
+    select string_agg(c.oid::regclass::text, ', ' order by c.oid) into tbls
+      from pg_class c join pg_namespace n on n.oid = c.relnamespace
+     where n.nspname = 'public' and c.relkind in ('r', 'S', 'v')
+       and (c.relname like 'dbops\\_%'
+            or obj_description(c.oid, 'pg_class') like 'dbops: created by dbops%');
+    if tbls is not null then
+        execute format('revoke all on %s from %s', tbls, api);
+        if has_service then
+            execute format('grant all on %s to service_role', tbls);
+        end if;
+    end if;
     for tbl in
         select c.oid::regclass from pg_class c join pg_namespace n on n.oid = c.relnamespace
-        where n.nspname = 'public' and c.relkind in ('r', 'S', 'v')
+        where n.nspname = 'public' and c.relkind = 'r'
           and (c.relname like 'dbops\\_%'
                or obj_description(c.oid, 'pg_class') like 'dbops: created by dbops%')
     loop
-        execute format('revoke all on %s from public', tbl);
-        foreach r in array array['anon', 'authenticated'] loop
-            if exists (select 1 from pg_roles where rolname = r) then
-                execute format('revoke all on %s from %I', tbl, r);
-            end if;
-        end loop;
-        if has_service then
-            execute format('grant all on %s to service_role', tbl);
-        end if;
-        if (select relkind from pg_class where oid = tbl) = 'r' then
+        if not (select relrowsecurity from pg_class where oid = tbl) then
             execute format('alter table %s enable row level security', tbl);
-            -- Any operator role may use the table; Supabase's public API roles may not.
-            if not exists (select 1 from pg_policy where polrelid = tbl
-                           and polname = 'dbops_not_api_roles') then
-                execute format(
-                    'create policy dbops_not_api_roles on %s for all to public '
-                    'using (current_user not in (''anon'', ''authenticated'')) '
-                    'with check (current_user not in (''anon'', ''authenticated''))', tbl);
-            end if;
+        end if;
+        -- Any operator role may use the table; Supabase's public API roles may not.
+        if not exists (select 1 from pg_policy where polrelid = tbl
+                       and polname = 'dbops_not_api_roles') then
+            execute format(
+                'create policy dbops_not_api_roles on %s for all to public '
+                'using (current_user not in (''anon'', ''authenticated'')) '
+                'with check (current_user not in (''anon'', ''authenticated''))', tbl);
         end if;
     end loop;
 end;
