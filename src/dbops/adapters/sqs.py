@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,7 @@ from typing import Any, TypeVar
 
 import boto3
 import botocore.exceptions
+import botocore.hooks
 import botocore.loaders
 import botocore.session
 from botocore.config import Config
@@ -26,6 +28,19 @@ def _shared_loader() -> botocore.loaders.Loader:
     return botocore.loaders.create_loader()
 
 
+@functools.cache
+def _builtin_event_hooks() -> botocore.hooks.HierarchicalEmitter:
+    """botocore's built-in event handlers, registered once per process.
+
+    A new session registers about 200 of them, inspecting each handler's signature; a
+    copy of a registered set is the same set (module-level functions, no session state)
+    at a fraction of the cost.
+    """
+    hooks = botocore.hooks.HierarchicalEmitter()
+    botocore.session.Session(event_hooks=hooks)  # registers the built-in handlers in hooks
+    return hooks
+
+
 def _boto_session(**kwargs: Any) -> boto3.session.Session:
     """A boto3 session whose service models come from one loader per process.
 
@@ -35,7 +50,9 @@ def _boto_session(**kwargs: Any) -> boto3.session.Session:
     matters wherever one process builds several sessions: `runbook run`, `monitor`, tests.
     """
     loader = _shared_loader()
-    core = botocore.session.Session()
+    core = botocore.session.Session(
+        event_hooks=copy.copy(_builtin_event_hooks()), include_builtin_handlers=False
+    )
     core.register_component("data_loader", loader)
     session = boto3.session.Session(botocore_session=core, **kwargs)
     # boto3 appends its own data folder to the loader's search path on every session.
