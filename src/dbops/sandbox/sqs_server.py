@@ -21,8 +21,21 @@ The test suite's in-process moto server gets the same changes (tests/conftest.py
 from __future__ import annotations
 
 import functools
+import io
+import string
+import threading
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.exceptions import ClientDisconnected, InternalServerError
+from werkzeug.serving import BaseWSGIServer, connection_dropped_errors, make_server
+from werkzeug.wsgi import LimitedStream
 
 
 def speed_up_moto_sqs() -> None:
@@ -30,6 +43,7 @@ def speed_up_moto_sqs() -> None:
     import moto.core.responses as responses
     import moto.core.utils as utils
     import moto.sqs.models as models
+    from moto.moto_api._internal import mock_random
 
     if getattr(models, "_dbops_fast", False):
         return
@@ -48,19 +62,253 @@ def speed_up_moto_sqs() -> None:
         with queue._messages_lock:
             unlocked_delete(queue, receipt_handle)
 
+    @functools.cache
+    def method_names(clazz: type) -> frozenset[str]:
+        return frozenset(utils.method_names_from_class(clazz))
+
+    def receipt_handle() -> str:
+        # moto's: "".join(random.choice(ascii_lowercase) for _ in range(185)), same source
+        return "".join(mock_random.choices(string.ascii_lowercase, k=185))
+
+    def random_string(
+        rng: Any, length: int = 20, include_digits: bool = True, lower_case: bool = False
+    ) -> str:  # moto's, with one choices() call instead of `length` choice() calls
+        pool = string.ascii_letters + (string.digits if include_digits else "")
+        text = "".join(rng.choices(pool, k=length))
+        return text.lower() if lower_case else text
+
+    slow_attributes = models.SQSBackend.get_queue_attributes
+
+    def get_queue_attributes(
+        backend: Any, queue_name: str, attribute_names: list[str]
+    ) -> dict[str, Any]:
+        # moto's, reading `queue.attributes` (which counts the messages) once, not 3 times
+        # per name; "All" and the empty list were already computed once.
+        if not attribute_names or "All" in attribute_names:
+            return slow_attributes(backend, queue_name, attribute_names)
+        queue = backend.get_queue(queue_name)
+        valid = {"All", *queue.BASE_ATTRIBUTES, *queue.FIFO_ATTRIBUTES, *queue.KMS_ATTRIBUTES}
+        invalid = next((name for name in attribute_names if name not in valid), None)
+        if invalid is not None:
+            raise models.InvalidAttributeName(invalid)
+        current = queue.attributes
+        return {
+            name: current[name]
+            for name in attribute_names
+            if name in current and current[name] is not None
+        }
+
+    def retained(backend: Any, queue_name: str, message: Any) -> bool:
+        # moto's read MessageRetentionPeriod through get_queue_attributes (every attribute
+        # computed, the messages counted three times) for each message received.
+        retention = backend.get_queue(queue_name).message_retention_period
+        return bool(retention + message.sent_timestamp / 1000 > unix_time())
+
     models.unix_time = unix_time
     models.unix_time_millis = unix_time_millis
     models.camelcase_to_underscores = snake
     responses.camelcase_to_underscores = snake
+    responses.method_names_from_class = method_names  # type: ignore[assignment]
+    models.generate_receipt_handle = receipt_handle
+    setattr(type(mock_random), "get_random_string", random_string)  # noqa: B010
+    setattr(models.SQSBackend, "get_queue_attributes", get_queue_attributes)  # noqa: B010
+    setattr(models.SQSBackend, "is_message_valid_based_on_retention_period", retained)  # noqa: B010
     setattr(models.Queue, "delete_message", delete_message)  # noqa: B010 (typed as a method)
     models._dbops_fast = True  # type: ignore[attr-defined]
 
 
-def main(argv: list[str] | None = None) -> None:
-    speed_up_moto_sqs()
-    from moto.server import main as moto_main
+class SqsDispatcher(DomainDispatcherApplication):
+    """moto's dispatcher, remembering which backend serves a host (see the module docstring)."""
 
-    moto_main(argv)
+    def __init__(self, create_app: Callable[[Any], Any] = create_backend_app) -> None:
+        super().__init__(create_app)
+        self._backends: dict[str, Any] = {}
+
+    def get_backend_for_host(self, host: str | None) -> Any:
+        # Called under self.lock (get_application): no other lock needed.
+        if host is None:
+            return None
+        backend = self._backends.get(host)
+        if backend is None:
+            backend = super().get_backend_for_host(host)
+            if backend:  # not found: not remembered, moto prints its hint every time
+                self._backends[host] = backend
+        return backend
+
+
+class SqsRequestHandler(MotoRequestHandler):
+    """moto's request handler, keeping connections open and writing each response in one
+    piece when that is safe; otherwise werkzeug's own `run_wsgi` (see the module docstring)."""
+
+    log_requests = True
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if self.log_requests:
+            super().log_request(code, size)
+
+    def run_wsgi(self) -> None:
+        length = self._body_length()
+        if length is None:
+            super().run_wsgi()
+            return
+        self.environ = environ = self.make_environ()
+        body = LimitedStream(self.rfile, length)  # type: ignore[arg-type]
+        environ["wsgi.input"] = body
+        try:
+            status, headers, chunks = self._call(environ)
+        except connection_dropped_errors as error:
+            self.connection_dropped(error, environ)
+            self.close_connection = True
+            return
+        try:
+            body.exhaust()  # what the application left unread: the next request follows it
+        except ClientDisconnected:
+            self.close_connection = True
+            return
+        try:
+            self._send(status, headers, chunks, environ["REQUEST_METHOD"])
+        except connection_dropped_errors as error:
+            self.connection_dropped(error, environ)
+            self.close_connection = True
+
+    def _body_length(self) -> int | None:
+        """The request body's length when this request can share its connection: HTTP/1.1
+        asked to keep it, no chunked body, no 100-continue. None: werkzeug's own way."""
+        if self.close_connection or self.protocol_version < "HTTP/1.1":
+            return None
+        if "Transfer-Encoding" in self.headers or "Expect" in self.headers:
+            return None
+        declared = self.headers.get_all("Content-Length") or ["0"]
+        value = declared[0].strip()
+        return int(value) if len(declared) == 1 and value.isascii() and value.isdigit() else None
+
+    def _call(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], list[bytes]]:
+        """Run the application to the end and collect its answer, as werkzeug's `execute`
+        does, with an error turned into werkzeug's 500 and logged the same way."""
+        started: list[Any] = []
+        chunks: list[bytes] = []
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            if exc_info:
+                exc_info = None  # nothing was sent yet: the new status replaces the old
+            elif started:
+                raise AssertionError("Headers already set")
+            started[:] = [status, headers]
+            return chunks.append
+
+        try:
+            answer: Iterable[bytes] = self.server.app(environ, start_response)
+            try:
+                for data in answer:
+                    assert isinstance(data, bytes), "applications must write bytes"
+                    chunks.append(data)
+            finally:
+                if hasattr(answer, "close"):
+                    answer.close()
+        except connection_dropped_errors:
+            raise
+        except Exception as error:
+            if self.server.passthrough_errors:
+                raise
+            from werkzeug.debug.tbtools import DebugTraceback
+
+            started.clear()
+            chunks.clear()
+            fallback = InternalServerError()(environ, start_response)
+            chunks.extend(fallback)
+            self.close_connection = True  # werkzeug closes after an error too
+            msg = DebugTraceback(error).render_traceback_text()
+            self.server.log("error", f"Error on request:\n{msg}")
+        if not started:
+            raise AssertionError("write() before start_response")
+        return started[0], started[1], chunks
+
+    def _send(
+        self, status: str, headers: list[tuple[str, str]], chunks: list[bytes], method: str
+    ) -> None:
+        """Status line, headers and body in one write; the headers are werkzeug's but for
+        `Connection: close`, sent only when the connection cannot be kept."""
+        try:
+            code_str, msg = status.split(None, 1)
+        except ValueError:
+            code_str, msg = status, ""
+        code = int(code_str)
+        content = b"".join(chunks)
+        declared = [v for k, v in headers if k.lower() == "content-length"]
+        no_body = method == "HEAD" or 100 <= code < 200 or code in {204, 304}
+        if no_body:
+            framed = not content  # no body, whatever Content-Length says (HEAD)
+        else:
+            framed = len(declared) == 1 and declared[0].strip() == str(len(content))
+        out = io.BytesIO()
+        wire, self.wfile = self.wfile, out
+        try:
+            self.send_response(code, msg)
+            for key, value in headers:
+                self.send_header(key, value)
+            chunked = not declared and not no_body
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            if not framed or self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if chunked:
+                if content:
+                    out.write(b"%x\r\n%s\r\n" % (len(content), content))
+                out.write(b"0\r\n\r\n")
+            else:
+                out.write(content)
+        finally:
+            self.wfile = wire
+        wire.write(out.getvalue())
+        wire.flush()
+
+
+class ThreadedSqsServer:
+    """moto's `ThreadedMotoServer`, with `SqsDispatcher` and `SqsRequestHandler`; for tests
+    and benchmarks (`log_requests=False`: no werkzeug line per request)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, log_requests: bool = False):
+        self._host, self._port = host, port
+        handler = type(
+            "QuietSqsRequestHandler", (SqsRequestHandler,), {"log_requests": log_requests}
+        )
+        self._handler = handler
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        speed_up_moto_sqs()
+        self._server = make_server(
+            self._host, self._port, SqsDispatcher(), threaded=True, request_handler=self._handler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def get_host_and_port(self) -> tuple[str, int]:
+        assert self._server is not None, "call start() first"
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """moto's own `moto_server` command line, serving with the classes above (and werkzeug's
+    request log kept: the sandbox's moto.log)."""
+    import moto.server as moto_server
+
+    speed_up_moto_sqs()
+    moto_server.DomainDispatcherApplication = SqsDispatcher  # type: ignore[misc]
+    moto_server.MotoRequestHandler = SqsRequestHandler  # type: ignore[misc]
+    moto_server.main(argv)
 
 
 if __name__ == "__main__":
