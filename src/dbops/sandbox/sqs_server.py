@@ -78,6 +78,8 @@ def speed_up_moto_sqs() -> None:
         return text.lower() if lower_case else text
 
     slow_attributes = models.SQSBackend.get_queue_attributes
+    slow_retained = models.SQSBackend.is_message_valid_based_on_retention_period
+    slow_random_string = type(mock_random).get_random_string
 
     def get_queue_attributes(
         backend: Any, queue_name: str, attribute_names: list[str]
@@ -114,6 +116,11 @@ def speed_up_moto_sqs() -> None:
     setattr(models.SQSBackend, "get_queue_attributes", get_queue_attributes)  # noqa: B010
     setattr(models.SQSBackend, "is_message_valid_based_on_retention_period", retained)  # noqa: B010
     setattr(models.Queue, "delete_message", delete_message)  # noqa: B010 (typed as a method)
+    models._dbops_slow = {  # type: ignore[attr-defined]  # moto's own, for tests/sandbox
+        "get_queue_attributes": slow_attributes,
+        "is_message_valid_based_on_retention_period": slow_retained,
+        "get_random_string": slow_random_string,
+    }
     models._dbops_fast = True  # type: ignore[attr-defined]
 
 
