@@ -1,13 +1,28 @@
-"""The sandbox's SQS server: moto's own (`python -m dbops.sandbox.sqs_server -H HOST -p PORT`),
-with two of its hot functions replaced by cheaper ones that return the same values, and one
-race closed.
+"""The sandbox's and the tests' SQS server: moto's own, made cheaper per request with the
+same answers, and one race closed.
 
-moto 5 reads the clock through a datetime round trip (`unix_time_millis()`: utcnow, an epoch
-datetime, a timedelta) for every message on every visibility check, and converts attribute
-names to snake_case character by character on every request. On a queue of a few hundred
-messages that is most of the server's CPU: a ReceiveMessage cost ~0.35 s of CPU at a depth
-of 500, about 0.1 s after. Both functions are pure (the clock one returns time.time() when
-given no argument), so moto's answers, HTTP handling and queue semantics are unchanged.
+`python -m dbops.sandbox.sqs_server -H HOST -p PORT` is moto's `moto_server` command line
+(the sandbox starts it; werkzeug's request log goes to the sandbox's moto.log as before);
+`ThreadedSqsServer` is the same server on a thread, for tests/conftest.py (`sqs_endpoint`)
+and benchmarks/bench_moto.py, which measures it against moto's `ThreadedMotoServer`.
+
+Inside moto's SQS (`speed_up_moto_sqs`), each replacement returns what moto's function
+returns, and tests/sandbox/test_sqs_server.py compares them with moto's own:
+- the clock: moto 5 reads it through a datetime round trip (`unix_time_millis()`: utcnow,
+  an epoch datetime, a timedelta) for every message on every visibility check; the
+  replacement returns time.time() when given no argument (a ReceiveMessage at a depth of
+  500 cost ~0.35 s of CPU before, ~0.1 s after);
+- attribute names converted to snake_case character by character on every request: the
+  same function, memoised (it is pure);
+- which methods a response class has (`inspect.getmembers` on every request): memoised per
+  class; the classes do not change while the server runs;
+- GetQueueAttributes built every attribute of the queue (counting its messages) three
+  times per name asked for; now once per call. And ReceiveMessage checked each message's
+  retention period through that same call; now it reads `MessageRetentionPeriod` itself.
+  Same values, same validation and errors; only the count of passes over the messages
+  changes;
+- receipt handles and request ids: the same characters from the same (seedable) random
+  source, drawn with one `choices()` call instead of one `choice()` per character.
 
 The race: moto's `Queue.delete_message` rebuilds the queue's message list from a copy
 without the lock `add_message` takes, and its server answers requests on threads. Two
@@ -15,7 +30,31 @@ DeleteMessageBatch calls at once (dbops deletes in parallel batches) could each 
 from the same copy, so one deletion came undone; a message sent meanwhile could vanish.
 Real SQS does neither; the wrapper takes the queue's lock for the rebuild.
 
-The test suite's in-process moto server gets the same changes (tests/conftest.py).
+In the HTTP server (`SqsDispatcher`, `SqsRequestHandler`):
+- moto's dispatcher lists its own package directory and stats every entry, then tries
+  every service's URL pattern, on every request, to find the backend for the request's
+  host (for SQS: `sqs.<region>.amazonaws.com`, taken from the signature). The answer
+  depends only on the host and the installed moto, so it is remembered per host (a host
+  with no backend is not remembered);
+- werkzeug's server answers `Connection: close` to every request (its http.server base
+  cannot tell where an unread body ends), so botocore opened a new connection, and the
+  server a new thread, for every call. The handler keeps the connection when that is safe:
+  HTTP/1.1, the client did not ask to close, the body's length is given by Content-Length
+  (no chunked body, no `Expect`), and the answer's Content-Length matches its body (or it
+  has none: HEAD, 1xx, 204, 304). It reads what the application left of the body before
+  the next request. Anything else goes through werkzeug's own `run_wsgi`, unchanged;
+  after an application error the answer is werkzeug's 500, logged the same way, and the
+  connection is closed as before;
+- the status line, headers and body go out in one write, not two (http.server writes the
+  headers, then werkzeug the body). The whole answer is collected first: moto's SQS
+  answers are not streamed (a long poll waits inside the application, before any byte is
+  written). The bytes are werkzeug's (the same Server, Date, moto's headers, chunked
+  framing when there is no Content-Length) but for `Connection: close`, which is sent only
+  when the connection is then closed;
+- `log_requests=False` (the tests' server) drops werkzeug's INFO line per request: under
+  pytest every line was captured into the test's report (thousands in a failure's output).
+  Errors are still logged. The sandbox keeps the line (moto.log).
+tests/sandbox/test_sqs_server_http.py checks the answers against moto's own server's.
 """
 
 from __future__ import annotations
@@ -70,29 +109,52 @@ def speed_up_moto_sqs() -> None:
         # moto's: "".join(random.choice(ascii_lowercase) for _ in range(185)), same source
         return "".join(mock_random.choices(string.ascii_lowercase, k=185))
 
-    def random_string(
-        rng: Any, length: int = 20, include_digits: bool = True, lower_case: bool = False
-    ) -> str:  # moto's, with one choices() call instead of `length` choice() calls
-        pool = string.ascii_letters + (string.digits if include_digits else "")
-        text = "".join(rng.choices(pool, k=length))
-        return text.lower() if lower_case else text
+    backend = models.SQSBackend
+    models._dbops_slow = {  # type: ignore[attr-defined]  # moto's own, for tests/sandbox
+        "get_queue_attributes": backend.get_queue_attributes,
+        "is_message_valid_based_on_retention_period": (
+            backend.is_message_valid_based_on_retention_period
+        ),
+        "get_random_string": type(mock_random).get_random_string,
+    }
+    models.unix_time = unix_time
+    models.unix_time_millis = unix_time_millis
+    models.camelcase_to_underscores = snake
+    responses.camelcase_to_underscores = snake
+    responses.method_names_from_class = method_names  # type: ignore[assignment]
+    models.generate_receipt_handle = receipt_handle
+    setattr(type(mock_random), "get_random_string", _random_string)  # noqa: B010
+    attributes = _attributes_once(backend.get_queue_attributes, models.InvalidAttributeName)
+    setattr(backend, "get_queue_attributes", attributes)  # noqa: B010
+    setattr(backend, "is_message_valid_based_on_retention_period", _retained)  # noqa: B010
+    setattr(models.Queue, "delete_message", delete_message)  # noqa: B010 (typed as a method)
+    models._dbops_fast = True  # type: ignore[attr-defined]
 
-    slow_attributes = models.SQSBackend.get_queue_attributes
-    slow_retained = models.SQSBackend.is_message_valid_based_on_retention_period
-    slow_random_string = type(mock_random).get_random_string
+
+def _random_string(
+    rng: Any, length: int = 20, include_digits: bool = True, lower_case: bool = False
+) -> str:
+    """moto's `MotoRandom.get_random_string`, with one choices() call instead of `length`
+    choice() calls."""
+    pool = string.ascii_letters + (string.digits if include_digits else "")
+    text = "".join(rng.choices(pool, k=length))
+    return text.lower() if lower_case else text
+
+
+def _attributes_once(slow: Callable[..., dict[str, Any]], invalid_name: type[Exception]) -> Any:
+    """moto's `SQSBackend.get_queue_attributes`, reading `queue.attributes` (which counts the
+    messages) once, not three times per name; "All" and no names already read it once."""
 
     def get_queue_attributes(
         backend: Any, queue_name: str, attribute_names: list[str]
     ) -> dict[str, Any]:
-        # moto's, reading `queue.attributes` (which counts the messages) once, not 3 times
-        # per name; "All" and the empty list were already computed once.
         if not attribute_names or "All" in attribute_names:
-            return slow_attributes(backend, queue_name, attribute_names)
+            return slow(backend, queue_name, attribute_names)
         queue = backend.get_queue(queue_name)
         valid = {"All", *queue.BASE_ATTRIBUTES, *queue.FIFO_ATTRIBUTES, *queue.KMS_ATTRIBUTES}
         invalid = next((name for name in attribute_names if name not in valid), None)
         if invalid is not None:
-            raise models.InvalidAttributeName(invalid)
+            raise invalid_name(invalid)
         current = queue.attributes
         return {
             name: current[name]
@@ -100,28 +162,15 @@ def speed_up_moto_sqs() -> None:
             if name in current and current[name] is not None
         }
 
-    def retained(backend: Any, queue_name: str, message: Any) -> bool:
-        # moto's read MessageRetentionPeriod through get_queue_attributes (every attribute
-        # computed, the messages counted three times) for each message received.
-        retention = backend.get_queue(queue_name).message_retention_period
-        return bool(retention + message.sent_timestamp / 1000 > unix_time())
+    return get_queue_attributes
 
-    models.unix_time = unix_time
-    models.unix_time_millis = unix_time_millis
-    models.camelcase_to_underscores = snake
-    responses.camelcase_to_underscores = snake
-    responses.method_names_from_class = method_names  # type: ignore[assignment]
-    models.generate_receipt_handle = receipt_handle
-    setattr(type(mock_random), "get_random_string", random_string)  # noqa: B010
-    setattr(models.SQSBackend, "get_queue_attributes", get_queue_attributes)  # noqa: B010
-    setattr(models.SQSBackend, "is_message_valid_based_on_retention_period", retained)  # noqa: B010
-    setattr(models.Queue, "delete_message", delete_message)  # noqa: B010 (typed as a method)
-    models._dbops_slow = {  # type: ignore[attr-defined]  # moto's own, for tests/sandbox
-        "get_queue_attributes": slow_attributes,
-        "is_message_valid_based_on_retention_period": slow_retained,
-        "get_random_string": slow_random_string,
-    }
-    models._dbops_fast = True  # type: ignore[attr-defined]
+
+def _retained(backend: Any, queue_name: str, message: Any) -> bool:
+    """moto's `is_message_valid_based_on_retention_period`, which read the period through
+    get_queue_attributes (every attribute computed, the messages counted three times) for
+    each message received."""
+    retention = backend.get_queue(queue_name).message_retention_period
+    return bool(retention + message.sent_timestamp / 1000 > time.time())
 
 
 class SqsDispatcher(DomainDispatcherApplication):
