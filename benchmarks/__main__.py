@@ -1,7 +1,7 @@
 """Run benchmarks: `uv run python -m benchmarks [NAME...]` (default: all).
 
 Names: startup, jobs, bulk_retry, redrive, purge, dlq_stats, ratelimit, audit, masking,
-workers, top.
+workers, top, moto.
 Each prints its own figures and ratios, and which SQS implementation and Postgres it ran on.
 Not part of the test suite.
 """
@@ -24,6 +24,7 @@ NAMES = [
     "masking",
     "workers",
     "top",
+    "moto",
 ]
 
 
@@ -37,7 +38,7 @@ def main(argv: list[str]) -> int:
         print(f"\n=== {name}", flush=True)
         began = time.perf_counter()
         module = importlib.import_module(f"benchmarks.bench_{name}")
-        if name in ("redrive", "purge", "dlq_stats"):
+        if name in ("redrive", "purge", "dlq_stats", "moto"):
             module.main([])
         else:
             module.main()

@@ -25,7 +25,7 @@ from psycopg import sql
 from dbops.adapters.postgres import PostgresStore
 from dbops.services import migrations
 from tests.dbpool import DatabasePool
-from tests.helpers import free_port, pgdata_parent
+from tests.helpers import pgdata_parent
 
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp/dbops-runtime")
 os.makedirs(os.environ["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
@@ -230,15 +230,13 @@ def sqs_endpoint() -> Iterator[str]:
     if external:
         yield external.rstrip("/")
         return
-    from moto.server import ThreadedMotoServer
+    from dbops.sandbox.sqs_server import ThreadedSqsServer
 
-    from dbops.sandbox.sqs_server import speed_up_moto_sqs
-
-    speed_up_moto_sqs()
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    # moto's server with dbops.sandbox.sqs_server's changes; no werkzeug log line per
+    # request (they ended up in every test's captured log).
+    server = ThreadedSqsServer("127.0.0.1", 0, log_requests=False)
     server.start()
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{server.get_host_and_port()[1]}"
     server.stop()
 
 
