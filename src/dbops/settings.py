@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = Field(
         default=30000, ge=0, validation_alias=_env("DBOPS_STATEMENT_TIMEOUT_MS")
     )
+    # The longest an SQS receive may wait for messages (long polling). dbops long-polls
+    # 1 s before it takes an empty receive as "the queue is empty"; real SQS needs that (a
+    # short poll samples a subset of its servers), an emulator (LocalStack, moto) does not.
+    sqs_long_poll_seconds: int | None = Field(
+        default=None, ge=0, le=20, validation_alias=_env("DBOPS_SQS_LONG_POLL_SECONDS")
+    )
     sandbox: bool = False
     audit: AuditThresholds = Field(default_factory=AuditThresholds)
 
@@ -169,6 +175,7 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "operator": ("DBOPS_OPERATOR",),
     "connect_timeout_seconds": ("DBOPS_CONNECT_TIMEOUT",),
     "statement_timeout_ms": ("DBOPS_STATEMENT_TIMEOUT_MS",),
+    "sqs_long_poll_seconds": ("DBOPS_SQS_LONG_POLL_SECONDS",),
     "transport": ("DBOPS_TRANSPORT",),
 }
 

@@ -125,8 +125,11 @@ class SqsQueues:
         connect_timeout: float = 5,
         read_timeout: float = 30,
         max_attempts: int = 5,
+        max_wait_seconds: int | None = None,
     ) -> None:
         self.endpoint = endpoint
+        # A cap on every receive's long poll (settings.sqs_long_poll_seconds).
+        self._max_wait = max_wait_seconds
         self._region = region or "us-east-1"
         self._profile = profile
         self._sandbox = sandbox
@@ -246,7 +249,9 @@ class SqsQueues:
         kwargs: dict[str, Any] = {
             "QueueUrl": queue_url,
             "MaxNumberOfMessages": max(1, min(10, max_messages)),
-            "WaitTimeSeconds": wait_seconds,
+            "WaitTimeSeconds": wait_seconds
+            if self._max_wait is None
+            else min(wait_seconds, self._max_wait),
             "MessageSystemAttributeNames": ["All"],
             "MessageAttributeNames": ["All"],
         }

@@ -195,6 +195,7 @@ def queues() -> Queues:
             endpoint=current.aws_endpoint_url_sqs,
             profile=current.aws_profile,
             sandbox=current.sandbox,
+            max_wait_seconds=current.sqs_long_poll_seconds,
         )
 
     return _cached("queues", build)

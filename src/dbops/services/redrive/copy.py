@@ -20,6 +20,7 @@ from dbops.services.redrive.models import (
     RECEIVE_WAIT_SECONDS,
     RECENT_IDS_KEPT,
     SAMPLE_SIZE,
+    SETTLE_POLL_SECONDS,
     SETTLE_SECONDS,
     RedriveResult,
 )
@@ -92,6 +93,10 @@ class _CopyRun(BatchMover):
         if waited >= self.o.settle_seconds:
             self._set_stop("unsettled")
             return True
+        # Messages are visible but none came: poll again shortly. A long poll paces this
+        # loop by itself; a receive that does not wait (sqs_long_poll_seconds = 0) would
+        # otherwise spin on the queue until settle_seconds ran out.
+        self.stop.wait(SETTLE_POLL_SECONDS)
         return False
 
     def _fresh(self, parsed: Sequence[ParsedMessage], received_at: float) -> list[ParsedMessage]:

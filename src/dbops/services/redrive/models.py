@@ -14,6 +14,7 @@ LEASE_SECONDS = 300  # visibility lease on scanned messages: far longer than a b
 MIN_LEASE_SECONDS = 2
 RECEIVE_WAIT_SECONDS = 1  # every receive is a long poll (all SQS servers are queried)
 SETTLE_SECONDS = 20.0  # how long to keep polling while the DLQ still reports visible messages
+SETTLE_POLL_SECONDS = 0.25  # pause between those polls when a receive does not wait
 DEFAULT_MAX_MESSAGE_SIZE = 262144  # older queues; current default is 1 MiB
 MAX_ATTRIBUTES = 10
 REDRIVE_COUNT_ATTRIBUTE = "dbops-redrive-count"
