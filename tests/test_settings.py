@@ -65,6 +65,27 @@ def test_invalid_values_are_config_errors(monkeypatch):
     assert "stale_threshold_minutes" in caught.value.message.lower()
 
 
+@pytest.mark.parametrize(("value", "expected"), [(None, None), ("0", 0), ("20", 20)])
+def test_sqs_long_poll_seconds_from_the_environment(monkeypatch, value, expected):
+    if value is None:
+        monkeypatch.delenv("DBOPS_SQS_LONG_POLL_SECONDS", raising=False)
+    else:
+        monkeypatch.setenv("DBOPS_SQS_LONG_POLL_SECONDS", value)
+    settings, origins = load_settings()
+    assert settings.sqs_long_poll_seconds == expected
+    assert origins["sqs_long_poll_seconds"] == (
+        "default" if value is None else "env:DBOPS_SQS_LONG_POLL_SECONDS"
+    )
+
+
+@pytest.mark.parametrize("value", ["21", "-1", "soon"])
+def test_sqs_long_poll_seconds_out_of_range_is_a_config_error(monkeypatch, value):
+    monkeypatch.setenv("DBOPS_SQS_LONG_POLL_SECONDS", value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "sqs_long_poll_seconds" in caught.value.message.lower()
+
+
 def test_env_file_text_maps_backend_names():
     values = parse_env_text(
         "# comment\nexport DATABASE_URL='postgresql://u:pw@h/db'\nSUPABASE_SERVICE_KEY=k\nOTHER=1\n"

@@ -163,6 +163,20 @@ def test_receive_clamps_max_messages(sqs, queues):
     assert sqs.receive(queues.main_url, max_messages=0) == []  # asks for 1; x is in flight
 
 
+@pytest.mark.parametrize(("cap", "sent"), [(None, 1), (0, 0), (5, 1)])
+def test_max_wait_seconds_caps_the_long_poll_sent(sqs_endpoint, queues, cap, sent):
+    sqs = SqsQueues(region="us-east-1", endpoint=sqs_endpoint, max_wait_seconds=cap)
+    asked: list[int] = []
+    # Observed on the way out (botocore's own event), not mocked: the call still goes out.
+    sqs.client.meta.events.register(
+        "provide-client-params.sqs.ReceiveMessage",
+        lambda params, **_: asked.append(params["WaitTimeSeconds"]),
+    )
+    _send(sqs, queues.main_url, "x")
+    assert [m.body for m in sqs.receive(queues.main_url, wait_seconds=1)] == ["x"]
+    assert asked == [sent]
+
+
 def test_queue_attributes_dead_letter_sources_and_listing(sqs, queues):
     attrs = sqs.get_attributes(queues.main_url)
     policy = json.loads(attrs["RedrivePolicy"])

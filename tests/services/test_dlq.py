@@ -20,7 +20,7 @@ from dbops.services.messages import MessageFilter
 
 @pytest.fixture
 def port(sqs_endpoint):
-    return SqsQueues(region="us-east-1", endpoint=sqs_endpoint)
+    return SqsQueues(region="us-east-1", endpoint=sqs_endpoint, max_wait_seconds=0)
 
 
 def send(

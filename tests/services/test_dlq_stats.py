@@ -239,7 +239,7 @@ def _send(client: Any, url: str, bodies: list[str]) -> list[str]:
 
 
 def test_bad_arguments_are_refused_before_any_receive(queues, sqs_endpoint):
-    sqs = SqsQueues(region="us-east-1", endpoint=sqs_endpoint)
+    sqs = SqsQueues(region="us-east-1", endpoint=sqs_endpoint, max_wait_seconds=0)
     _send(queues.client, queues.dlq_url, ['{"_dlq_reason": "x"}'])
     base = {"queues": sqs, "queue_url": queues.dlq_url}
     with pytest.raises(UsageError, match="--by"):
@@ -270,7 +270,7 @@ def test_job_status_over_both_transports(store, job_seed, queues, sqs_endpoint):
         + ['{"customer_id": "acme"}', "not json at all"]
     )
     _send(queues.client, queues.dlq_url, bodies)
-    sqs = SqsQueues(region="us-east-1", endpoint=sqs_endpoint)
+    sqs = SqsQueues(region="us-east-1", endpoint=sqs_endpoint, max_wait_seconds=0)
     result = stats.group_messages(
         queues=sqs, queue_url=queues.dlq_url, by="job_status", store=store
     )
@@ -284,7 +284,7 @@ def test_job_status_batches_round_trips(database_url, job_seed, queues, sqs_endp
     monkeypatch.setattr(stats, "LOOKUP_BATCH", 7)
     ids = job_seed.many(20, status="completed")
     _send(queues.client, queues.dlq_url, [json.dumps({"job_id": j}) for j in ids])
-    sqs = SqsQueues(region="us-east-1", endpoint=sqs_endpoint)
+    sqs = SqsQueues(region="us-east-1", endpoint=sqs_endpoint, max_wait_seconds=0)
     pg = PostgresStore(database_url)
     try:
         result = stats.group_messages(
@@ -333,7 +333,7 @@ def test_filters_and_top(queues, sqs_endpoint):
         + [json.dumps({"customer_id": "acme", "_dlq_reason": "bad payload"})]
     )
     _send(queues.client, queues.dlq_url, bodies)
-    sqs = SqsQueues(region="us-east-1", endpoint=sqs_endpoint)
+    sqs = SqsQueues(region="us-east-1", endpoint=sqs_endpoint, max_wait_seconds=0)
     base = {"queues": sqs, "queue_url": queues.dlq_url}
     only_acme = stats.group_messages(
         by="reason", message_filter=MessageFilter(customers=["acme"]), **base
@@ -360,7 +360,7 @@ def test_concurrent_scan_counts_each_message_once_with_odd_bodies(queues, sqs_en
     bodies += ["not json at all", "[1, 2]", "{broken", '"just a string"'] * 20
     bodies += [json.dumps({"job_id": "j"})] * 20
     _send(queues.client, queues.dlq_url, bodies)
-    sqs = SqsQueues(region="us-east-1", endpoint=sqs_endpoint)
+    sqs = SqsQueues(region="us-east-1", endpoint=sqs_endpoint, max_wait_seconds=0)
     result = stats.group_messages(queues=sqs, queue_url=queues.dlq_url, by="reason")
     assert {(r.key, r.count) for r in result.rows} == {
         ("timeout after <n>s", 200),

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.sqs
 # --------------------------------------------------------------------------- helpers
 @pytest.fixture
 def sqs(sqs_endpoint: str) -> SqsQueues:
-    return SqsQueues(region="us-east-1", endpoint=sqs_endpoint)
+    return SqsQueues(region="us-east-1", endpoint=sqs_endpoint, max_wait_seconds=0)
 
 
 def make_queue(client: Any, name: str, **attributes: str) -> str:

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.sqs
 
 @pytest.fixture
 def sqs(sqs_endpoint: str) -> SqsQueues:
-    return SqsQueues(region="us-east-1", endpoint=sqs_endpoint)
+    return SqsQueues(region="us-east-1", endpoint=sqs_endpoint, max_wait_seconds=0)
 
 
 def receive(client: Any, url: str, n: int) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ ATTRIBUTES: dict[str, Any] = {
 
 @pytest.fixture
 def port(sqs_endpoint):
-    return SqsQueues(region="us-east-1", endpoint=sqs_endpoint)
+    return SqsQueues(region="us-east-1", endpoint=sqs_endpoint, max_wait_seconds=0)
 
 
 def record(
