@@ -6,8 +6,9 @@ behind. It does not need each of them to start Python and import dbops, boto3, p
 pydantic and Rich again: that was about 0.5 s of CPU per process, and the suite starts
 about 150 of them.
 
-So each xdist worker runs one fork server (`python -m tests.forkserver SOCKET`): it
-imports every dbops module once, then forks a child per request. The child takes the
+So the test run has one fork server (`python -m tests.forkserver SOCKET OWNER_PID`,
+started by the first xdist worker that needs it, shared by all): it imports every dbops
+module once, then forks a child per request. The child takes the
 request's argv, environment, working folder and stdin/stdout/stderr (passed as file
 descriptors), and then runs `dbops.cli.main.run()`, exactly what `python -m dbops` runs;
 it leaves through the interpreter's normal exit (atexit handlers, non-daemon threads
@@ -21,8 +22,8 @@ and tests that need `preexec_fn` keep using `subprocess`.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
+import fcntl
 import gc
 import json
 import os
@@ -86,8 +87,8 @@ def _become_dbops(
     sys.argv = [request["argv0"], *request["args"]]
 
 
-def serve(path: str) -> None:
-    """Accept requests on the Unix socket PATH until stdin closes (the worker is gone)."""
+def serve(path: str, owner: int) -> None:
+    """Accept requests on the Unix socket PATH while process OWNER (the test run) lives."""
     _warm_imports()
     gc.collect()
     gc.freeze()  # children inherit the heap: keep the collector off its pages
@@ -102,22 +103,29 @@ def serve(path: str) -> None:
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
-    selector.register(0, selectors.EVENT_READ)
     running: dict[int, socket.socket] = {}
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     while True:
-        for key, _ in selector.select():
-            if key.fileobj == 0:
-                if not os.read(0, 4096):
-                    os.unlink(path)
-                    os._exit(0)
-            elif key.fileobj == wake_r:
+        if not _alive(owner):
+            for leftover in (path, os.path.join(os.path.dirname(path), "lock")):
+                with contextlib.suppress(OSError):
+                    os.unlink(leftover)
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(path))
+            os._exit(0)
+        for key, _ in selector.select(timeout=1):
+            if key.fileobj == wake_r:
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake_r, 4096)
             else:
                 conn, _ = listener.accept()
                 header, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 3)
+                if len(header) != _HEADER.size or len(fds) != 3:  # a probe (`_answers`)
+                    for fd in fds:
+                        os.close(fd)
+                    conn.close()
+                    continue
                 (size,) = _HEADER.unpack(header)
                 request = json.loads(_read_exact(conn, size))
                 pid = os.fork()
@@ -145,36 +153,57 @@ def serve(path: str) -> None:
             conn.close()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 # --------------------------------------------------------------------------- test side
 _server: dict[str, Any] = {}
 
 
 def _socket_path() -> str:
-    """This process's fork server (started on first use, stopped when the process exits)."""
-    if _server.get("pid") == os.getpid():
+    """The test run's fork server, shared by its xdist workers: the first that needs it
+    starts it (under a lock); it leaves when the run's main process has ended."""
+    if "path" in _server:
         return str(_server["path"])
-    folder = tempfile.mkdtemp(prefix="dbops-fork-")
-    path = os.path.join(folder, "s")
-    root = Path(__file__).resolve().parent.parent
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.forkserver", path],
-        cwd=root,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    if proc.stdout.readline() != b"ready\n":
-        raise RuntimeError("the dbops fork server did not start")
-    _server.update(pid=os.getpid(), path=path, proc=proc)
-    atexit.register(_stop, proc)
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    owner = os.getppid() if run else os.getpid()  # the xdist controller, or this process
+    folder = Path(tempfile.gettempdir()) / f"dbops-fork-{run or os.getpid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    path = str(folder / "s")
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _answers(path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.forkserver", path, str(owner)],
+                cwd=Path(__file__).resolve().parent.parent,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                start_new_session=True,  # not in a worker's process group
+            )
+            assert proc.stdout is not None
+            if proc.stdout.readline() != b"ready\n":
+                raise RuntimeError("the dbops fork server did not start")
+            proc.stdout.close()
+    _server["path"] = path
     return path
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.stdin is not None:
-        proc.stdin.close()  # the server's signal to leave
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
+def _answers(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
 
 
 class DbopsProcess:
@@ -305,4 +334,4 @@ def run_dbops(
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], int(sys.argv[2]))
