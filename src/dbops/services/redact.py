@@ -19,9 +19,12 @@ invariant 7) and never raises on data:
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import itertools
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from dbops.redaction import redact_urls
@@ -220,10 +223,33 @@ def load_json(text: str) -> Any:
     """The JSON value of `text`, or `NOT_JSON` (not JSON, or nested deeper than
     `JSON_MAX_DEPTH`). Never raises."""
     try:
-        value = json.loads(text)
+        if text.count("[") + text.count("{") <= JSON_MAX_DEPTH:
+            value = json.loads(text)
+        else:
+            with _collector_paused():
+                value = json.loads(text)
     except (ValueError, TypeError, RecursionError):
         return NOT_JSON
     return value if json_depth_ok(value) else NOT_JSON
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No garbage collection while a body that may nest thousands deep is parsed.
+
+    The parser recurses once per level, up to the interpreter's limit (where it raises
+    RecursionError, which load_json expects). A collection that starts down there runs
+    finalizers (of sockets, files, ...) with no stack left; they fail with RecursionError
+    too, and Python prints that as "Exception ignored in ..." on stderr, in the middle of
+    the command's output.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def mask_body(body: str) -> str:
