@@ -579,12 +579,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto`: at least 6 workers. Much of a test's time is spent waiting (SQS and
+    """`-n auto`: at least 5 workers. Much of a test's time is spent waiting (SQS and
     Postgres round trips, child processes, deliberate lease, rate and canary windows): on
-    the 2-core machine 4 workers left a third of the CPU idle (~180 s), 6 finished in
-    ~130-147 s and 8 in ~150 s (each worker also collects the suite and starts its own
+    the 2-core machine 4 workers left a third of the CPU idle (~170-180 s), 5 finished in
+    134-137 s, 6 in 140-162 s (each worker also collects the suite and starts its own
     Postgres and moto server)."""
-    return max(6, os.cpu_count() or 1)
+    return max(5, os.cpu_count() or 1)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
