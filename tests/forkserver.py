@@ -53,11 +53,8 @@ def _warm_imports() -> None:
     for module in pkgutil.walk_packages(dbops.__path__, "dbops."):
         if module.name.startswith("dbops.sandbox.sqs_server"):
             continue  # imports moto when run, nothing a command needs
-        __import__(module.name)
-    import boto3  # noqa: F401
-    import botocore.session  # noqa: F401
-    import psycopg  # noqa: F401
-    import rich.console  # noqa: F401
+        __import__(module.name)  # the adapters bring boto3, psycopg and supabase
+    import rich.console  # noqa: F401  (the CLI imports it when it first prints)
 
 
 def _read_exact(conn: socket.socket, size: int) -> bytes:
@@ -71,13 +68,16 @@ def _read_exact(conn: socket.socket, size: int) -> bytes:
 
 
 def _become_dbops(
-    request: dict[str, Any], fds: list[int], close: list[Any]
+    request: dict[str, Any], fds: list[int], close: list[Any], close_fds: list[int]
 ) -> None:  # pragma: no cover - runs in the forked child
-    """In the child: take the request's stdio, folder, environment and argv."""
+    """In the child: take the request's stdio, folder, environment and argv; drop the
+    server's sockets (`close`) and pipe ends (`close_fds`)."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for item in close:
-        item.close() if hasattr(item, "close") else os.close(item)
+        item.close()
+    for fd in close_fds:
+        os.close(fd)
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
@@ -130,8 +130,8 @@ def serve(path: str, owner: int) -> None:
                 request = json.loads(_read_exact(conn, size))
                 pid = os.fork()
                 if pid == 0:
-                    close = [selector, listener, wake_r, wake_w, conn, *running.values()]
-                    _become_dbops(request, fds, close)
+                    close = [selector, listener, conn, *running.values()]
+                    _become_dbops(request, fds, close, [wake_r, wake_w])
                     from dbops.cli.main import run
 
                     run()  # raises SystemExit through serve(): the interpreter exits as usual
@@ -276,9 +276,6 @@ class DbopsProcess:
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
 
     def communicate(self, timeout: float | None = None) -> tuple[Any, Any]:
         """Read stdout and stderr to their end, then wait; like Popen.communicate."""

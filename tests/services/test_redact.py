@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -59,7 +60,5 @@ def test_ordinary_bodies_parse_with_the_collector_on(collections_seen):
 def test_the_fixture_sees_collections_inside_the_parser(collections_seen):
     """The fixture would notice a collection in the parser: a small, ordinary body parsed
     with the collector on is seen collecting there."""
-    import json
-
     json.loads("[" + ",".join(['{"n": [1]}'] * 2000) + "]")
     assert collections_seen
