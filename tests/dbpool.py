@@ -102,6 +102,44 @@ select md5(coalesce(string_agg(x, E'\\n' order by x), '')) from (
 ) parts
 """
 
+# A cheap stand-in for FINGERPRINT: which catalog row versions exist. Any DDL, grant or
+# database setting writes new row versions, so an unchanged stamp means an unchanged
+# catalog; a changed one (a truncate also writes one) sends the reset to FINGERPRINT.
+# In a new session FINGERPRINT costs about 18 ms of server CPU (it deparses every
+# function, index and constraint), this about 5 ms; there are about 1,200 resets per run.
+_STAMPED = (
+    "pg_namespace",
+    "pg_class",
+    "pg_attribute",
+    "pg_attrdef",
+    "pg_proc",
+    "pg_index",
+    "pg_constraint",
+    "pg_trigger",
+    "pg_policy",
+    "pg_type",
+    "pg_enum",
+    "pg_rewrite",
+    "pg_extension",
+    "pg_largeobject_metadata",
+    "pg_event_trigger",
+    "pg_publication",
+)
+STAMP = (
+    "select concat_ws(' ', "
+    + ", ".join(
+        f"(select count(*) || ':' || coalesce(sum(hashtext(xmin::text || ctid::text)), 0)"
+        f" from {catalog})"
+        for catalog in _STAMPED
+    )
+    + """,
+  (select xmin::text || ctid::text from pg_database where datname = current_database()),
+  (select count(*) || ':' || coalesce(sum(hashtext(xmin::text || ctid::text)), 0)
+     from pg_db_role_setting
+    where setdatabase = (select oid from pg_database where datname = current_database())),
+  (select count(*) from pg_prepared_xacts where database = current_database()))"""
+)
+
 TABLES = f"""
 select format('%I.%I', n.nspname, c.relname)
   from pg_class c join pg_namespace n on n.oid = c.relnamespace
@@ -141,6 +179,9 @@ class DatabasePool:
     free: dict[str | None, list[str]] = field(default_factory=dict)
     states: dict[str | None, TemplateState] = field(default_factory=dict)
     owner: dict[str, str | None] = field(default_factory=dict)
+    # Per database: the catalog STAMP its last reset left, when that reset proved it equal
+    # to its template's.
+    stamps: dict[str, str] = field(default_factory=dict)
     created: int = 0
     reused: int = 0
     _admin_conn: psycopg.Connection[Any] | None = None
@@ -199,6 +240,7 @@ class DatabasePool:
 
     def drop(self, name: str) -> None:
         self.owner.pop(name, None)
+        self.stamps.pop(name, None)
         with self._admin() as conn:
             conn.execute(
                 sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
@@ -266,9 +308,11 @@ class DatabasePool:
         except psycopg.OperationalError:
             return False
         with conn:
-            current = conn.execute(FINGERPRINT).fetchone()[0]  # type: ignore[index]
-            if current != state.fingerprint:
-                return False
+            stamp = conn.execute(STAMP).fetchone()[0]  # type: ignore[index]
+            if stamp != self.stamps.get(name):
+                current = conn.execute(FINGERPRINT).fetchone()[0]  # type: ignore[index]
+                if current != state.fingerprint:
+                    return False
             with conn.transaction():
                 conn.execute("set local session_replication_role = replica")
                 conn.execute("set local lock_timeout = '10s'")
@@ -290,4 +334,5 @@ class DatabasePool:
                         [value for sequence in state.sequences for value in sequence],
                     )
             conn.execute("select pg_stat_reset()")
+            self.stamps[name] = conn.execute(STAMP).fetchone()[0]  # type: ignore[index]
         return True

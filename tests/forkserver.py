@@ -55,6 +55,16 @@ def _warm_imports() -> None:
             continue  # imports moto when run, nothing a command needs
         __import__(module.name)  # the adapters bring boto3, psycopg and supabase
     import rich.console  # noqa: F401  (the CLI imports it when it first prints)
+    from dbops.adapters.sqs import SqsQueues
+
+    # Parse botocore's endpoint data and the SQS, STS and CloudWatch models here, once:
+    # dbops' per-process loader caches them and every child inherits the cache. Without
+    # this each child parsed them again (a quarter of a child's CPU: the action log's
+    # caller identity builds an STS client). No request is sent.
+    warm = SqsQueues(region="us-east-1", endpoint="http://127.0.0.1:9", sandbox=True)
+    assert warm.client is not None
+    for service in ("sts", "cloudwatch"):
+        warm._other_client(service)
 
 
 def _read_exact(conn: socket.socket, size: int) -> bytes:

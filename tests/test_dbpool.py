@@ -71,3 +71,35 @@ def test_a_reused_clone_has_the_templates_rows_and_sequences(
                 admin.execute(
                     sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(left))
                 )
+
+
+def test_the_catalog_stamp_only_skips_the_fingerprint_when_nothing_changed(
+    pg_server_url: str, pg_template: str
+) -> None:
+    pool = DatabasePool(pg_server_url, prefix="dbops_pooltest")
+    try:
+        name = pool.acquire(pg_template)
+        pool.release(name)  # the first reset proves it equal to the template: stamped
+        assert name in pool.stamps
+        assert pool.acquire(pg_template) == name
+        with _connect(pg_server_url, name) as conn:
+            # Changed and changed back: new catalog row versions, the same catalog. The
+            # stamp differs, the fingerprint does not: the clone is reused.
+            conn.execute("alter table jobs rename to jobs_renamed")
+            conn.execute("alter table jobs_renamed rename to jobs")
+        pool.release(name)
+        assert pool.acquire(pg_template) == name
+        with _connect(pg_server_url, name) as conn:
+            conn.execute("grant select on jobs to public")  # a grant alone: no new table
+        pool.release(name)
+        assert name not in pool.stamps
+        assert pool.acquire(pg_template) != name
+    finally:
+        pool.close()
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
+            for (left,) in admin.execute(
+                "select datname from pg_database where datname like 'dbops_pooltest%'"
+            ).fetchall():
+                admin.execute(
+                    sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(left))
+                )
