@@ -55,6 +55,7 @@ def _warm_imports() -> None:
             continue  # imports moto when run, nothing a command needs
         __import__(module.name)  # the adapters bring boto3, psycopg and supabase
     import rich.console  # noqa: F401  (the CLI imports it when it first prints)
+
     from dbops.adapters.sqs import SqsQueues
 
     # Parse botocore's endpoint data and the SQS, STS and CloudWatch models here, once:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,6 +28,7 @@ from dbops.cli.output import (
     out_console,
     print_table,
     render,
+    whole_stdout,
 )
 from dbops.durations import parse_duration
 from dbops.errors import ConfigError, DbopsError, UsageError
@@ -387,7 +387,7 @@ def export(
     }
     with progress_bar("exporting", approximate_depth(url)) as update:
         if out == "-":
-            result = dlq.export_messages(stream=sys.stdout, progress=update, **scan)
+            result = dlq.export_messages(stream=whole_stdout(), progress=update, **scan)
         else:
             path = Path(out).expanduser()
             result = dlq.export_to_file(path=path, overwrite=force, progress=update, **scan)

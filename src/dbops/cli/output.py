@@ -14,6 +14,7 @@ names it and suggests `-o json`.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import sys
@@ -148,9 +149,53 @@ def flatten(
     return cols, rows, omitted
 
 
+class WholeWrites:
+    """Standard output for data (JSON documents, export lines): a write returns only when
+    every byte of the text is written.
+
+    With PYTHONUNBUFFERED set (a common line in container images) sys.stdout writes
+    straight to the file descriptor. A write waiting on a full pipe that is interrupted
+    (the process stopped and continued: Ctrl-Z then `fg`, a debugger or profiler
+    attaching) returns a short count, and TextIOWrapper ignores it: the rest of the text
+    was dropped and dbops still exited 0 (Python 3.11 on Linux;
+    tests/reliability/test_stdout_stopped.py). `dbops dlq export --out - | gzip > backup`
+    was then a short backup.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        # A BufferedWriter, or the FileIO itself when PYTHONUNBUFFERED is set: either can
+        # write short. In-memory streams (CliRunner's) cannot.
+        buffer = getattr(self._stream, "buffer", None)
+        if not isinstance(buffer, io.BufferedWriter | io.FileIO):
+            return int(self._stream.write(text))
+        self._stream.flush()
+        view = memoryview(text.encode(self._stream.encoding, self._stream.errors or "strict"))
+        while view:
+            written = buffer.write(view)
+            if written is None:  # a non-blocking descriptor, full
+                raise BlockingIOError(errno.EAGAIN, "standard output is full")
+            view = view[written:]
+        buffer.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def fileno(self) -> int:
+        return int(self._stream.fileno())
+
+
+def whole_stdout() -> WholeWrites:
+    return WholeWrites(sys.stdout)
+
+
 def write(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    out = whole_stdout()
+    out.write(text)
+    out.flush()
 
 
 def err_console() -> Any:

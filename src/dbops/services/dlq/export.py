@@ -8,7 +8,7 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -79,17 +79,25 @@ def open_export_file(path: Path, *, overwrite: bool = False) -> Any:
     return write_private(path, overwrite=overwrite)
 
 
-def _sync(stream: IO[str]) -> None:
+class TextSink(Protocol):
+    """Where `export_messages` writes: a text file, or the CLI's standard output."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+def _sync(stream: TextSink) -> None:
     stream.flush()
     with contextlib.suppress(OSError, ValueError, AttributeError):  # stdout, a pipe
-        os.fsync(stream.fileno())
+        os.fsync(stream.fileno())  # type: ignore[attr-defined]
 
 
 def export_messages(
     *,
     queues: Queues,
     queue_url: str,
-    stream: IO[str],
+    stream: TextSink,
     message_filter: MessageFilter | None = None,
     lease: int = SCAN_LEASE_SECONDS,
     limit: int | None = None,
