@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,21 @@ def one_line_error(stderr: str) -> str:
     assert "Traceback" not in stderr
     assert lines[0].startswith("Error: "), lines[0]
     return lines[0]
+
+
+def retry_after_bounds(db: Any, reset_at: datetime, *, hit_after: datetime) -> tuple[int, int]:
+    """The Retry-After (whole seconds, at least 1) a rate-limit denial freeing at `reset_at`
+    may carry, when the hit read the database clock after `hit_after` and before this call.
+
+    Measured on the database's own clock rather than assumed: on a busy CI machine the calls
+    between the arranged rows and the hit can take seconds.
+    """
+    now = db.execute("select clock_timestamp() as t").fetchone()["t"]
+
+    def whole_seconds_from(moment: datetime) -> int:
+        return max(1, math.ceil((reset_at - moment).total_seconds()))
+
+    return whole_seconds_from(now), whole_seconds_from(hit_after)
 
 
 def require_purge_in_progress_rule(client: Any) -> None:

@@ -88,9 +88,12 @@ def test_list_orphans_stats_show(env, job_seed):
 
 def test_stats_table_draws_hourly_bars(env, job_seed, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
-    for _ in range(4):
-        job_seed.job(status="completed", idle=60, started=120, completed=60)
-    job_seed.job(status="failed", idle=60)
+    # One transaction: the five jobs are aged from the same now(), so they share one hourly
+    # bucket (separate autocommit inserts could straddle an hour boundary and split them).
+    with job_seed.conn.transaction():
+        for _ in range(4):
+            job_seed.job(status="completed", idle=60, started=120, completed=60)
+        job_seed.job(status="failed", idle=60)
 
     table = invoke(["jobs", "stats"]).stdout
 

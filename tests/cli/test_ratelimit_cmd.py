@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
-from tests.helpers import invoke, one_line_error
+from tests.helpers import invoke, one_line_error, retry_after_bounds
 
 SECRET = "sk_live_SECRET0123456789wxyz"
 KEY = f"api_key:{SECRET}"
@@ -265,7 +266,11 @@ def test_block_denies_with_retry_after_and_never_logs_the_key(db_env, db):
     assert result.json["identifier"] == MASKED and result.json["expires_at"]
     denied = hit(db, KEY, "/api/jobs")[0]
     assert denied["allowed"] is False and denied["blocked"] is True
-    assert 3590 <= denied["retry_after_seconds"] <= 3600
+    # Retry-After counts down from the block's hour by the time since it was placed.
+    expires = db.execute("select expires_at from dbops_rate_limit_blocks").fetchone()["expires_at"]
+    assert denied["reset_at"] == expires
+    low, high = retry_after_bounds(db, expires, hit_after=expires - timedelta(hours=1))
+    assert high == 3600 and low <= denied["retry_after_seconds"] <= high
     [row] = action_log(db)
     assert row["command"] == "ratelimit block" and row["counts"]["blocks_created"] == 1
     assert MASKED in row["raw"]

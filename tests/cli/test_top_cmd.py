@@ -19,7 +19,13 @@ API_KEY = "sk_live_topsecret0123456789"
 def seed(conn: Any, variant: str = "standard") -> dict[str, Any]:
     """2 stale jobs (one held by a dead worker), 1 fresh job with a live worker, 1 orphan,
     completed and failed jobs in the current minute, 1 idle live worker, rate-limit
-    traffic with denials for an API key."""
+    traffic with denials for an API key. One transaction: every row is aged from the same
+    now() (separate autocommit statements could straddle a minute boundary)."""
+    with conn.transaction():
+        return _seed_rows(conn, variant)
+
+
+def _seed_rows(conn: Any, variant: str) -> dict[str, Any]:
     done = "complete" if variant == "legacy" else "completed"
 
     def job(status: str, idle: float, *, completed: float | None = None) -> str:
@@ -65,7 +71,8 @@ def seed(conn: Any, variant: str = "standard") -> dict[str, Any]:
         [f"api_key:{API_KEY}"],
     )
     # The clock may cross a minute between this seed and the frame: tests find the
-    # finished jobs' bucket by its minute, not by position.
+    # finished jobs' bucket by its minute, not by position. (All three finished jobs share
+    # that minute: the seed is one transaction, so every row's now() is the same instant.)
     finished_minute = conn.execute(
         "select date_trunc('minute', completed_at) as m from jobs where status = %s limit 1",
         [done],

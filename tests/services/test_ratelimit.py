@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from dbops.errors import NotFoundError, UsageError
 from dbops.services import ratelimit as rl
+from tests.helpers import retry_after_bounds
 
 KEY = "api_key:sk_live_0123456789abcdef"
 IP = "ip:203.0.113.7"
@@ -89,8 +92,12 @@ def test_hit_allows_up_to_the_limit_then_denies(store, db):
     assert all(r.limit == 5 and r.window_seconds == 900 for r in results)
     denied = results[-1]
     assert not denied.blocked
-    assert 890 <= denied.retry_after_seconds <= 900
-    assert denied.reset_at is not None
+    # A slot frees when the first allowed request leaves the 15-minute window; Retry-After
+    # counts down from 900 s by however long the seven hits took.
+    first = db.execute("select min(created_at) as t from rate_limit_requests").fetchone()["t"]
+    assert denied.reset_at == first + timedelta(seconds=900)
+    low, high = retry_after_bounds(db, denied.reset_at, hit_after=first)
+    assert high == 900 and low <= denied.retry_after_seconds <= high
     # Denied requests are not logged as requests; they are counted as denials.
     assert rows(db) == 5
     assert db.execute("select sum(denied) as n from dbops_rate_limit_denials").fetchone()["n"] == 2
@@ -107,25 +114,31 @@ def test_windows_are_per_identifier_and_endpoint(store):
 
 
 def test_sliding_window_and_retry_after(store, db):
-    db.execute(
+    seeded = db.execute(
         "insert into rate_limit_requests (identifier, endpoint, created_at) "
-        "select %s, '/api/auth/login', now() - interval '10 minutes' from generate_series(1, 5)",
+        "select %s, '/api/auth/login', now() - interval '10 minutes' from generate_series(1, 5) "
+        "returning created_at, now() as seeded_at",
         (IP,),
-    )
+    ).fetchall()
+    ((oldest, seeded_at),) = {(r["created_at"], r["seeded_at"]) for r in seeded}
     denied = rl.hit(store=store, identifier=IP, endpoint="/api/auth/login")
     assert not denied.allowed
-    assert 295 <= denied.retry_after_seconds <= 301  # the oldest leaves the window in 5 min
+    # the oldest leaves the window in 5 min (from the seed; less by the time the hit took)
+    assert denied.reset_at == oldest + timedelta(minutes=15)
+    low, high = retry_after_bounds(db, denied.reset_at, hit_after=seeded_at)
+    assert high == 300 and low <= denied.retry_after_seconds <= high
     db.execute("update rate_limit_requests set created_at = created_at - interval '6 minutes'")
     assert rl.hit(store=store, identifier=IP, endpoint="/api/auth/login").allowed
 
 
 def test_lowered_limit_waits_for_enough_requests_to_age_out(store, db):
-    db.execute(
+    seeded = db.execute(
         "insert into rate_limit_requests (identifier, endpoint, created_at) "
         "select %s, '/api/auth/login', now() - make_interval(mins => g) "
-        "from generate_series(1, 5) g",
+        "from generate_series(1, 5) g returning created_at, now() as seeded_at",
         (IP,),
-    )
+    ).fetchall()
+    created = sorted(r["created_at"] for r in seeded)
     rl.set_rule(
         store=store,
         name="auth",
@@ -136,9 +149,12 @@ def test_lowered_limit_waits_for_enough_requests_to_age_out(store, db):
         actor="t",
     )
     denied = rl.hit(store=store, identifier=IP, endpoint="/api/auth/login")
-    # 5 used, limit 2: a slot frees when the 4th oldest (2 minutes old) leaves: in 13 min.
+    # 5 used, limit 2: a slot frees when the 4th oldest (2 minutes old) leaves: in 13 min
+    # (from the seed; less by the time the calls since took).
     assert not denied.allowed
-    assert 775 <= denied.retry_after_seconds <= 781
+    assert denied.reset_at == created[3] + timedelta(minutes=15)
+    low, high = retry_after_bounds(db, denied.reset_at, hit_after=seeded[0]["seeded_at"])
+    assert high == 780 and low <= denied.retry_after_seconds <= high
 
 
 def test_rejects_malformed_identifiers_in_sql(store):
@@ -213,7 +229,11 @@ def test_block_denies_with_retry_after_then_expires(store, db):
     assert result.identifier == "api_key:****cdef" and result.expires_at is not None
     denied = rl.hit(store=store, identifier=KEY, endpoint="/api/jobs")
     assert (denied.allowed, denied.blocked, denied.remaining) == (False, True, 0)
-    assert 3590 <= denied.retry_after_seconds <= 3600
+    # Retry-After counts down from the block's hour by the time since it was placed.
+    assert denied.reset_at == result.expires_at
+    placed = result.expires_at - timedelta(hours=1)
+    low, high = retry_after_bounds(db, denied.reset_at, hit_after=placed)
+    assert high == 3600 and low <= denied.retry_after_seconds <= high
     assert rows(db) == 0
     assert db.execute("select sum(blocked) as n from dbops_rate_limit_denials").fetchone()["n"] == 1
 
