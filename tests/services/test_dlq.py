@@ -398,6 +398,10 @@ def test_read_manifest_shapes_and_errors(tmp_path):
     bad.write_text('{"message_id": "a"}\nnot json\n')
     with pytest.raises(UsageError, match="line 2"):
         dlq.read_manifest(bad)
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text('{"message_id": "a"}\n' + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(UsageError, match="line 2 is not JSON"):
+        dlq.read_manifest(deep)
     no_id = tmp_path / "noid.jsonl"
     no_id.write_text('{"body": "x"}\n')
     with pytest.raises(UsageError, match="no message_id"):

@@ -102,6 +102,9 @@ def test_masked_header_is_refused_and_an_unmasked_header_skipped(tmp_path):
     ("line", "error"),
     [
         ("not json", "line 2: not JSON"),
+        # Deeper than the parser's recursion limit: not an unexpected RecursionError.
+        ("[" * 50_000 + "]" * 50_000, "line 2: not JSON"),
+        ('{"a": ' * 200 + "1" + "}" * 200, "line 2: not JSON"),
         ("[1, 2]", "line 2: not a JSON object"),
         (json.dumps({"body": "x"}), "line 2: no message_id"),
         (json.dumps({"message_id": "m"}), "line 2: no body"),
@@ -246,3 +249,11 @@ def test_workers_and_rate(port, queues, tmp_path):
     assert sorted(m["Body"] for m in received(queues.client, queues.main_url)) == sorted(
         i["body"] for i in items
     )
+
+
+def test_a_progress_file_line_too_deep_to_parse_is_skipped_like_a_torn_one(tmp_path):
+    progress = tmp_path / "x.jsonl.replay-progress"
+    progress.write_text(
+        json.dumps({"message_id": "m1", "target": "jobs"}) + "\n" + "[" * 50_000 + "\n"
+    )
+    assert replay.read_progress(progress) == {"m1": "jobs"}

@@ -18,7 +18,14 @@ from dbops.names import queue_name
 from dbops.ports import Checkpoint, Queues
 from dbops.services.dlq.scan import SCAN_LEASE_SECONDS, Progress, Scan, plain_message_attributes
 from dbops.services.messages import MessageFilter, ParsedMessage
-from dbops.services.redact import mask_body, mask_optional, mask_plain_attributes
+from dbops.services.redact import (
+    JSON_MAX_DEPTH,
+    NOT_JSON,
+    load_json,
+    mask_body,
+    mask_optional,
+    mask_plain_attributes,
+)
 
 
 def export_record(message: ParsedMessage, *, queue: str, mask: bool = False) -> dict[str, Any]:
@@ -181,13 +188,13 @@ def read_manifest(path: Path | str) -> list[str]:
             text = line.strip()
             if not text:
                 continue
-            try:
-                item = json.loads(text)
-            except ValueError:
+            item = load_json(text)
+            if item is NOT_JSON:
                 raise UsageError(
-                    f"manifest {path} line {number} is not JSON",
+                    f"manifest {path} line {number} is not JSON"
+                    f" (or nested over {JSON_MAX_DEPTH} deep)",
                     hint="use a file written by `dbops dlq export`",
-                ) from None
+                )
             value = (
                 item.get("message_id", item.get("MessageId")) if isinstance(item, dict) else item
             )

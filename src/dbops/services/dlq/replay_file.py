@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pydantic import BaseModel, Field
 from dbops.errors import RefusedError, UsageError
 from dbops.names import queue_name
 from dbops.ports import OutgoingMessage, Queues
+from dbops.services.redact import JSON_MAX_DEPTH, NOT_JSON, load_json
 
 PROGRESS_SUFFIX = ".replay-progress"
 DEFAULT_MAX_MESSAGE_SIZE = 262144  # when the target's MaximumMessageSize cannot be read
@@ -166,10 +166,9 @@ def read_lines(path: Path) -> Iterator[ReplayLine]:
                 text = line.strip()
                 if not text:
                     continue
-                try:
-                    item = json.loads(text)
-                except ValueError:
-                    raise _bad(path, number, "not JSON") from None
+                item = load_json(text)
+                if item is NOT_JSON:
+                    raise _bad(path, number, f"not JSON (or nested over {JSON_MAX_DEPTH} deep)")
                 if not isinstance(item, dict):
                     raise _bad(path, number, "not a JSON object")
                 if item.get("masked") is True:
@@ -220,10 +219,7 @@ def read_progress(path: Path) -> dict[str, str]:
         raise UsageError(f"cannot read the progress file {path}: {exc.strerror}") from None
     with handle:
         for line in handle:
-            try:
-                item = json.loads(line)
-            except ValueError:
-                continue
+            item = load_json(line)  # NOT_JSON: a torn last line, skipped
             if isinstance(item, dict) and isinstance(item.get("message_id"), str):
                 sent[item["message_id"]] = str(item.get("target", ""))
     return sent

@@ -48,6 +48,7 @@ from pydantic import BaseModel
 
 from dbops.errors import ConfigError, RefusedError
 from dbops.ports import BatchResult, Queues
+from dbops.services.redact import load_json
 
 VERSION = 1
 COMPACT_MIN_BYTES = 1 << 20  # rewrite when appends since the last rewrite exceed this ...
@@ -146,10 +147,7 @@ def _read(path: Path) -> _State:
     try:
         with path.open("r", encoding="utf-8", errors="replace") as stream:
             for number, line in enumerate(stream):
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue  # a line cut short by a kill
+                record = load_json(line)  # NOT_JSON: a line cut short by a kill
                 if not isinstance(record, dict):
                     continue
                 if number == 0 and "v" in record:
