@@ -137,7 +137,10 @@ def run(
     def execute(step: runbooks.Step) -> int:
         message(f"\n[{step.number}/{len(steps)}] $ {step.command}", style="bold")
         code, out, err = run_step([*step.argv[1:], *extra])
-        (sys.stdout if to_stdout else sys.stderr).write(out)
+        if to_stdout:
+            write(out)
+        else:
+            sys.stderr.write(out)
         sys.stderr.write(err)
         return code
 
