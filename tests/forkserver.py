@@ -39,6 +39,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dbops.sandbox.processes import pid_alive
+
 _HEADER = struct.Struct("!Q")
 
 
@@ -101,6 +103,7 @@ def _become_dbops(
 def serve(path: str, owner: int) -> None:
     """Accept requests on the Unix socket PATH while process OWNER (the test run) lives."""
     _warm_imports()
+
     gc.collect()
     gc.freeze()  # children inherit the heap: keep the collector off its pages
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -118,7 +121,7 @@ def serve(path: str, owner: int) -> None:
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     while True:
-        if not _alive(owner):
+        if not pid_alive(owner):  # a zombie owner counts as gone
             for leftover in (path, os.path.join(os.path.dirname(path), "lock")):
                 with contextlib.suppress(OSError):
                     os.unlink(leftover)
@@ -162,16 +165,6 @@ def serve(path: str, owner: int) -> None:
             with contextlib.suppress(OSError):
                 conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
             conn.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --------------------------------------------------------------------------- test side

@@ -20,7 +20,7 @@ POLL_INTERVAL = 0.1
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def _alive(pid: int | None) -> bool:
+def pid_alive(pid: int | None) -> bool:
     """The process exists and is not a zombie."""
     if not pid:
         return False
@@ -57,7 +57,7 @@ def _wait_gone(pid: int, timeout: float) -> bool:
         if child is not None and child.poll() is not None:
             _CHILDREN.pop(pid, None)
             return True
-        if child is None and not _alive(pid):
+        if child is None and not pid_alive(pid):
             return True
         time.sleep(POLL_INTERVAL)
     return False

@@ -22,12 +22,12 @@ from dbops.sandbox.processes import (
     _CHILDREN,
     POLL_INTERVAL,
     STOP_TIMEOUT,
-    _alive,
     _cmdline,
     _free_port,
     _port_free,
     _terminate,
     _wait_gone,
+    pid_alive,
 )
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def _postmaster(pgdata: Path) -> _Postmaster | None:
         pid = int(lines[0].strip())
     except (OSError, ValueError, IndexError):
         return None
-    if not _alive(pid):
+    if not pid_alive(pid):
         return None
     port = int(lines[3]) if len(lines) > 3 and lines[3].strip().isdigit() else None
     sock = Path(lines[4].strip()) if len(lines) > 4 and lines[4].strip() else None
@@ -184,7 +184,7 @@ def _http_answers(endpoint: str, timeout: float = 1.0) -> bool:
 
 
 def _is_moto(pid: int | None, port: int | None) -> bool:
-    if not pid or not port or not _alive(pid):
+    if not pid or not port or not pid_alive(pid):
         return False
     cmd = _cmdline(pid)
     # A command line without the server module means the pid was reused by something else

@@ -93,11 +93,13 @@ class TextSink(Protocol):
 
     def flush(self) -> None: ...
 
+    def fileno(self) -> int: ...
+
 
 def _sync(stream: TextSink) -> None:
     stream.flush()
-    with contextlib.suppress(OSError, ValueError, AttributeError):  # stdout, a pipe
-        os.fsync(stream.fileno())  # type: ignore[attr-defined]
+    with contextlib.suppress(OSError, ValueError):  # stdout, a pipe
+        os.fsync(stream.fileno())
 
 
 def export_messages(
